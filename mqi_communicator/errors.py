@@ -1,0 +1,106 @@
+"""The package's exception tree.
+
+Transient errors are retried by the engine with backoff; permanent ones are not.
+The engine relies on "we could not reach the host" (:class:`HostUnreachableError`)
+being distinct from "the host answered no" (:class:`RemoteCommandError`).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CaseContentError",
+    "ConfigError",
+    "ConflictError",
+    "GuardRejectedError",
+    "HostKeyError",
+    "HostUnreachableError",
+    "InvalidTransitionError",
+    "MqiError",
+    "PermanentError",
+    "RemoteCommandError",
+    "SchedulerOutputError",
+    "SchedulerUnavailableError",
+    "SchemaMismatchError",
+    "SubmissionRejectedError",
+    "TransferError",
+    "TransientError",
+]
+
+
+class MqiError(Exception):
+    """Root of every error raised by mqi_communicator."""
+
+
+class TransientError(MqiError):
+    """May succeed if tried again later (network, busy scheduler, write conflict)."""
+
+
+class PermanentError(MqiError):
+    """Will fail again if repeated unchanged."""
+
+
+class HostUnreachableError(TransientError):
+    """We could not ask the host: connect failed, connection dropped, or a call timed out."""
+
+
+class SchedulerUnavailableError(TransientError):
+    """The host answered but its scheduler daemon did not (pueued or slurmctld down)."""
+
+
+class ConflictError(TransientError):
+    """Another writer changed the row first (optimistic version check failed)."""
+
+
+class TransferError(TransientError):
+    """A transfer did not complete or did not verify; nothing partial was left in place."""
+
+
+class RemoteCommandError(PermanentError):
+    """The host answered, and the answer was no (non-zero exit of a remote command)."""
+
+    def __init__(self, message: str, *, exit_code: int | None = None, stderr: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.stderr = stderr
+
+
+class SubmissionRejectedError(RemoteCommandError):
+    """The scheduler refused the job (unknown group, bad partition, ...)."""
+
+
+class SchedulerOutputError(PermanentError):
+    """Scheduler output could not be understood; callers map this to status ``unknown``."""
+
+
+class HostKeyError(PermanentError):
+    """The server's host key is unknown or changed; we refuse to talk to it."""
+
+
+class CaseContentError(PermanentError):
+    """The case directory cannot be sent as it is (escaping symlink, unreadable file, empty)."""
+
+
+class ConfigError(PermanentError):
+    """The configuration is malformed; the message names the file, key and expectation."""
+
+
+class SchemaMismatchError(PermanentError):
+    """The database schema is behind or ahead of this code."""
+
+
+class InvalidTransitionError(PermanentError):
+    """A trigger is not legal from the current state. Names the machine, state and trigger."""
+
+    def __init__(self, machine: str, state: str, trigger: str, reason: str = "") -> None:
+        msg = f"{machine}: trigger {trigger!r} is not allowed from state {state!r}"
+        if reason:
+            msg += f": {reason}"
+        super().__init__(msg)
+        self.machine = machine
+        self.state = state
+        self.trigger = trigger
+        self.reason = reason
+
+
+class GuardRejectedError(InvalidTransitionError):
+    """The trigger exists from this state but a safety guard refused it (e.g. no evidence)."""

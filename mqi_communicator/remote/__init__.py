@@ -1,0 +1,1 @@
+"""Remote adapters: transports (SSH, local) and schedulers (Pueue, Slurm, local)."""

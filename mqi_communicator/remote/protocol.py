@@ -1,0 +1,210 @@
+"""The narrow protocols every remote adapter implements.
+
+A :class:`Transport` moves bytes and runs commands on one host. A :class:`Scheduler`
+submits, polls and kills jobs through a transport. The engine only ever talks to these.
+
+Error contract (the engine depends on it):
+
+* ``HostUnreachableError`` -- we could not ask (connect failed, connection dropped, timeout).
+* ``SchedulerUnavailableError`` -- the host answered but the scheduler daemon did not.
+* ``RemoteCommandError`` / ``SubmissionRejectedError`` -- the host answered "no".
+* ``poll`` never raises for unparseable output: such jobs get ``JobState.UNKNOWN``
+  with the raw text logged. It raises ``HostUnreachableError`` when the host cannot be asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "CommandResult",
+    "GpuBinding",
+    "JobRef",
+    "JobSpec",
+    "JobState",
+    "JobStatus",
+    "ProgressCallback",
+    "Scheduler",
+    "TransferReport",
+    "Transport",
+    "remote_case_dir",
+]
+
+#: Called as ``progress(bytes_done, bytes_total)`` during a transfer.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a remote (or local) command returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class TransferReport:
+    """A verified transfer: how many files and bytes, and the manifest digest."""
+
+    files: int
+    bytes: int
+    manifest_sha256: str
+    seconds: float
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Runs commands on, and moves directory trees to and from, one host.
+
+    Remote paths are POSIX strings (the GPU server runs Linux); local paths are
+    ``pathlib.Path`` so the control PC may run Windows.
+    """
+
+    @property
+    def host_name(self) -> str:
+        """A short name for logs and errors (the configured host name)."""
+        ...
+
+    def run(
+        self,
+        command: Sequence[str] | str,
+        *,
+        timeout: float,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
+        """Run ``command``; a sequence is quoted argument by argument, a str is used verbatim.
+
+        Returns the result whatever the exit code. Raises ``HostUnreachableError`` when the
+        host cannot be reached or the call exceeds ``timeout``.
+        """
+        ...
+
+    def upload_tree(
+        self,
+        local_dir: Path,
+        remote_dir: str,
+        *,
+        progress: ProgressCallback | None = None,
+        timeout: float = 3600.0,
+    ) -> TransferReport:
+        """Copy ``local_dir``'s contents to ``remote_dir`` as one verified, atomic step.
+
+        ``remote_dir`` must not exist yet; it appears only after the sha256 manifest verified.
+        """
+        ...
+
+    def download_tree(
+        self,
+        remote_dir: str,
+        local_dir: Path,
+        *,
+        progress: ProgressCallback | None = None,
+        timeout: float = 3600.0,
+    ) -> TransferReport:
+        """Copy ``remote_dir``'s contents to ``local_dir`` as one verified, atomic step.
+
+        ``local_dir`` must not exist yet; it appears only after verification.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the connection. Safe to call twice."""
+        ...
+
+
+class JobState(StrEnum):
+    """What a poll learned about one job."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    KILLED = "killed"
+    #: The scheduler answered and the job (with our label) is not there.
+    ABSENT = "absent"
+    #: We could not tell (garbage output); never treated as terminal.
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class GpuBinding:
+    """What one configured GPU resource maps to on its host."""
+
+    name: str
+    pueue_group: str | None = None
+    slurm_partition: str | None = None
+    slurm_gres: str | None = None
+    cuda_devices: str | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a scheduler needs to start one case's job.
+
+    ``remote_dir`` is the already uploaded case directory; the job runs there through
+    the wrapper at ``<remote_dir>/.mqi/wrapper.sh``, which runs ``command``.
+    """
+
+    label: str
+    remote_dir: str
+    command: Sequence[str]
+    gpu: GpuBinding
+    env: Mapping[str, str] = field(default_factory=dict)
+    time_limit_s: int | None = None
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """Identifies one of our jobs: the scheduler's id plus our label and directory."""
+
+    job_id: str
+    label: str
+    remote_dir: str
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """The observed state of one job.
+
+    ``processes_gone`` is True only when we positively saw that the wrapper's process
+    group no longer exists (or never started); None when we could not check.
+    """
+
+    state: JobState
+    exit_code: int | None = None
+    detail: str = ""
+    log_tail: str = ""
+    started_at: datetime | None = None
+    processes_gone: bool | None = None
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """Submits, polls and kills jobs on one host."""
+
+    def submit(self, spec: JobSpec) -> JobRef:
+        """Start the job. Raises ``SubmissionRejectedError`` or ``HostUnreachableError``."""
+        ...
+
+    def poll(self, refs: Sequence[JobRef]) -> dict[JobRef, JobStatus]:
+        """One remote command for all ``refs``; a status for every ref."""
+        ...
+
+    def kill(self, ref: JobRef) -> None:
+        """Ask for the job to be killed. Returning is NOT evidence the job is gone."""
+        ...
+
+    def find_by_label(self, label: str, remote_dir: str) -> JobRef | None:
+        """Recover a job after a crash. None means the scheduler answered and it is not there."""
+        ...
+
+
+def remote_case_dir(remote_base: str, case_id: int, attempt: int) -> str:
+    """``<remote_base>/mqic_case_<id>_a<attempt>``: every attempt gets a fresh directory."""
+    return f"{remote_base.rstrip('/')}/mqic_case_{case_id}_a{attempt}"

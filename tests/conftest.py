@@ -1,0 +1,36 @@
+"""Root test configuration: Hypothesis profiles and the real-service fixtures.
+
+The fixtures for real services live in ``tests/infra/`` (one module each) and start
+those services themselves: a loopback sshd, a loopback Slurm, PostgreSQL access.
+When a service cannot be started the tests that need it skip with the reason, unless
+``CI=true`` or ``MQI_REQUIRE_<SERVICE>=1`` is set, in which case they fail.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+pytest_plugins = [
+    "tests.infra.pg",
+    "tests.infra.sshd",
+    "tests.infra.slurm",
+]
+
+settings.register_profile(
+    "ci",
+    max_examples=300,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=10_000,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("dev", max_examples=50, stateful_step_count=30, deadline=None)
+settings.load_profile(os.environ.get("MQI_HYPOTHESIS_PROFILE", "ci"))
