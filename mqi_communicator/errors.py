@@ -16,6 +16,7 @@ __all__ = [
     "HostUnreachableError",
     "InvalidTransitionError",
     "MqiError",
+    "NotFoundError",
     "PermanentError",
     "RemoteCommandError",
     "SchedulerOutputError",
@@ -84,6 +85,10 @@ class ConfigError(PermanentError):
     """The configuration is malformed; the message names the file, key and expectation."""
 
 
+class NotFoundError(PermanentError):
+    """No case or GPU with that id or name."""
+
+
 class SchemaMismatchError(PermanentError):
     """The database schema is behind or ahead of this code."""
 
@@ -104,3 +109,7 @@ class InvalidTransitionError(PermanentError):
 
 class GuardRejectedError(InvalidTransitionError):
     """The trigger exists from this state but a safety guard refused it (e.g. no evidence)."""
+
+    def __init__(self, machine: str, state: str, trigger: str, reason: str = "") -> None:
+        super().__init__(machine, state, trigger, reason)
+        self.args = (f"{machine}: trigger {trigger!r} from state {state!r} refused: {reason}",)
