@@ -1,0 +1,83 @@
+#!/bin/sh
+# MQI Communicator job wrapper (POSIX sh, Linux). Installed per case as
+# <case_dir>/.mqi/wrapper.sh by mqi_communicator.remote.markers.install_snippet.
+#
+# Usage: sh <case_dir>/.mqi/wrapper.sh <label> -- <argv...>
+#
+# Markers in <case_dir>/.mqi/, each written atomically (tmp file, then mv):
+#   label    our job label (one line)
+#   pgid     the process group id of this wrapper and its child
+#   started  start time, seconds since the epoch
+#   exit     the exit code; written only once the child has ended
+#   signal   TERM, INT or HUP when a signal ended the job (exit is then 128+N)
+#   job.log  stdout+stderr of the command (appended)
+# A job killed with SIGKILL leaves no exit marker: the pollers then see "pgid present,
+# exit absent, group gone", which they report as killed.
+#
+# The wrapper prints nothing on stdout/stderr (its own diagnostics go to .mqi/wrapper.log),
+# so it can never disturb the output the schedulers parse (e.g. `pueue add -p`).
+
+set -u
+
+mqi_dir=$(cd "$(dirname "$0")" && pwd -P) || exit 125
+cd "$mqi_dir/.." || exit 125
+exec >>.mqi/wrapper.log 2>&1 </dev/null
+
+if [ "$#" -lt 2 ] || [ "$2" != "--" ]; then
+    echo "mqi-wrapper: usage: wrapper.sh <label> -- <argv...>"
+    exit 125
+fi
+label=$1
+shift 2
+if [ "$#" -eq 0 ]; then
+    echo "mqi-wrapper: no command given"
+    exit 125
+fi
+
+# put NAME VALUE: atomic marker write. mv within one directory is a rename, so a reader
+# sees either no marker or the complete one.
+put() {
+    printf '%s\n' "$2" >".mqi/$1.tmp.$$" && mv -f ".mqi/$1.tmp.$$" ".mqi/$1"
+}
+
+# Field 5 of /proc/PID/stat is the pgrp; the comm field (2) may hold spaces, so cut
+# after its closing parenthesis first. Function arguments keep "$@" intact.
+own_pgid() {
+    _stat=$(cat "/proc/$$/stat" 2>/dev/null) || _stat=
+    if [ -n "$_stat" ]; then
+        _rest=${_stat##*) }
+        # shellcheck disable=SC2086  # word splitting is the point here
+        set -- $_rest
+        echo "$3"
+    else
+        ps -o pgid= -p "$$" | tr -d ' '
+    fi
+}
+
+child=
+on_signal() {
+    put signal "$1"
+    # Forward as TERM: background children of a non-interactive shell ignore INT.
+    [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
+    # Wait for the child so "exit present" keeps meaning "the command has ended"; a
+    # stubborn child is left to the SIGKILL that follows a TERM from our killers.
+    [ -n "$child" ] && wait "$child" 2>/dev/null
+    put exit "$2"
+    exit "$2"
+}
+trap 'on_signal TERM 143' TERM
+trap 'on_signal INT 130' INT
+trap 'on_signal HUP 129' HUP
+
+put label "$label"
+put pgid "$(own_pgid)"
+put started "$(date +%s)"
+
+# Background + wait: a trapped signal interrupts `wait` at once, whereas a foreground
+# child would delay the trap until it exits.
+"$@" >>.mqi/job.log 2>&1 </dev/null &
+child=$!
+wait "$child"
+rc=$?
+put exit "$rc"
+exit "$rc"
