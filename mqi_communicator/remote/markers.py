@@ -18,7 +18,10 @@ import binascii
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
+
+from mqi_communicator.remote.protocol import JobState, JobStatus
 
 __all__ = [
     "MQI_DIR",
@@ -26,6 +29,7 @@ __all__ = [
     "install_snippet",
     "parse_probe",
     "probe_snippet",
+    "status_from_markers",
     "wrapper_argv",
     "wrapper_path",
     "wrapper_source",
@@ -240,3 +244,58 @@ def parse_probe(text: str) -> dict[str, MarkerInfo]:
         if len(parts) == 4:
             pending.setdefault(remote_dir, {})[key] = parts[3]
     return result
+
+
+def status_from_markers(info: MarkerInfo | None, label: str) -> JobStatus:
+    """What the markers alone say about the job ``label`` (scheduler-independent).
+
+    * no record (garbage/truncated probe) or a foreign label marker -> UNKNOWN;
+    * exit marker -> SUCCEEDED (0), KILLED (signal marker) or FAILED (code + log tail);
+    * pgid marker, no exit: group alive -> RUNNING; group gone -> KILLED (the wrapper
+      died without writing exit: SIGKILL or reboot); unclear -> UNKNOWN;
+    * neither pgid nor exit -> ABSENT ("the wrapper never started here"). Adapters whose
+      scheduler can hold a job queued decide with the scheduler's answer instead.
+
+    ``processes_gone`` always comes from the process-group check, so an exit marker
+    with a lingering grandchild is terminal but keeps the GPU quarantined.
+    """
+    if info is None:
+        return JobStatus(JobState.UNKNOWN, detail="no marker record in the probe output")
+    if info.label is not None and info.label != label:
+        return JobStatus(
+            JobState.UNKNOWN, detail=f"label marker is {info.label!r}, expected {label!r}"
+        )
+    started = datetime.fromtimestamp(info.started, UTC) if info.started is not None else None
+    gone = info.processes_gone
+    if info.exit_code is not None:
+        if info.signal is not None:
+            state, detail = JobState.KILLED, f"ended by SIG{info.signal}"
+        elif info.exit_code == 0:
+            state, detail = JobState.SUCCEEDED, ""
+        else:
+            state, detail = JobState.FAILED, f"exit code {info.exit_code}"
+        return JobStatus(
+            state,
+            exit_code=info.exit_code,
+            detail=detail,
+            log_tail=info.log_tail,
+            started_at=started,
+            processes_gone=gone,
+        )
+    if info.pgid is not None:
+        if info.group_alive is True:
+            return JobStatus(JobState.RUNNING, started_at=started, processes_gone=False)
+        if info.group_alive is False:
+            return JobStatus(
+                JobState.KILLED,
+                detail="wrapper gone without an exit marker (SIGKILL or reboot)",
+                started_at=started,
+                processes_gone=True,
+            )
+        return JobStatus(
+            JobState.UNKNOWN, detail="could not tell whether the process group is alive"
+        )
+    where = "case directory exists" if info.dir_exists else "case directory missing"
+    return JobStatus(
+        JobState.ABSENT, detail=f"wrapper never started ({where})", processes_gone=gone
+    )
