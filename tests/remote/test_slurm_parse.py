@@ -1,0 +1,225 @@
+"""The pure Slurm parsers, on output captured from slurm-wlm 22.05 and on garbage."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mqi_communicator.errors import SchedulerOutputError
+from mqi_communicator.remote.markers import MarkerInfo
+from mqi_communicator.remote.protocol import JobRef, JobState
+from mqi_communicator.remote.slurm import decide_status
+from mqi_communicator.remote.slurm_parse import (
+    SQUEUE_END,
+    STATE_MAP,
+    SlurmError,
+    classify_stderr,
+    decode_wait_status,
+    map_state,
+    parse_sbatch_id,
+    parse_squeue,
+    parse_squeue_section,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+def _data(name: str) -> str:
+    return (DATA / name).read_text()
+
+
+def test_captured_mixed_output_parses_every_state() -> None:
+    jobs, bad = parse_squeue(_data("slurm_squeue_mixed.txt"))
+    assert bad == []
+    got = {j: (v.name, v.slurm_state, v.state, v.exit_code, v.signal) for j, v in jobs.items()}
+    assert got["1"] == ("ok", "COMPLETED", JobState.SUCCEEDED, 0, None)
+    assert got["2"] == ("bad", "FAILED", JobState.FAILED, 3, None)
+    assert got["3"] == ("long", "CANCELLED", JobState.KILLED, None, 15)
+    assert got["4"] == ("to", "TIMEOUT", JobState.FAILED, None, 15)
+    assert got["5"] == ("held", "PENDING", JobState.QUEUED, 0, None)
+    assert jobs["5"].reason == "JobHeldUser"
+    assert jobs["5"].started_at is None
+    assert jobs["4"].reason == "TimeLimit"
+    assert jobs["1"].started_at is not None
+
+
+def test_captured_running_output() -> None:
+    jobs, bad = parse_squeue(_data("slurm_squeue_running.txt"))
+    assert bad == []
+    assert {j.state for j in jobs.values()} >= {JobState.RUNNING}
+
+
+def test_name_is_last_and_may_hold_the_delimiter() -> None:
+    jobs, _ = parse_squeue(_data("slurm_squeue_mixed.txt"))
+    assert jobs["6"].name == "a_very_long_label_mqic_case_123456_a7_with|pipe and space"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "garbage\n",
+        "12|RUNNING|None|0|2026-11-28T21:40:04\n",  # truncated: no name, no terminator
+        "12|RUNNING|None|0|2026-11-28T21:40:04|lab",  # cut inside the name
+        "abc|RUNNING|None|0|N/A|x|\n",  # id not numeric
+        "12||None|0|N/A|x|\n",  # no state
+        "<html>proxy error</html>\n",
+    ],
+)
+def test_garbage_lines_are_reported_not_guessed(text: str) -> None:
+    jobs, bad = parse_squeue(text)
+    assert jobs == {}
+    assert bad
+
+
+def test_unknown_state_maps_to_unknown_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        jobs, bad = parse_squeue("7|WIBBLING|None|0|N/A|lab|\n")
+    assert bad == []
+    assert jobs["7"].state is JobState.UNKNOWN
+    assert "WIBBLING" in caplog.text
+
+
+def test_state_map_covers_the_documented_states() -> None:
+    alive = {"RUNNING", "COMPLETING", "SUSPENDED", "PREEMPTED", "REQUEUED", "STOPPED"}
+    assert all(STATE_MAP[s] is JobState.RUNNING for s in alive)
+    assert STATE_MAP["PENDING"] is JobState.QUEUED
+    assert STATE_MAP["CONFIGURING"] is JobState.QUEUED
+    assert STATE_MAP["COMPLETED"] is JobState.SUCCEEDED
+    failed = {"FAILED", "OUT_OF_MEMORY", "NODE_FAIL", "TIMEOUT", "BOOT_FAIL", "DEADLINE"}
+    assert all(STATE_MAP[s] is JobState.FAILED for s in failed)
+    assert STATE_MAP["CANCELLED"] is JobState.KILLED
+    assert map_state("CANCELLED by 0") is JobState.KILLED
+
+
+def test_only_completed_means_success() -> None:
+    assert [s for s, v in STATE_MAP.items() if v is JobState.SUCCEEDED] == ["COMPLETED"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("0", (0, None)),
+        ("768", (3, None)),
+        ("15", (None, 15)),
+        ("9", (None, 9)),
+        ("", (None, None)),
+    ],
+)
+def test_wait_status(raw: str, expected: tuple[int | None, int | None]) -> None:
+    assert decode_wait_status(raw) == expected
+
+
+def test_section_without_end_marker_is_incomplete() -> None:
+    text = _data("slurm_squeue_mixed.txt")
+    assert parse_squeue_section(text).complete is False
+    assert parse_squeue_section("").complete is False
+    full = parse_squeue_section(text + f"{SQUEUE_END} 0\n@mqi rest\n")
+    assert full.complete
+    assert full.exit_code == 0
+    assert full.rest == "@mqi rest\n"
+
+
+def test_empty_squeue_with_end_marker_is_a_complete_empty_answer() -> None:
+    answer = parse_squeue_section(f"{SQUEUE_END} 0\n")
+    assert answer.complete
+    assert answer.jobs == {}
+
+
+def test_stderr_classification_on_captured_messages() -> None:
+    assert classify_stderr(_data("slurm_squeue_invalid_id.stderr.txt")) is SlurmError.INVALID_JOB_ID
+    assert classify_stderr(_data("slurm_squeue_unreachable.stderr.txt")) is SlurmError.UNREACHABLE
+    assert classify_stderr(_data("slurm_sbatch_unreachable.stderr.txt")) is SlurmError.UNREACHABLE
+    assert classify_stderr(_data("slurm_sbatch_bad_partition.stderr.txt")) is SlurmError.OTHER
+    assert classify_stderr("") is SlurmError.NONE
+
+
+@pytest.mark.parametrize(
+    ("out", "job_id"), [("17\n", "17"), ("17;cluster\n", "17"), ("x\n4\n", "4")]
+)
+def test_sbatch_id(out: str, job_id: str) -> None:
+    assert parse_sbatch_id(out) == job_id
+
+
+@pytest.mark.parametrize("out", ["", "\n", "Submitted batch job 17\n", "17;\n", "-3\n"])
+def test_sbatch_garbage_raises(out: str) -> None:
+    with pytest.raises(SchedulerOutputError):
+        parse_sbatch_id(out)
+
+
+@given(st.text())
+def test_parser_never_crashes_and_never_invents_success(text: str) -> None:
+    answer = parse_squeue_section(text)
+    for job in answer.jobs.values():
+        # Success only from a well-formed line literally saying COMPLETED.
+        if job.state is JobState.SUCCEEDED:
+            assert "|COMPLETED|" in job.raw
+
+
+REF = JobRef(job_id="12", label="lab", remote_dir="/d")
+NEVER = MarkerInfo(dir_exists=True, label="lab")
+ALIVE = MarkerInfo(dir_exists=True, label="lab", pgid=99, started=1, group_alive=True)
+OK = MarkerInfo(dir_exists=True, label="lab", pgid=99, started=1, exit_code=0, group_alive=False)
+BAD = MarkerInfo(
+    dir_exists=True, label="lab", pgid=99, started=1, exit_code=4, group_alive=False, log_tail="x"
+)
+SIGKILLED = MarkerInfo(dir_exists=True, label="lab", pgid=99, started=1, group_alive=False)
+
+
+def _job(line: str):  # type: ignore[no-untyped-def]
+    return parse_squeue(line)[0]["12"]
+
+
+@pytest.mark.parametrize(
+    ("marker", "state", "gone"),
+    [
+        (NEVER, JobState.ABSENT, True),
+        (ALIVE, JobState.RUNNING, False),
+        (OK, JobState.SUCCEEDED, True),
+        (BAD, JobState.FAILED, True),
+        (SIGKILLED, JobState.KILLED, True),
+    ],
+)
+def test_forgotten_job_markers_decide(marker: MarkerInfo, state: JobState, gone: bool) -> None:
+    status = decide_status(REF, None, True, marker)
+    assert status.state is state
+    assert status.processes_gone is gone
+
+
+def test_forgotten_job_with_untrusted_answer_or_no_marker_record_is_unknown() -> None:
+    assert decide_status(REF, None, False, OK).state is JobState.UNKNOWN
+    assert decide_status(REF, None, True, None).state is JobState.UNKNOWN
+
+
+def test_markers_of_another_label_are_not_evidence() -> None:
+    other = MarkerInfo(dir_exists=True, label="zzz", pgid=9, started=1, exit_code=0)
+    assert decide_status(REF, None, True, other).state is JobState.UNKNOWN
+
+
+def test_id_reused_by_another_name_lets_markers_decide() -> None:
+    job = _job("12|COMPLETED|None|0|N/A|someone_else|\n")
+    assert decide_status(REF, job, True, BAD).state is JobState.FAILED
+    assert decide_status(REF, job, True, ALIVE).state is JobState.RUNNING
+
+
+def test_cancelled_is_killed_only_once_the_group_is_gone() -> None:
+    job = _job("12|CANCELLED|None|15|N/A|lab|\n")
+    assert decide_status(REF, job, True, ALIVE).state is JobState.RUNNING
+    assert decide_status(REF, job, True, None).state is JobState.RUNNING
+    gone = decide_status(REF, job, True, SIGKILLED)
+    assert gone.state is JobState.KILLED
+    assert gone.processes_gone is True
+    assert decide_status(REF, job, True, NEVER).state is JobState.KILLED
+
+
+def test_slurm_failure_carries_exit_code_and_log_tail() -> None:
+    status = decide_status(REF, _job("12|FAILED|NonZeroExitCode|1024|N/A|lab|\n"), True, BAD)
+    assert (status.state, status.exit_code, status.log_tail) == (JobState.FAILED, 4, "x")
+
+
+def test_unknown_slurm_state_stays_unknown_whatever_the_markers() -> None:
+    job = _job("12|WIBBLING|None|0|N/A|lab|\n")
+    assert decide_status(REF, job, True, OK).state is JobState.UNKNOWN
