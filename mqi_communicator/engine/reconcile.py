@@ -1,0 +1,179 @@
+"""The reconciler: observe -> decide -> act -> persist, once per tick.
+
+Observation is batched: ONE ``Scheduler.poll`` per host per tick covers every running
+case and every zombie GPU on that host (aiida's JobsList, submitit's watcher). The
+decisions come from :mod:`mqi_communicator.statemachine.decide`; every state change
+goes through the store's single-transaction ``apply``/``claim``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from ..errors import HostUnreachableError, MqiError, SchedulerUnavailableError
+from ..persistence import CaseRecord, GpuRecord, Store
+from ..remote.protocol import JobRef, JobStatus
+from ..statemachine.decide import (
+    JobObservation,
+    Policy,
+    decide_running,
+    decide_zombie,
+)
+from ..statemachine.states import CaseState, GpuState
+from .act import act_on_case, act_on_gpu
+from .backoff import Backoff, HostHealth
+from .retrieve_step import retrieve
+from .runtime import (
+    EngineSettings,
+    GpuRuntime,
+    HostRuntime,
+    TickContext,
+    TickReport,
+    TransferProgress,
+    case_ref,
+    case_view,
+    gpu_ref,
+    gpu_view,
+    utcnow,
+)
+from .submit_step import recover_submitting, start_waiting_cases
+
+__all__ = ["Reconciler"]
+
+log = logging.getLogger("mqi_communicator.engine")
+
+_LIVE = (CaseState.SUBMITTED, CaseState.SUBMITTING, CaseState.RUNNING, CaseState.RETRIEVING)
+
+
+class Reconciler:
+    """Drives every live case and zombie GPU one step forward per :meth:`tick`.
+
+    The reconciler keeps no state that matters across a crash: build a new one on the
+    same database and it carries on from the rows alone.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        hosts: Mapping[str, HostRuntime],
+        gpus: Sequence[GpuRuntime],
+        *,
+        policy: Policy,
+        settings: EngineSettings,
+        clock: Callable[[], datetime] = utcnow,
+        backoff: Backoff | None = None,
+        progress: TransferProgress | None = None,
+    ) -> None:
+        self.store = store
+        self.hosts = dict(hosts)
+        self.gpus = {g.name: g for g in gpus}
+        self.policy = policy
+        self.settings = settings
+        self.clock = clock
+        self.health = HostHealth(backoff or Backoff())
+        self.progress = progress
+        self._inflight: set[int] = set()
+        store.sync_gpus([(g.name, g.host) for g in gpus], clock())
+
+    def tick(self) -> TickReport:
+        """One pass over every live case and zombie GPU."""
+        ctx = TickContext(
+            store=self.store,
+            hosts=self.hosts,
+            gpus=self.gpus,
+            policy=self.policy,
+            settings=self.settings,
+            health=self.health,
+            now=self.clock(),
+            report=TickReport(),
+            progress=self.progress,
+        )
+        cases = self.store.list_cases(_LIVE)
+        zombies = [g for g in self.store.list_gpus() if g.status is GpuState.ZOMBIE]
+        running = [c for c in cases if c.status is CaseState.RUNNING]
+        observed = self._observe(ctx, running, zombies)
+
+        for case in running:
+            obs = observed.get(("case", case.id)) or _unreachable(ctx)
+            act_on_case(ctx, case, decide_running(case_view(case), obs, ctx.now, self.policy))
+        for gpu in zombies:
+            obs = observed.get(("gpu", gpu.name)) or _unreachable(ctx)
+            act_on_gpu(ctx, gpu, decide_zombie(gpu_view(gpu), obs))
+        for case in cases:
+            if case.status is CaseState.SUBMITTING:
+                recover_submitting(ctx, case, self._inflight)
+            elif case.status is CaseState.RETRIEVING:
+                retrieve(ctx, case)
+        waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
+        start_waiting_cases(ctx, waiting, self._inflight)
+        return ctx.report
+
+    def _observe(
+        self, ctx: TickContext, running: list[CaseRecord], zombies: list[GpuRecord]
+    ) -> dict[tuple[str, object], JobObservation]:
+        wanted: dict[str, list[tuple[tuple[str, object], JobRef]]] = defaultdict(list)
+        for case in running:
+            if case.host in self.hosts:
+                wanted[str(case.host)].append((("case", case.id), case_ref(case)))
+        for gpu in zombies:
+            host = ctx.host_of_gpu(gpu)
+            if host is not None and gpu.job_id:
+                wanted[host.name].append((("gpu", gpu.name), gpu_ref(gpu)))
+            elif host is not None and gpu.job_label:
+                found = self._find_stray(ctx, host, gpu)
+                if found is not None:
+                    wanted[host.name].append((("gpu", gpu.name), found))
+        out: dict[tuple[str, object], JobObservation] = {}
+        for host_name, items in wanted.items():
+            if ctx.health.is_down(host_name, ctx.now):
+                continue
+            refs = [ref for _, ref in items]
+            try:
+                statuses = self.hosts[host_name].scheduler.poll(refs)
+            except (HostUnreachableError, SchedulerUnavailableError) as err:
+                ctx.host_down(host_name, err)
+                continue
+            except MqiError as err:
+                log.warning("poll on %s failed: %s", host_name, err)
+                continue
+            self.health.succeeded(host_name)
+            for key, ref in items:
+                out[key] = _observation(ctx, statuses.get(ref))
+        return out
+
+    def _find_stray(self, ctx: TickContext, host: HostRuntime, gpu: GpuRecord) -> JobRef | None:
+        """A zombie whose job id we never learned: look it up by label."""
+        assert gpu.job_label is not None
+        try:
+            ref = host.scheduler.find_by_label(gpu.job_label, gpu.job_dir or "")
+        except (HostUnreachableError, SchedulerUnavailableError) as err:
+            ctx.host_down(host.name, err)
+            return None
+        except MqiError as err:
+            log.warning("zombie %s: lookup by label failed: %s", gpu.name, err)
+            return None
+        # Not found while the scheduler answered: poll the label-only ref, which the
+        # adapter reports as absent unless the wrapper's processes still live.
+        return ref or JobRef(job_id="", label=gpu.job_label, remote_dir=gpu.job_dir or "")
+
+
+def _unreachable(ctx: TickContext) -> JobObservation:
+    return JobObservation(reachable=False, observed_at=ctx.now)
+
+
+def _observation(ctx: TickContext, status: JobStatus | None) -> JobObservation:
+    if status is None:
+        return JobObservation(reachable=True, observed_at=ctx.now, detail="no status returned")
+    return JobObservation(
+        reachable=True,
+        observed_at=ctx.now,
+        state=status.state,
+        exit_code=status.exit_code,
+        processes_gone=status.processes_gone,
+        detail=status.detail,
+        log_tail=status.log_tail,
+        started_at=status.started_at,
+    )

@@ -1,0 +1,163 @@
+"""What the reconciler works with: live hosts and GPUs, settings, and one tick's context."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ..persistence import CaseRecord, GpuRecord, Store
+from ..remote.protocol import GpuBinding, JobRef, Scheduler, Transport
+from ..statemachine.decide import CaseView, GpuView, Policy
+from .backoff import HostHealth
+
+__all__ = [
+    "EngineSettings",
+    "GpuRuntime",
+    "HostRuntime",
+    "TickContext",
+    "TickReport",
+    "case_ref",
+    "case_view",
+    "gpu_ref",
+    "gpu_view",
+    "utcnow",
+]
+
+log = logging.getLogger("mqi_communicator.engine")
+
+#: Called as ``progress(case_label, bytes_done, bytes_total)`` during transfers.
+TransferProgress = Callable[[str, int, int], None]
+
+
+def utcnow() -> datetime:
+    """The default clock: aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class HostRuntime:
+    """One configured host: how to reach it and which scheduler runs there."""
+
+    name: str
+    transport: Transport
+    scheduler: Scheduler
+    remote_base: str
+
+
+@dataclass(frozen=True)
+class GpuRuntime:
+    """One configured GPU resource: its store name, host, and scheduler binding."""
+
+    name: str
+    host: str
+    binding: GpuBinding
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Knobs of the reconciler that are not decision policy."""
+
+    command: Sequence[str]
+    results_dir: Path
+    results_subdir: str = "output"
+    label_prefix: str = "mqic"
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: True when this engine is the only one on its database (SQLite + lock file):
+    #: then any ``submitting`` case it did not start itself is a crash leftover.
+    exclusive: bool = True
+    #: With several engines (PostgreSQL), a ``submitting`` case is only recovered by
+    #: another engine after this long without change.
+    submit_grace: timedelta = timedelta(minutes=30)
+    transfer_timeout_s: float = 3600.0
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for logs and the CLI."""
+
+    claimed: int = 0
+    submitted: int = 0
+    transitions: int = 0
+    kills: int = 0
+    retrieved: int = 0
+    errors: list[str] = field(default_factory=list)
+    unreachable_hosts: list[str] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool:
+        """True when the tick changed something (the loop ticks again soon)."""
+        return bool(self.claimed or self.submitted or self.transitions or self.retrieved)
+
+
+@dataclass
+class TickContext:
+    """Everything one tick's steps share."""
+
+    store: Store
+    hosts: Mapping[str, HostRuntime]
+    gpus: Mapping[str, GpuRuntime]
+    policy: Policy
+    settings: EngineSettings
+    health: HostHealth
+    now: datetime
+    report: TickReport
+    progress: TransferProgress | None = None
+
+    def host_of_case(self, case: CaseRecord) -> HostRuntime | None:
+        """The runtime of the host the case's job lives on (None if unconfigured)."""
+        return self.hosts.get(case.host) if case.host else None
+
+    def host_of_gpu(self, gpu: GpuRecord) -> HostRuntime | None:
+        """The runtime of the host a GPU belongs to (None if unconfigured)."""
+        rt = self.gpus.get(gpu.name)
+        name = rt.host if rt else gpu.host
+        return self.hosts.get(name) if name else None
+
+    def host_down(self, host: str, err: Exception) -> None:
+        """Record that ``host`` could not be reached."""
+        delay = self.health.failed(host, self.now, str(err))
+        if host not in self.report.unreachable_hosts:
+            self.report.unreachable_hosts.append(host)
+        log.warning("host %s unreachable (%s); next try in %s", host, err, delay)
+
+
+def case_view(case: CaseRecord) -> CaseView:
+    """The decision-relevant facts of a case row."""
+    return CaseView(
+        case_id=case.id,
+        state=case.status,
+        attempt=case.attempt,
+        label=case.label,
+        job_id=case.job_id,
+        started_at=case.started_at,
+        kill_requested_at=case.kill_requested_at,
+        kill_reason=case.kill_reason,
+        cancel_requested=case.cancel_requested,
+        transient_failures=case.transient_failures,
+    )
+
+
+def gpu_view(gpu: GpuRecord) -> GpuView:
+    """The decision-relevant facts of a GPU row."""
+    return GpuView(
+        name=gpu.name,
+        state=gpu.status,
+        job_label=gpu.job_label,
+        job_id=gpu.job_id,
+        kill_requested_at=gpu.kill_requested_at,
+    )
+
+
+def case_ref(case: CaseRecord) -> JobRef:
+    """The scheduler reference of a case's job ("" label: legacy job, match by id)."""
+    return JobRef(
+        job_id=case.job_id or "", label=case.label or "", remote_dir=case.remote_dir or ""
+    )
+
+
+def gpu_ref(gpu: GpuRecord) -> JobRef:
+    """The scheduler reference of the stray job on a zombie GPU."""
+    return JobRef(job_id=gpu.job_id or "", label=gpu.job_label or "", remote_dir=gpu.job_dir or "")

@@ -1,0 +1,172 @@
+"""Claim a GPU, upload the case, submit the job; and recover submits cut short by a crash.
+
+Each step is safe to repeat: the label and remote directory are stored (by the claim)
+before anything is sent, so after a crash the job is looked up by its label.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..errors import (
+    CaseContentError,
+    HostUnreachableError,
+    MqiError,
+    SchedulerUnavailableError,
+    SubmissionRejectedError,
+)
+from ..persistence import CaseRecord, GpuRecord
+from ..remote.protocol import JobSpec, remote_case_dir
+from ..statemachine.decide import (
+    Apply,
+    decide_after_submit_error,
+    decide_submitting_recovery,
+)
+from ..statemachine.evidence import Evidence, EvidenceKind
+from ..statemachine.states import CaseState
+from .act import apply_case_step
+from .runtime import TickContext, case_view
+
+__all__ = ["recover_submitting", "start_waiting_cases"]
+
+log = logging.getLogger("mqi_communicator.engine")
+
+
+def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord], inflight: set[int]) -> None:
+    """Claim GPUs for waiting cases, oldest first, and start their jobs."""
+    for case in waiting:
+        if case.cancel_requested:
+            apply_case_step(
+                ctx,
+                case,
+                Apply("cancel", None, None, "cancelled before start", "cancelled by operator"),
+            )
+            continue
+        if case.next_attempt_at is not None and ctx.now < case.next_attempt_at:
+            continue
+        candidates = [g.name for g in ctx.gpus.values() if not ctx.health.is_down(g.host, ctx.now)]
+        if not candidates:
+            return
+        claimed = ctx.store.claim(
+            case.id, ctx.now, plan=lambda c, g: _plan(ctx, c, g), candidates=candidates
+        )
+        if claimed is None:
+            if ctx.store.get_case(case.id).status is CaseState.SUBMITTED:
+                return  # no GPU free: later cases cannot start either
+            continue
+        ctx.report.claimed += 1
+        inflight.add(case.id)
+        try:
+            _upload_and_submit(ctx, *claimed)
+        finally:
+            inflight.discard(case.id)
+
+
+def _plan(ctx: TickContext, case: CaseRecord, gpu: GpuRecord) -> tuple[str, str]:
+    host = ctx.hosts[ctx.gpus[gpu.name].host]
+    label = f"{ctx.settings.label_prefix}-{case.id}-a{case.attempt}"
+    return label, remote_case_dir(host.remote_base, case.id, case.attempt)
+
+
+def _upload_and_submit(ctx: TickContext, case: CaseRecord, gpu: GpuRecord) -> None:
+    gpu_rt = ctx.gpus[gpu.name]
+    host = ctx.hosts[gpu_rt.host]
+    assert case.label is not None and case.remote_dir is not None
+    label = case.label
+
+    def progress(done: int, total: int) -> None:
+        if ctx.progress is not None:
+            ctx.progress(label, done, total)
+
+    try:
+        host.transport.upload_tree(
+            Path(case.path),
+            case.remote_dir,
+            progress=progress,
+            timeout=ctx.settings.transfer_timeout_s,
+        )
+    except MqiError as err:
+        _submit_failed(ctx, case, host.name, err, sent=False)
+        return
+    ctx.store.update_case(case.id, ctx.now, detail="uploaded", progress=30)
+    spec = JobSpec(
+        label=label,
+        remote_dir=case.remote_dir,
+        command=tuple(ctx.settings.command),
+        gpu=gpu_rt.binding,
+        env=dict(ctx.settings.env),
+        time_limit_s=int(ctx.policy.job_timeout.total_seconds()) + 600,
+    )
+    try:
+        ref = host.scheduler.submit(spec)
+    except (SubmissionRejectedError, SchedulerUnavailableError) as err:
+        _submit_failed(ctx, case, host.name, err, sent=False)
+        return
+    except MqiError as err:
+        # Unreachable mid-submit, or an answer we could not read: the job may exist.
+        _submit_failed(ctx, case, host.name, err, sent=True)
+        return
+    ctx.report.submitted += 1
+    ev = Evidence(EvidenceKind.SUBMIT_ACCEPTED, label, ctx.now, job_id=ref.job_id)
+    fresh = ctx.store.get_case(case.id)
+    apply_case_step(
+        ctx,
+        fresh,
+        Apply("confirm_submitted", None, ev, f"submitted as {ref.job_id}"),
+        job_id=ref.job_id,
+    )
+
+
+def _submit_failed(
+    ctx: TickContext, case: CaseRecord, host: str, err: Exception, sent: bool
+) -> None:
+    if isinstance(err, HostUnreachableError):
+        ctx.host_down(host, err)
+    # Only content and rejection errors repeat for sure; anything else gets new attempts.
+    permanent = isinstance(err, CaseContentError | SubmissionRejectedError)
+    text = f"{type(err).__name__}: {err}"
+    ctx.report.errors.append(f"case {case.id}: {text}")
+    log.warning("case %s: start failed (%s)", case.id, text)
+    fresh = ctx.store.get_case(case.id)
+    decision = decide_after_submit_error(
+        case_view(fresh), text, permanent=permanent, sent=sent, now=ctx.now, policy=ctx.policy
+    )
+    if (
+        isinstance(decision, Apply)
+        and apply_case_step(ctx, fresh, decision)
+        and decision.case_trigger == "requeue"
+    ):
+        delay = ctx.health.backoff.delay(fresh.attempt)
+        ctx.store.update_case(
+            case.id, ctx.now, detail=f"retry after {delay}", next_attempt_at=ctx.now + delay
+        )
+
+
+def recover_submitting(ctx: TickContext, case: CaseRecord, inflight: set[int]) -> None:
+    """A ``submitting`` case nobody is working on: find its job by label, or release."""
+    if case.id in inflight:
+        return
+    if not ctx.settings.exclusive and ctx.now - case.status_updated_at < ctx.settings.submit_grace:
+        return
+    host = ctx.host_of_case(case)
+    if host is None or case.label is None or case.remote_dir is None:
+        log.error("case %s is submitting on an unknown host %r; waiting", case.id, case.host)
+        return
+    if ctx.health.is_down(host.name, ctx.now):
+        return
+    reachable = True
+    found = None
+    try:
+        found = host.scheduler.find_by_label(case.label, case.remote_dir)
+    except (HostUnreachableError, SchedulerUnavailableError) as err:
+        reachable = False
+        ctx.host_down(host.name, err)
+    except MqiError as err:
+        log.warning("case %s: cannot look up job by label: %s", case.id, err)
+        return
+    decision = decide_submitting_recovery(
+        case_view(case), found.job_id if found else None, reachable, ctx.now, ctx.policy
+    )
+    if isinstance(decision, Apply):
+        apply_case_step(ctx, case, decision, job_id=found.job_id if found else None)
