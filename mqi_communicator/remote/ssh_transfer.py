@@ -74,7 +74,7 @@ IFS= read -r n || fail "stream ended before the manifest header" 19
 case "$n" in ''|*[!0-9]*) fail "bad manifest header" 19;; esac
 head -c "$n" > "$man" || fail "cannot store the manifest (disk full?)" 20
 [ "$(wc -c < "$man")" -eq "$n" ] || fail "stream ended inside the manifest" 20
-tar -x -f - -C "$part" --no-same-owner || fail "tar extraction failed (exit $?)" 21
+(cd -- "$part" && exec tar -x -f - --no-same-owner) || fail "tar extraction failed (exit $?)" 21
 (cd -- "$part" && sha256sum --quiet --strict -c -- "$man") >&2 ||
   fail "sha256 verification failed" 22
 got=$(find "$part" -type f -printf x | wc -c)

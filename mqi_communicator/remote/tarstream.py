@@ -163,9 +163,10 @@ def _gnu_tar_chunks(exe: str, tree: CaseTree) -> Iterator[bytes]:
     names = [f"./{d}" for d in tree.dirs] + [f"./{f.rel}" for f in tree.files]
     with tempfile.NamedTemporaryFile("wb", suffix=".list", delete=False) as lst:
         lst.write(b"\0".join(os.fsencode(n) for n in names) + b"\0")
-    argv = [exe, "-c", "-f", "-", "-C", str(tree.root), "--no-recursion", "--dereference"]
+    # cwd= instead of -C: GNU tar unquotes backslash escapes in -C arguments.
+    argv = [exe, "-c", "-f", "-", "--no-recursion", "--dereference", "--no-unquote"]
     argv += ["--null", "--verbatim-files-from", "-T", lst.name]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tree.root)
     assert proc.stdout is not None and proc.stderr is not None
     err_chunks: list[bytes] = []
     drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
@@ -233,8 +234,10 @@ class TarExtractor:
         self._stderr = b""
         self._sink: IO[bytes]
         if exe is not None:
-            argv = [exe, "-x", "-f", "-", "-C", str(dest), "--no-same-owner"]
-            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+            argv = [exe, "-x", "-f", "-", "--no-same-owner"]
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd=dest
+            )
             assert self._proc.stdin is not None
             self._sink = self._proc.stdin
             self._thread = threading.Thread(target=self._drain, daemon=True)

@@ -1,0 +1,339 @@
+"""One contract suite for every Transport (LocalTransport and SshTransport to a real sshd).
+
+The "far side" of the loopback sshd is this machine, so tests check remote results
+directly on the filesystem: a name must exist exactly, a canary must not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import string
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mqi_communicator.errors import (
+    CaseContentError,
+    HostUnreachableError,
+    RemoteCommandError,
+)
+from mqi_communicator.remote.local_transport import LocalTransport
+from mqi_communicator.remote.protocol import Transport
+from tests.infra.sshd import SshServer, make_ssh_transport
+
+# The injected commands (if they ever ran) would create ~/<canary>; names hold no "/".
+HOSTILE = "a b'$(cd;touch {canary})\"`cd;touch {canary}`;cd;touch {canary} \n\u00e9\u6f22 \\n *"
+
+
+@pytest.fixture
+def canary() -> Iterator[Path]:
+    path = Path.home() / f"mqi_canary_{os.getpid()}_{random.randrange(10**9)}"
+    yield path
+    path.unlink(missing_ok=True)
+
+
+@dataclass
+class Side:
+    """A transport under test plus a scratch area on its far side."""
+
+    kind: str
+    transport: Transport
+    remote: Path  # far-side scratch dir (same filesystem: loopback)
+    local: Path  # control-PC scratch dir
+    server: SshServer | None
+
+
+@pytest.fixture(params=["local", "ssh"])
+def side(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Side]:
+    remote = tmp_path / "remote"
+    local = tmp_path / "local"
+    remote.mkdir()
+    local.mkdir()
+    if request.param == "local":
+        t: Transport = LocalTransport()
+        server = None
+    else:
+        server = request.getfixturevalue("sshd")
+        server.start()
+        t = make_ssh_transport(server)
+    try:
+        yield Side(request.param, t, remote, local, server)
+    finally:
+        t.close()
+
+
+def sha_tree(root: Path) -> dict[str, str]:
+    """sha256 of every regular file under root (symlinks followed), by relative path."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def make_case(root: Path, *, big: int = 0) -> Path:
+    rng = random.Random(7)
+    (root / "CT" / "deep" / "er").mkdir(parents=True)
+    (root / "empty_dir").mkdir()
+    for i in range(12):
+        (root / "CT" / f"slice_{i:03d}.dcm").write_bytes(rng.randbytes(rng.randint(0, 40_000)))
+    (root / "CT" / "deep" / "er" / "plan.dcm").write_bytes(rng.randbytes(200_000))
+    (root / "RTPLAN \u00e9\u6f22 'x'.dcm").write_bytes(b"plan")
+    (root / "new\nline").write_bytes(b"nl")
+    (root / "back\\slash").write_bytes(b"bs")
+    (root / "-dash").write_bytes(b"dash")
+    (root / "zero").write_bytes(b"")
+    (root / "link_to_plan").symlink_to("CT/deep/er/plan.dcm")
+    if big:
+        (root / "big.bin").write_bytes(rng.randbytes(big))
+    return root
+
+
+def no_partials(parent: Path) -> bool:
+    return not parent.exists() or not [p for p in parent.iterdir() if ".partial-" in p.name]
+
+
+# ---------------------------------------------------------------- run()
+
+
+def test_run_returns_exit_code_stdout_stderr(side: Side) -> None:
+    r = side.transport.run("echo out; echo err >&2; exit 3", timeout=30)
+    assert (r.exit_code, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    r = side.transport.run(["sh", "-c", "exit 5"], timeout=30)
+    assert r.exit_code == 5
+    r = side.transport.run(["definitely-not-a-command-mqi"], timeout=30)
+    assert r.exit_code == 127
+
+
+def test_run_passes_stdin(side: Side) -> None:
+    data = "".join(random.Random(1).choices(string.ascii_letters, k=2_000_000)).encode()
+    r = side.transport.run(["cat"], timeout=60, stdin=data)
+    assert r.exit_code == 0
+    assert r.stdout.encode() == data
+
+
+def test_run_timeout_raises_host_unreachable_and_transport_survives(side: Side) -> None:
+    with pytest.raises(HostUnreachableError, match="timeout"):
+        side.transport.run(["sleep", "10"], timeout=0.5)
+    assert side.transport.run(["echo", "still here"], timeout=30).stdout == "still here\n"
+
+
+def test_hostile_names_arrive_exactly_and_run_nothing(side: Side, canary: Path) -> None:
+    name = HOSTILE.format(canary=canary.name)
+    target = side.remote / name
+    r = side.transport.run(["mkdir", "--", str(target)], timeout=30)
+    assert r.exit_code == 0, r.stderr
+    r = side.transport.run(["touch", "--", str(target / name)], timeout=30)
+    assert r.exit_code == 0, r.stderr
+    assert [p.name for p in side.remote.iterdir()] == [name]
+    assert [p.name for p in target.iterdir()] == [name]
+    assert not canary.exists()
+    r = side.transport.run(["printf", "%s", name], timeout=30)
+    assert r.stdout == name
+
+
+def test_env_values_are_quoted(side: Side, sshd_or_none: SshServer | None, canary: Path) -> None:
+    value = f"$(cd;touch {canary.name}) 'q' \"d\" ; cd; touch {canary.name} `touch {canary}`"
+    t: Transport
+    if side.kind == "local":
+        t = LocalTransport(env={"MQI_X": value})
+    else:
+        assert sshd_or_none is not None
+        t = make_ssh_transport(sshd_or_none, env={"MQI_X": value})
+    try:
+        assert t.run(["sh", "-c", 'printf %s "$MQI_X"'], timeout=30).stdout == value
+        assert t.run('printf %s "$MQI_X"', timeout=30).stdout == value
+    finally:
+        t.close()
+    assert not canary.exists()
+
+
+@pytest.fixture
+def sshd_or_none(request: pytest.FixtureRequest) -> SshServer | None:
+    if "ssh" in request.node.callspec.id:
+        server: SshServer = request.getfixturevalue("sshd")
+        return server
+    return None
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=40))
+def test_any_argument_round_trips(side: Side, arg: str) -> None:
+    r = side.transport.run(["printf", "%s", arg], timeout=30)
+    assert r.exit_code == 0
+    assert r.stdout == arg
+
+
+# ---------------------------------------------------------------- transfers
+
+
+def test_upload_download_round_trip_is_verified(side: Side) -> None:
+    src = make_case(side.local / "case")
+    before = sha_tree(src)
+    dest = side.remote / "base" / "mqic_case_1_a1"
+    up = side.transport.upload_tree(src, str(dest))
+    assert sha_tree(dest) == before
+    assert (dest / "empty_dir").is_dir()
+    assert (up.files, up.bytes) == (
+        len(before),
+        sum(p.stat().st_size for p in src.rglob("*") if p.is_file()),
+    )
+    assert no_partials(dest.parent)
+    back = side.local / "back" / "out"
+    down = side.transport.download_tree(str(dest), back)
+    assert sha_tree(back) == before
+    assert down.manifest_sha256 == up.manifest_sha256
+    assert no_partials(back.parent)
+    assert sha_tree(src) == before  # source untouched
+
+
+def test_upload_to_hostile_remote_name(side: Side, canary: Path) -> None:
+    dest = side.remote / HOSTILE.format(canary=canary.name)
+    src = make_case(side.local / "case")
+    side.transport.upload_tree(src, str(dest))
+    assert sha_tree(dest) == sha_tree(src)
+    assert not canary.exists()
+    assert [p.name for p in side.remote.iterdir()] == [dest.name]
+
+
+def test_upload_refuses_existing_remote_dir(side: Side) -> None:
+    dest = side.remote / "exists"
+    dest.mkdir()
+    (dest / "keep").write_text("mine")
+    src = make_case(side.local / "case")
+    with pytest.raises(RemoteCommandError, match="already exists"):
+        side.transport.upload_tree(src, str(dest))
+    assert [p.name for p in dest.iterdir()] == ["keep"]
+    assert (dest / "keep").read_text() == "mine"
+    assert no_partials(side.remote)
+
+
+def test_download_refuses_existing_local_dir(side: Side) -> None:
+    src = make_case(side.remote / "src")
+    dest = side.local / "exists"
+    dest.mkdir()
+    with pytest.raises(RemoteCommandError, match="already exists"):
+        side.transport.download_tree(str(src), dest)
+    assert list(dest.iterdir()) == []
+    assert no_partials(side.local)
+
+
+def test_download_of_missing_remote_dir_is_refused(side: Side) -> None:
+    with pytest.raises(RemoteCommandError):
+        side.transport.download_tree(str(side.remote / "nope"), side.local / "out")
+    assert not (side.local / "out").exists()
+
+
+@pytest.mark.parametrize("target", ["outside_file", "/etc/passwd", "../.."])
+def test_escaping_symlink_is_refused_before_sending(side: Side, target: str) -> None:
+    src = make_case(side.local / "case")
+    (side.local / "outside_file").write_text("secret")
+    link = src / "CT" / "escape"
+    link.symlink_to(side.local / target if target == "outside_file" else target)
+    dest = side.remote / "base" / "case"
+    with pytest.raises(CaseContentError, match="escape"):
+        side.transport.upload_tree(src, str(dest))
+    assert not (side.remote / "base").exists()  # nothing at all was created remotely
+
+
+def test_special_files_and_empty_cases_are_refused(side: Side) -> None:
+    src = make_case(side.local / "case")
+    os.mkfifo(src / "fifo")
+    with pytest.raises(CaseContentError, match="fifo"):
+        side.transport.upload_tree(src, str(side.remote / "a"))
+    empty = side.local / "empty"
+    (empty / "sub").mkdir(parents=True)
+    with pytest.raises(CaseContentError, match="no files"):
+        side.transport.upload_tree(empty, str(side.remote / "b"))
+    assert list(side.remote.iterdir()) == []
+
+
+_UPLOAD_AS_UNPRIVILEGED = """
+import json, sys
+from pathlib import Path
+args = json.loads(sys.argv[1])
+if args["kind"] == "local":
+    from mqi_communicator.remote.local_transport import LocalTransport
+    t = LocalTransport()
+else:
+    from mqi_communicator.remote.ssh_transport import SshTransport
+    t = SshTransport("x", args["host"], port=args["port"], user="root",
+                     key_filename=Path(args["key"]), known_hosts=Path(args["known_hosts"]))
+try:
+    t.upload_tree(Path(args["src"]), args["dest"])
+    print(json.dumps({"error": None}))
+except Exception as err:
+    print(json.dumps({"error": type(err).__name__, "message": str(err)}))
+"""
+
+
+def test_unreadable_file_is_refused_before_sending(side: Side) -> None:
+    # We run as root, and root reads anything. Run the upload in a child without the
+    # DAC-override capabilities (setpriv drops them from the bounding set), so
+    # permissions apply to it as to any service account.
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to drop CAP_DAC_OVERRIDE")
+    src = make_case(side.local / "case")
+    secret = src / "CT" / "locked.dcm"
+    secret.write_bytes(b"x")
+    secret.chmod(0)
+    dest = side.remote / "base" / "case"
+    args = {"kind": side.kind, "src": str(src), "dest": str(dest)}
+    if side.server is not None:
+        args.update(
+            host=side.server.host,
+            port=side.server.port,
+            key=str(side.server.key_path),
+            known_hosts=str(side.server.known_hosts),
+        )
+    proc = subprocess.run(
+        [
+            "setpriv",
+            "--bounding-set=-dac_override,-dac_read_search",
+            sys.executable,
+            "-c",
+            _UPLOAD_AS_UNPRIVILEGED,
+            json.dumps(args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["error"] == "CaseContentError", result
+    assert str(secret) in result["message"]
+    assert not (side.remote / "base").exists()
+
+
+def test_progress_is_monotone_and_reaches_total(side: Side) -> None:
+    src = make_case(side.local / "case", big=5_000_000)
+    calls: list[tuple[int, int]] = []
+    report = side.transport.upload_tree(
+        src, str(side.remote / "up"), progress=lambda d, t: calls.append((d, t))
+    )
+    assert len(calls) >= 3
+    done = [d for d, _ in calls]
+    assert done == sorted(done)
+    assert {t for _, t in calls} == {report.bytes}
+    assert calls[-1] == (report.bytes, report.bytes)
+    down: list[tuple[int, int]] = []
+    report2 = side.transport.download_tree(
+        str(side.remote / "up"), side.local / "down", progress=lambda d, t: down.append((d, t))
+    )
+    assert [d for d, _ in down] == sorted(d for d, _ in down)
+    assert down[-1] == (report2.bytes, report2.bytes)
+    assert len(down) >= 3
