@@ -1,0 +1,145 @@
+"""The case and GPU machines: every table row works, everything else is refused loudly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mqi_communicator.errors import GuardRejectedError, InvalidTransitionError
+from mqi_communicator.statemachine import (
+    CASE_TRANSITIONS,
+    GPU_TRANSITIONS,
+    CaseFacts,
+    CaseState,
+    Evidence,
+    EvidenceKind,
+    GpuFacts,
+    GpuState,
+    fire_case,
+    fire_gpu,
+    legal_triggers,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ALL_TRIGGERS = {s.trigger for s in CASE_TRANSITIONS} | {s.trigger for s in GPU_TRANSITIONS}
+
+
+def ev(kind: EvidenceKind, label: str | None = "L1", **kw: object) -> Evidence:
+    return Evidence(kind, label, T0, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("state", list(CaseState))
+@pytest.mark.parametrize("trigger", sorted(ALL_TRIGGERS))
+def test_case_trigger_not_in_table_raises_naming_state_and_trigger(
+    state: CaseState, trigger: str
+) -> None:
+    legal = legal_triggers("case", state.value)
+    if trigger in legal:
+        return
+    with pytest.raises(InvalidTransitionError) as info:
+        fire_case(CaseFacts(1, state.value, "L1"), trigger)
+    assert state.value in str(info.value) and trigger in str(info.value)
+    assert info.value.machine == "case"
+
+
+def test_case_happy_path() -> None:
+    state = CaseState.SUBMITTED
+    for trigger, expected in [
+        ("claim", CaseState.SUBMITTING),
+        ("confirm_submitted", CaseState.RUNNING),
+        ("job_succeeded", CaseState.RETRIEVING),
+        ("retrieved", CaseState.COMPLETED),
+    ]:
+        state = fire_case(CaseFacts(1, state.value, "L1"), trigger)
+        assert state is expected
+
+
+def test_claim_needs_a_label() -> None:
+    with pytest.raises(GuardRejectedError):
+        fire_case(CaseFacts(1, "submitted", None), "claim")
+
+
+def test_terminal_states_only_leave_by_operator_retry() -> None:
+    for state in (CaseState.COMPLETED, CaseState.FAILED, CaseState.CANCELLED):
+        legal = legal_triggers("case", state.value)
+        assert legal == ([] if state is CaseState.COMPLETED else ["retry"])
+
+
+@pytest.mark.parametrize(
+    "evidence",
+    [
+        None,
+        ev(EvidenceKind.KILL_REQUESTED),
+        ev(EvidenceKind.SUBMIT_ACCEPTED),
+        ev(EvidenceKind.UNREACHABLE),
+        ev(EvidenceKind.KILL_UNCONFIRMED),
+        ev(EvidenceKind.OPERATOR),
+        ev(EvidenceKind.OBSERVED_TERMINAL, label="stranger"),
+        ev(EvidenceKind.CONFIRMED_ABSENT, label="L2"),
+        # a "confirmation" observed before the kill was even requested proves nothing
+        ev(EvidenceKind.KILL_CONFIRMED, requested_at=T0),
+        ev(EvidenceKind.KILL_CONFIRMED, requested_at=T0 + timedelta(seconds=1)),
+        ev(EvidenceKind.KILL_CONFIRMED),
+    ],
+)
+@pytest.mark.parametrize("state,trigger", [("assigned", "release"), ("zombie", "recover")])
+def test_gpu_never_freed_without_termination_evidence_for_its_own_job(
+    evidence: Evidence | None, state: str, trigger: str
+) -> None:
+    gpu = GpuFacts("h/g0", state, case_id=1 if state == "assigned" else None, job_label="L1")
+    with pytest.raises(GuardRejectedError) as info:
+        fire_gpu(gpu, trigger, evidence)
+    assert info.value.reason
+
+
+@pytest.mark.parametrize(
+    "evidence",
+    [
+        ev(EvidenceKind.OBSERVED_TERMINAL),
+        ev(EvidenceKind.CONFIRMED_ABSENT),
+        ev(EvidenceKind.NEVER_SUBMITTED),
+        ev(EvidenceKind.KILL_CONFIRMED, requested_at=T0 - timedelta(seconds=1)),
+    ],
+)
+def test_gpu_freed_with_termination_evidence(evidence: Evidence) -> None:
+    assert (
+        fire_gpu(GpuFacts("h/g0", "assigned", 1, "L1"), "release", evidence) is GpuState.AVAILABLE
+    )
+    assert (
+        fire_gpu(GpuFacts("h/g0", "zombie", None, "L1"), "recover", evidence) is GpuState.AVAILABLE
+    )
+
+
+def test_offline_requested_routes_release_to_offline_and_blocks_assign() -> None:
+    proof = ev(EvidenceKind.OBSERVED_TERMINAL)
+    draining = GpuFacts("h/g0", "assigned", 1, "L1", offline_requested=True)
+    assert fire_gpu(draining, "release", proof) is GpuState.OFFLINE
+    zombie = GpuFacts("h/g0", "zombie", None, "L1", offline_requested=True)
+    assert fire_gpu(zombie, "recover", proof) is GpuState.OFFLINE
+    with pytest.raises(GuardRejectedError, match="offline"):
+        fire_gpu(GpuFacts("h/g0", "available", 1, None, offline_requested=True), "assign")
+
+
+def test_quarantine_needs_no_evidence_but_only_from_assigned() -> None:
+    assert fire_gpu(GpuFacts("h/g0", "assigned", 1, "L1"), "quarantine") is GpuState.ZOMBIE
+    for state in ("available", "zombie", "offline"):
+        with pytest.raises(InvalidTransitionError):
+            fire_gpu(GpuFacts("h/g0", state), "quarantine")
+
+
+def test_legacy_jobs_without_label_match_only_label_less_evidence() -> None:
+    legacy = GpuFacts("g0", "zombie", None, None)
+    assert (
+        fire_gpu(legacy, "recover", ev(EvidenceKind.CONFIRMED_ABSENT, label=None))
+        is GpuState.AVAILABLE
+    )
+    with pytest.raises(GuardRejectedError):
+        fire_gpu(legacy, "recover", ev(EvidenceKind.CONFIRMED_ABSENT, label="L1"))
+
+
+def test_evidence_round_trips_through_json() -> None:
+    e = ev(
+        EvidenceKind.KILL_CONFIRMED, job_id="7", requested_at=T0 - timedelta(seconds=3), detail="é"
+    )
+    assert Evidence.from_json(e.to_json()) == e
