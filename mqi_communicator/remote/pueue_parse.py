@@ -1,0 +1,137 @@
+"""Pure parser for ``pueue status --json`` (Pueue 3.x and 4.x shapes).
+
+The two shapes differ in where the timestamps and the result live (see
+``shared/recipes/pueue-contract.md``): v3 has ``"status": "Running"`` and
+``{"Done": R}`` with ``start``/``end`` on the task; v4 wraps every status in an object
+that carries them, e.g. ``{"Done": {"enqueued_at", "start", "end", "result": R}}``.
+Each task is read in whichever shape it has. Anything that is not a readable status
+document (empty, truncated, not JSON, no ``tasks``) raises :class:`PueueOutputError`;
+callers map that to ``JobState.UNKNOWN``, never to success.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mqi_communicator.errors import SchedulerOutputError
+
+__all__ = ["PueueOutputError", "PueueStatus", "TaskInfo", "parse_status", "parse_timestamp"]
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+class PueueOutputError(SchedulerOutputError):
+    """``pueue status --json`` output could not be understood."""
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One Pueue task, reduced to what the adapter needs.
+
+    Attributes:
+        task_id: Pueue's id (reused after clean/remove: check ``label``).
+        label: The task's label, None when unset.
+        group: The Pueue group.
+        state: ``Queued``, ``Stashed``, ``Running``, ``Paused``, ``Locked``, ``Done``, or
+            whatever unknown name a newer Pueue sends (the adapter maps it to UNKNOWN).
+        result: For ``Done``: ``Success``, ``Failed``, ``FailedToSpawn``, ``Killed``,
+            ``Errored``, ``DependencyFailed`` (or an unknown name); else None.
+        exit_code: The code of a ``Failed`` result, else None.
+        start: When the task started, if known.
+    """
+
+    task_id: int
+    label: str | None
+    group: str
+    state: str
+    result: str | None = None
+    exit_code: int | None = None
+    start: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PueueStatus:
+    """The parsed status document: tasks by id and group names to their status."""
+
+    tasks: dict[int, TaskInfo]
+    groups: dict[str, str]
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """RFC 3339 with up to nanoseconds (Python keeps microseconds); None when unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(_FRACTION.sub(r"\1", value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def _result(raw: object) -> tuple[str, int | None]:
+    if isinstance(raw, str):
+        return raw, None
+    if isinstance(raw, dict) and len(raw) == 1:
+        name, value = next(iter(raw.items()))
+        code = value if isinstance(value, int) and not isinstance(value, bool) else None
+        return str(name), code
+    raise PueueOutputError(f"unreadable task result: {raw!r}")
+
+
+def _task(key: str, raw: object) -> TaskInfo:
+    if not isinstance(raw, dict):
+        raise PueueOutputError(f"task {key}: not an object")
+    try:
+        task_id = int(key)
+        status = raw["status"]
+        group = raw["group"]
+    except (KeyError, ValueError) as err:
+        raise PueueOutputError(f"task {key}: missing or bad field: {err}") from err
+    label = raw.get("label")
+    if label is not None and not isinstance(label, str):
+        raise PueueOutputError(f"task {key}: label is not a string")
+    start = parse_timestamp(raw.get("start"))  # v3 keeps it on the task
+    result: str | None = None
+    exit_code: int | None = None
+    if isinstance(status, str):  # v3 unit variants
+        state = status
+    elif isinstance(status, dict) and len(status) == 1:
+        state, inner = next(iter(status.items()))
+        if state == "Done":
+            if isinstance(inner, dict) and "result" in inner:  # v4
+                result, exit_code = _result(inner["result"])
+            else:  # v3: {"Done": R}
+                result, exit_code = _result(inner)
+        if isinstance(inner, dict) and "start" in inner:
+            start = parse_timestamp(inner["start"])
+    else:
+        raise PueueOutputError(f"task {key}: unreadable status {status!r}")
+    return TaskInfo(task_id, label, str(group), str(state), result, exit_code, start)
+
+
+def parse_status(text: str) -> PueueStatus:
+    """Parse ``pueue status --json`` output.
+
+    Raises:
+        PueueOutputError: empty, truncated, non-JSON, or not a status document.
+    """
+    if not text.strip():
+        raise PueueOutputError("empty pueue status output")
+    try:
+        doc: Any = json.loads(text)
+    except ValueError as err:
+        raise PueueOutputError(f"pueue status output is not JSON: {err}") from err
+    if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), dict):
+        raise PueueOutputError("pueue status output has no 'tasks' object")
+    groups_raw = doc.get("groups")
+    if not isinstance(groups_raw, dict):
+        raise PueueOutputError("pueue status output has no 'groups' object")
+    groups = {
+        str(name): str(g.get("status")) if isinstance(g, dict) else "?"
+        for name, g in groups_raw.items()
+    }
+    tasks = {info.task_id: info for info in (_task(k, v) for k, v in doc["tasks"].items())}
+    return PueueStatus(tasks=tasks, groups=groups)
