@@ -1,0 +1,135 @@
+"""What each trigger does to the non-status fields: pure functions, one table each.
+
+The store applies ``status`` itself (from :func:`~mqi_communicator.statemachine.plan_step`)
+and then these field effects, in the same transaction. Keeping them pure lets the
+Hypothesis model replay the audit trail with the very same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = [
+    "CANCEL_REASON",
+    "CASE_NOTE_FIELDS",
+    "GPU_NOTE_FIELDS",
+    "CaseInputs",
+    "case_effects",
+    "gpu_effects",
+]
+
+#: The failure reason recorded when an operator cancels without giving one.
+CANCEL_REASON = "cancelled by operator"
+
+#: Fields ``Store.update_case`` may set (never ``status``).
+CASE_NOTE_FIELDS = frozenset(
+    {
+        "progress",
+        "started_at",
+        "job_id",
+        "kill_requested_at",
+        "kill_reason",
+        "cancel_requested",
+        "next_attempt_at",
+        "transient_failures",
+    }
+)
+
+#: Fields ``Store.update_gpu`` may set (never ``status``).
+GPU_NOTE_FIELDS = frozenset({"kill_requested_at", "next_check_at"})
+
+_RESET_JOB = {
+    "label": None,
+    "job_id": None,
+    "remote_dir": None,
+    "host": None,
+    "gpu_name": None,
+    "started_at": None,
+    "kill_requested_at": None,
+    "kill_reason": None,
+    "cancel_requested": False,
+}
+
+
+@dataclass(frozen=True)
+class CaseInputs:
+    """What a case trigger may need beyond the row itself."""
+
+    now: datetime
+    attempt: int
+    failure_reason: str | None = None
+    job_id: str | None = None
+    label: str | None = None
+    remote_dir: str | None = None
+    host: str | None = None
+    gpu_name: str | None = None
+
+
+def case_effects(trigger: str, given: CaseInputs) -> dict[str, object]:
+    """The case fields ``trigger`` sets (besides ``status`` and ``status_updated_at``)."""
+    if trigger == "claim":
+        return {
+            "label": given.label,
+            "remote_dir": given.remote_dir,
+            "host": given.host,
+            "gpu_name": given.gpu_name,
+        }
+    if trigger == "confirm_submitted":
+        return {"job_id": given.job_id} if given.job_id is not None else {}
+    if trigger == "requeue":
+        out: dict[str, object] = {**_RESET_JOB, "attempt": given.attempt + 1}
+        if given.failure_reason is not None:
+            out["failure_reason"] = given.failure_reason
+        return out
+    if trigger == "retry":
+        return {
+            **_RESET_JOB,
+            "attempt": given.attempt + 1,
+            "failure_reason": None,
+            "completed_at": None,
+            "progress": 0,
+        }
+    if trigger == "retrieved":
+        return {"progress": 100, "completed_at": given.now}
+    if trigger in {"fail", "cancel"}:
+        reason = given.failure_reason
+        if reason is None and trigger == "cancel":
+            reason = CANCEL_REASON
+        out = {"completed_at": given.now, "gpu_name": None}
+        if reason is not None:
+            out["failure_reason"] = reason
+        return out
+    return {}
+
+
+def gpu_effects(
+    trigger: str,
+    *,
+    case_id: int | None = None,
+    job_label: str | None = None,
+    job_dir: str | None = None,
+) -> dict[str, object]:
+    """The GPU fields ``trigger`` sets (besides ``status`` and ``status_updated_at``)."""
+    if trigger == "assign":
+        return {
+            "assigned_case_id": case_id,
+            "job_label": job_label,
+            "job_dir": job_dir,
+            "job_id": None,
+            "kill_requested_at": None,
+            "next_check_at": None,
+        }
+    if trigger in {"release", "recover"}:
+        return {
+            "assigned_case_id": None,
+            "job_label": None,
+            "job_id": None,
+            "job_dir": None,
+            "kill_requested_at": None,
+            "next_check_at": None,
+        }
+    if trigger == "quarantine":
+        # The case moves on; the job we placed stays on record until proven gone.
+        return {"assigned_case_id": None}
+    return {}

@@ -1,0 +1,103 @@
+"""Engines for a database URL: SQLite pragmas and write locking, PostgreSQL via psycopg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..errors import ConfigError
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "WRITE_OPTION",
+    "display_url",
+    "make_engine",
+    "normalize_url",
+    "write_engine",
+]
+
+#: How long a SQLite writer waits for another writer's lock before giving up.
+BUSY_TIMEOUT_MS = 30_000
+
+#: Execution option that makes a SQLite transaction start with ``BEGIN IMMEDIATE``.
+WRITE_OPTION = "mqi_sqlite_write"
+
+
+def normalize_url(url: str) -> str:
+    """Turn what a user typed into a SQLAlchemy URL string.
+
+    ``postgresql://`` and ``postgres://`` select psycopg 3; a bare path such as
+    ``x.db`` means a SQLite file.
+    """
+    text = url.strip()
+    if not text:
+        raise ConfigError("empty database URL")
+    if "://" not in text:
+        return f"sqlite:///{Path(text).expanduser().resolve().as_posix()}"
+    for prefix in ("postgresql://", "postgres://"):
+        if text.startswith(prefix):
+            return "postgresql+psycopg://" + text[len(prefix) :]
+    try:
+        make_url(text)
+    except ArgumentError as err:
+        raise ConfigError(f"not a database URL: {text!r}: {err}") from err
+    return text
+
+
+def display_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except Exception:  # only used in messages; never fail on it
+        return "<database>"
+
+
+def _sqlite_setup(engine: Engine, *, foreign_keys: bool) -> None:
+    # pysqlite's own transaction handling issues BEGIN lazily and only before DML, which
+    # breaks SERIALIZABLE reads. Take over: SQLAlchemy's "pysqlite serializable" recipe.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cur.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+            # WAL lets readers run while one writer writes; a no-op on :memory:.
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front, so two writers never both read the
+        # same row and then race to update it (no lost update, no upgrade deadlock).
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` with this project's connection settings.
+
+    Args:
+        url: A database URL (see :func:`normalize_url`).
+        foreign_keys: SQLite only; migrations turn enforcement off while they
+            recreate tables.
+        **kwargs: Passed to :func:`sqlalchemy.create_engine`.
+    """
+    real = make_url(normalize_url(url)) if isinstance(url, str) else url
+    engine = create_engine(real, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _sqlite_setup(engine, foreign_keys=foreign_keys)
+    return engine
+
+
+def write_engine(engine: Engine) -> Engine:
+    """A view of ``engine`` (same pool) whose transactions take the write lock at BEGIN."""
+    return engine.execution_options(**{WRITE_OPTION: True})

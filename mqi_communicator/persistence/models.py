@@ -1,0 +1,153 @@
+"""Typed SQLAlchemy 2 models: ``cases``, ``gpu_resources`` and ``case_transitions``.
+
+The models are the single source of the schema: Alembic's migrations are checked
+against them (``alembic check`` must find no drift). Nothing outside the store touches
+them; callers get frozen records (:mod:`.records`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "Case", "CaseTransition", "GpuResource", "UtcDateTime"]
+
+# Deterministic constraint names: Alembic batch mode on SQLite recreates tables and
+# must be able to name (and drop) constraints; PostgreSQL needs names to alter them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores UTC (naive on SQLite, ``timestamptz`` on PostgreSQL); returns aware UTC.
+
+    Naive values are refused on the way in: a naive time is a bug in the caller.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass timezone-aware UTC times")
+        utc = value.astimezone(UTC)
+        # SQLite has no time zones: keep naive UTC text so values sort and compare.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            value = datetime.fromisoformat(str(value))
+        moment: datetime = value
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Case(Base):
+    """One QA case: a folder to run on a GPU."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    # Indexed: the engine's tick lists the live states among many finished cases.
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    label: Mapped[str | None] = mapped_column(String(200))
+    job_id: Mapped[str | None] = mapped_column(String(100))
+    remote_dir: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(200))
+    gpu_name: Mapped[str | None] = mapped_column(String(200))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    kill_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    kill_reason: Mapped[str | None] = mapped_column(String(16))
+    transient_failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status_updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    version: Mapped[int] = mapped_column(Integer)
+
+    # Optimistic locking: every ORM UPDATE says "WHERE version = <loaded>" and bumps it.
+    __mapper_args__ = {"version_id_col": version}
+
+
+class GpuResource(Base):
+    """One schedulable GPU slot, named ``host/group`` (a Pueue group, a Slurm GRES, ...)."""
+
+    __tablename__ = "gpu_resources"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    # UNIQUE (NULLs allowed many times on both backends): no GPU ever holds two cases.
+    assigned_case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id"), unique=True, default=None
+    )
+    job_label: Mapped[str | None] = mapped_column(String(200))
+    job_id: Mapped[str | None] = mapped_column(String(100))
+    job_dir: Mapped[str | None] = mapped_column(Text)
+    offline_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    kill_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_check_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    status_updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    version: Mapped[int] = mapped_column(Integer)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class CaseTransition(Base):
+    """The audit trail: one row per transition (or note) of a case or a GPU."""
+
+    __tablename__ = "case_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    entity: Mapped[str] = mapped_column(String(8))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    gpu_name: Mapped[str | None] = mapped_column(String(200))
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(32))
+    evidence: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    # The case's attempt and label after the move, so a replay can rebuild them.
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    label: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        Index("ix_case_transitions_case_id_id", "case_id", "id"),
+        Index("ix_case_transitions_gpu_name_id", "gpu_name", "id"),
+    )

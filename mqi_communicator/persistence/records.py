@@ -1,0 +1,147 @@
+"""Frozen records returned by the store: plain values, never ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePath
+
+from ..statemachine import CaseState, Evidence, GpuState
+from .models import Case, CaseTransition, GpuResource
+
+__all__ = [
+    "CaseRecord",
+    "GpuRecord",
+    "TransitionRecord",
+    "case_record",
+    "gpu_record",
+    "transition_record",
+]
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """A case as saved. ``name`` is the last component of ``path``."""
+
+    id: int
+    path: str
+    name: str
+    status: CaseState
+    progress: int
+    attempt: int
+    label: str | None
+    job_id: str | None
+    remote_dir: str | None
+    host: str | None
+    gpu_name: str | None
+    failure_reason: str | None
+    cancel_requested: bool
+    kill_requested_at: datetime | None
+    kill_reason: str | None
+    transient_failures: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    status_updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    version: int
+
+
+@dataclass(frozen=True)
+class GpuRecord:
+    """A GPU as saved. ``job_*`` describe the job we placed on it (kept through zombie)."""
+
+    name: str
+    host: str | None
+    status: GpuState
+    case_id: int | None
+    job_label: str | None
+    job_id: str | None
+    job_dir: str | None
+    offline_requested: bool
+    kill_requested_at: datetime | None
+    next_check_at: datetime | None
+    status_updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class TransitionRecord:
+    """One audit row. ``attempt``/``label`` are the case's values after a case move."""
+
+    id: int
+    at: datetime
+    entity: str
+    case_id: int | None
+    gpu_name: str | None
+    from_state: str
+    to_state: str
+    trigger: str
+    evidence: Evidence | None
+    detail: str
+    attempt: int | None = None
+    label: str | None = None
+
+
+def case_record(row: Case) -> CaseRecord:
+    """Snapshot an ORM case row."""
+    return CaseRecord(
+        id=row.id,
+        path=row.path,
+        name=PurePath(row.path).name,
+        status=CaseState(row.status),
+        progress=row.progress,
+        attempt=row.attempt,
+        label=row.label,
+        job_id=row.job_id,
+        remote_dir=row.remote_dir,
+        host=row.host,
+        gpu_name=row.gpu_name,
+        failure_reason=row.failure_reason,
+        cancel_requested=bool(row.cancel_requested),
+        kill_requested_at=row.kill_requested_at,
+        kill_reason=row.kill_reason,
+        transient_failures=row.transient_failures,
+        next_attempt_at=row.next_attempt_at,
+        created_at=row.created_at,
+        status_updated_at=row.status_updated_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        version=row.version,
+    )
+
+
+def gpu_record(row: GpuResource) -> GpuRecord:
+    """Snapshot an ORM GPU row."""
+    return GpuRecord(
+        name=row.name,
+        host=row.host,
+        status=GpuState(row.status),
+        case_id=row.assigned_case_id,
+        job_label=row.job_label,
+        job_id=row.job_id,
+        job_dir=row.job_dir,
+        offline_requested=bool(row.offline_requested),
+        kill_requested_at=row.kill_requested_at,
+        next_check_at=row.next_check_at,
+        status_updated_at=row.status_updated_at,
+        version=row.version,
+    )
+
+
+def transition_record(row: CaseTransition) -> TransitionRecord:
+    """Snapshot an ORM audit row, decoding its evidence."""
+    return TransitionRecord(
+        id=row.id,
+        at=row.at,
+        entity=row.entity,
+        case_id=row.case_id,
+        gpu_name=row.gpu_name,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        trigger=row.trigger,
+        evidence=Evidence.from_json(row.evidence) if row.evidence else None,
+        detail=row.detail,
+        attempt=row.attempt,
+        label=row.label,
+    )

@@ -1,0 +1,247 @@
+"""The store: the only way the rest of the package reads or writes the database.
+
+Every write is one transaction. On SQLite it starts with ``BEGIN IMMEDIATE`` (one writer
+at a time, waiting up to the busy timeout); on PostgreSQL rows are locked with
+``SELECT ... FOR UPDATE`` (``SKIP LOCKED`` when claiming a GPU). The ORM's version
+columns add an optimistic check: an update that finds another version fails with
+:class:`ConflictError` and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from ..errors import ConflictError
+from ..statemachine import CaseState, Evidence
+from . import store_reads as reads
+from . import store_writes as writes
+from .engine_setup import display_url, make_engine, write_engine
+from .records import CaseRecord, GpuRecord, TransitionRecord
+from .schema_check import check_schema
+
+__all__ = ["Store"]
+
+T = TypeVar("T")
+
+# PostgreSQL SQLSTATEs a writer may simply retry: serialization failure, deadlock.
+_RETRYABLE_PG = {"40001", "40P01"}
+
+
+def _retryable(err: DBAPIError) -> bool:
+    code = getattr(err.orig, "sqlstate", None)
+    if code in _RETRYABLE_PG:
+        return True
+    return "database is locked" in str(err.orig)
+
+
+class Store:
+    """Transactional access to cases, GPUs and the audit trail.
+
+    Use :meth:`open`; it refuses a database whose schema is not at this code's head.
+    """
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        """Wrap an engine made by :func:`make_engine`. Prefer :meth:`open`."""
+        self._engine = engine
+        self._writer = write_engine(engine)
+        self.url = url
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect to ``url`` and check its schema revision.
+
+        Raises:
+            SchemaMismatchError: behind head, ahead of it, or not versioned at all.
+        """
+        engine = make_engine(url)
+        shown = display_url(url)
+        try:
+            check_schema(engine, shown)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, shown)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        """Release every connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self._engine, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        try:
+            with Session(self._writer, expire_on_commit=False) as s, s.begin():
+                return work(s)
+        except StaleDataError as err:
+            raise ConflictError(f"a row changed under us: {err}") from err
+        except IntegrityError as err:
+            raise ConflictError(f"a constraint refused the write: {err.orig}") from err
+        except DBAPIError as err:
+            if _retryable(err):
+                raise ConflictError(f"database busy: {err.orig}") from err
+            raise
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get_case(self, case_id: int) -> CaseRecord:
+        """The case with ``case_id`` (:class:`NotFoundError` if none)."""
+        with self._read() as s:
+            return reads.get_case(s, case_id)
+
+    def find_case(self, path: str) -> CaseRecord | None:
+        """The case registered for ``path``, if any."""
+        with self._read() as s:
+            return reads.find_case(s, path)
+
+    def list_cases(
+        self,
+        statuses: Iterable[CaseState] | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[CaseRecord]:
+        """Cases in id order, optionally filtered by status."""
+        with self._read() as s:
+            return reads.list_cases(s, statuses, limit=limit, offset=offset)
+
+    def count_by_status(self) -> dict[CaseState, int]:
+        """Number of cases per state."""
+        with self._read() as s:
+            return reads.count_by_status(s)
+
+    def get_gpu(self, name: str) -> GpuRecord:
+        """The GPU named ``name`` (:class:`NotFoundError` if none)."""
+        with self._read() as s:
+            return reads.get_gpu(s, name)
+
+    def list_gpus(self) -> list[GpuRecord]:
+        """Every GPU in name order."""
+        with self._read() as s:
+            return reads.list_gpus(s)
+
+    def history(
+        self, *, case_id: int | None = None, gpu_name: str | None = None, limit: int | None = None
+    ) -> list[TransitionRecord]:
+        """Audit rows in id order (the latest ``limit`` if given)."""
+        with self._read() as s:
+            return reads.history(s, case_id=case_id, gpu_name=gpu_name, limit=limit)
+
+    # -- writes ------------------------------------------------------------------------
+
+    def register_case(self, path: str, now: datetime) -> tuple[CaseRecord, bool]:
+        """Register ``path`` as a new ``submitted`` case; idempotent.
+
+        Returns:
+            The case and True if this call created it; the existing case and False.
+        """
+        try:
+            return self._write(lambda s: writes.register_case(s, path, now))
+        except ConflictError:
+            # Lost a race on the unique path: the winner's row is the answer.
+            found = self.find_case(path)
+            if found is None:
+                raise
+            return found, False
+
+    def sync_gpus(self, gpus: Sequence[tuple[str, str | None]], now: datetime) -> None:
+        """Add the ``(name, host)`` GPUs not yet known, as ``available``. Never deletes."""
+        try:
+            self._write(lambda s: writes.sync_gpus(s, gpus, now))
+        except ConflictError:
+            # Another process added some of them at the same moment: add the rest.
+            self._write(lambda s: writes.sync_gpus(s, gpus, now))
+
+    def claim(
+        self,
+        case_id: int,
+        now: datetime,
+        plan: writes.ClaimPlan,
+        candidates: Sequence[str] | None = None,
+    ) -> tuple[CaseRecord, GpuRecord] | None:
+        """Atomically give a free GPU to a ``submitted`` case.
+
+        Args:
+            case_id: The case.
+            now: The time of the claim.
+            plan: ``(case, gpu) -> (job label, remote dir)``, called under the lock.
+            candidates: GPU names allowed, in order of preference (None: any).
+
+        Returns:
+            The moved case and GPU, or None when no GPU is free or the case is no
+            longer ``submitted``.
+        """
+        return self._write(lambda s: writes.claim(s, case_id, now, plan, candidates))
+
+    def apply(
+        self,
+        case_id: int | None,
+        case_trigger: str | None,
+        gpu_name: str | None,
+        gpu_trigger: str | None,
+        *,
+        evidence: Evidence | None,
+        now: datetime,
+        detail: str = "",
+        failure_reason: str | None = None,
+        job_id: str | None = None,
+        expected_case_version: int | None = None,
+    ) -> tuple[CaseRecord | None, GpuRecord | None]:
+        """Apply one step (case and/or GPU transition) and its audit rows atomically.
+
+        Raises:
+            InvalidTransitionError: illegal trigger or mismatched halves; nothing written.
+            GuardRejectedError: a guard refused (e.g. release without evidence).
+            ConflictError: ``expected_case_version`` is stale, or a concurrent writer won.
+            NotFoundError: no such case or GPU.
+        """
+        return self._write(
+            lambda s: writes.apply_step(
+                s,
+                case_id,
+                case_trigger,
+                gpu_name,
+                gpu_trigger,
+                evidence=evidence,
+                now=now,
+                detail=detail,
+                failure_reason=failure_reason,
+                job_id=job_id,
+                expected_case_version=expected_case_version,
+            )
+        )
+
+    def update_case(
+        self, case_id: int, now: datetime, *, detail: str, **fields: object
+    ) -> CaseRecord:
+        """Set non-status case fields (progress, started_at, job_id, kill_*, ...)."""
+        return self._write(lambda s: writes.update_case(s, case_id, now, detail, fields))
+
+    def update_gpu(self, name: str, now: datetime, *, detail: str, **fields: object) -> GpuRecord:
+        """Set ``kill_requested_at`` / ``next_check_at`` of a GPU."""
+        return self._write(lambda s: writes.update_gpu(s, name, now, detail, fields))
+
+    def set_gpu_offline(self, name: str, now: datetime, offline: bool) -> GpuRecord:
+        """Operator: take a GPU out of the pool (now if idle, else after its job) or back."""
+        return self._write(lambda s: writes.set_gpu_offline(s, name, now, offline))
