@@ -18,6 +18,7 @@ Measured here: 1.87x ``scp -r`` upload and 1.61x download (see bench/bench_trans
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import secrets
 import shutil
@@ -166,12 +167,14 @@ def upload_over_channel(
         _report(progress, 0, total)
         try:
             chan.sendall(f"{len(mbytes)}\n".encode() + mbytes)
-            for chunk in iter_tar_chunks(tree):
-                chan.sendall(chunk)
-                sent += len(chunk)
-                _report(progress, sent, total)
-                if time.monotonic() > deadline:
-                    raise TimeoutError("transfer deadline")
+            # closing(): stop the local tar at once if sending fails
+            with contextlib.closing(iter_tar_chunks(tree)) as chunks:
+                for chunk in chunks:
+                    chan.sendall(chunk)
+                    sent += len(chunk)
+                    _report(progress, sent, total)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("transfer deadline")
             chan.shutdown_write()
         except CaseContentError:
             raise

@@ -10,6 +10,7 @@ Use :func:`make_ssh_transport` to build more transports (other known_hosts, env.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -122,20 +123,16 @@ class SshServer:
         stdin and broken pipes, as they would on a real server.
         """
         for pid in self.session_pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def stop(self) -> None:
         """Stop the listener and drop every connection."""
         if self.pid is None:
             return
         self.drop_connections()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         for _ in range(200):
             if not _alive(self.pid):
                 break
