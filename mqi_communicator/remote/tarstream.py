@@ -24,7 +24,7 @@ import subprocess
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
@@ -144,7 +144,9 @@ def _gnu_tar() -> str | None:
     return exe if "GNU tar" in out.stdout else None
 
 
-def iter_tar_chunks(tree: CaseTree, *, use_system_tar: bool | None = None) -> Iterator[bytes]:
+def iter_tar_chunks(
+    tree: CaseTree, *, use_system_tar: bool | None = None
+) -> Generator[bytes, None, None]:
     """Yield a tar archive of exactly ``tree``'s entries, in chunks of up to :data:`CHUNK`.
 
     Closing the generator early stops the producer.
