@@ -14,6 +14,7 @@ from alembic.util import CommandError
 from sqlalchemy.exc import OperationalError
 
 from ..errors import MqiError
+from .commands import COMMANDS
 from .db import db
 
 __all__ = ["main"]
@@ -40,6 +41,6 @@ def main() -> None:
 
 
 # One line per command module.
-_COMMANDS: list[click.Command] = [db]
+_COMMANDS: list[click.Command] = [db, *COMMANDS]
 for _command in _COMMANDS:
     main.add_command(_command)

@@ -1,0 +1,154 @@
+"""``cases list|show|retry|cancel``: look at cases and act on one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from ..persistence import CaseRecord, TransitionRecord
+from ..statemachine import TERMINAL_CASE_STATES, CaseState
+from .common import config_option, open_communicator
+from .output import echo_json, fmt_time, render_table
+
+__all__ = ["cases", "evidence_text", "history_table"]
+
+_STATES = [s.value for s in CaseState]
+
+
+@click.group()
+def cases() -> None:
+    """List, inspect, retry or cancel cases."""
+
+
+def _case_rows(records: Sequence[CaseRecord]) -> list[list[object]]:
+    return [
+        [
+            c.id,
+            c.name,
+            c.status,
+            c.attempt,
+            c.gpu_name,
+            f"{c.progress}%",
+            c.status_updated_at,
+            c.failure_reason,
+        ]
+        for c in records
+    ]
+
+
+@cases.command("list")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(_STATES),
+    help="Only cases in this state (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@config_option
+def list_cases(states: tuple[str, ...], as_json: bool, config_path: Path | None) -> None:
+    """List cases, oldest first."""
+    with open_communicator(config_path) as comm:
+        records = comm.cases([CaseState(s) for s in states] if states else None)
+    if as_json:
+        echo_json(records)
+        return
+    headers = ["ID", "NAME", "STATE", "ATTEMPT", "GPU", "PROGRESS", "UPDATED (UTC)", "REASON"]
+    click.echo(render_table(headers, _case_rows(records)))
+
+
+def evidence_text(t: TransitionRecord) -> str:
+    """The evidence of one audit row in one short phrase ("" if none)."""
+    ev = t.evidence
+    if ev is None:
+        return ""
+    parts = [ev.kind.value]
+    if ev.label:
+        parts.append(f"label={ev.label}")
+    if ev.job_id:
+        parts.append(f"job={ev.job_id}")
+    if ev.detail:
+        parts.append(ev.detail)
+    return " ".join(parts)
+
+
+def history_table(rows: Sequence[TransitionRecord]) -> str:
+    """The audit rows as a table: time, entity, move, trigger, evidence, detail."""
+    table = [
+        [
+            fmt_time(t.at),
+            t.entity if t.entity == "case" else f"gpu {t.gpu_name}",
+            f"{t.from_state} -> {t.to_state}",
+            t.trigger,
+            evidence_text(t) or "-",
+            t.detail or "-",
+        ]
+        for t in rows
+    ]
+    return render_table(["AT (UTC)", "WHAT", "MOVE", "TRIGGER", "EVIDENCE", "DETAIL"], table)
+
+
+@cases.command("show")
+@click.argument("case_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@config_option
+def show_case(case_id: int, as_json: bool, config_path: Path | None) -> None:
+    """Show one case and its transition history, with the evidence of each move."""
+    with open_communicator(config_path) as comm:
+        case = comm.case(case_id)
+        history = comm.history(case_id=case_id)
+    if as_json:
+        echo_json({"case": case, "history": history})
+        return
+    fields = [
+        ("id", case.id),
+        ("name", case.name),
+        ("path", case.path),
+        ("state", case.status.value),
+        ("attempt", case.attempt),
+        ("progress", f"{case.progress}%"),
+        ("host", case.host),
+        ("gpu", case.gpu_name),
+        ("job label", case.label),
+        ("job id", case.job_id),
+        ("remote dir", case.remote_dir),
+        ("failure reason", case.failure_reason),
+        ("cancel requested", "yes" if case.cancel_requested else "no"),
+        ("created (UTC)", fmt_time(case.created_at)),
+        ("started (UTC)", fmt_time(case.started_at)),
+        ("completed (UTC)", fmt_time(case.completed_at)),
+    ]
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        click.echo(f"{key.ljust(width)}  {'-' if value is None else value}")
+    click.echo("")
+    click.echo(f"history ({len(history)} transitions):")
+    click.echo(history_table(history))
+
+
+@cases.command("retry")
+@click.argument("case_id", type=int)
+@config_option
+def retry_case(case_id: int, config_path: Path | None) -> None:
+    """Send a failed or cancelled case back to ``submitted`` for a new attempt."""
+    with open_communicator(config_path) as comm:
+        case = comm.retry(case_id)
+    click.echo(f"case {case.id} ({case.name}): {case.status.value}, attempt {case.attempt}")
+
+
+@cases.command("cancel")
+@click.argument("case_id", type=int)
+@config_option
+def cancel_case(case_id: int, config_path: Path | None) -> None:
+    """Cancel a case; a running job is killed by the engine, with the usual evidence rules."""
+    with open_communicator(config_path) as comm:
+        case = comm.cancel(case_id)
+    if case.status in TERMINAL_CASE_STATES:
+        click.echo(f"case {case.id} ({case.name}): {case.status.value}")
+    else:
+        click.echo(
+            f"case {case.id} ({case.name}): cancel requested while {case.status.value}; "
+            "the running engine kills its job and then cancels it"
+        )

@@ -1,0 +1,15 @@
+"""The commands of the ``mqi-communicator`` CLI other than ``db``, in help order."""
+
+from __future__ import annotations
+
+import click
+
+from .cases import cases
+from .config_cmds import check_config, doctor
+from .diagram_cmd import diagram
+from .gpus import gpus
+from .status import status
+
+__all__ = ["COMMANDS"]
+
+COMMANDS: list[click.Command] = [status, cases, gpus, diagram, check_config, doctor]

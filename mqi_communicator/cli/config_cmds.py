@@ -1,0 +1,97 @@
+"""``check-config`` (validate a file, start nothing) and ``doctor`` (test every host for real)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..config import Config, HostConfig, load_config
+from ..remote.local_transport import LocalTransport
+from ..remote.protocol import Transport
+from ..remote.ssh_transport import SshTransport
+from .common import config_option, resolve_config
+from .doctor_checks import CheckResult, any_failed, check_database, check_host
+from .output import EXIT_FAILURE, cli_errors, render_table, to_jsonable
+
+__all__ = ["check_config", "doctor", "transport_for"]
+
+
+def _load(config_path: Path | None) -> tuple[Path, Config]:
+    path = resolve_config(config_path)
+    with cli_errors():
+        return path, load_config(path)
+    raise AssertionError("unreachable")  # pragma: no cover - cli_errors exits
+
+
+@click.command("check-config")
+@config_option
+def check_config(config_path: Path | None) -> None:
+    """Validate a config file without starting anything.
+
+    Exit 0 when valid; exit 2 with each error naming the file, the key and what was
+    expected. Example files ship in the package: mqi_communicator/examples/*.yaml.
+    """
+    path, cfg = _load(config_path)
+    click.echo(
+        f"{path}: OK ({len(cfg.hosts)} host(s), {len(cfg.gpus)} GPU(s); "
+        f"watch {cfg.watch_dir}, results {cfg.results_dir})"
+    )
+
+
+def transport_for(name: str, host: HostConfig) -> Transport:
+    """A transport for one configured host (nothing is connected until first use)."""
+    if host.transport == "local":
+        return LocalTransport(host_name=name, env=host.env)
+    assert host.hostname is not None  # the config model requires it for ssh
+    return SshTransport(
+        name,
+        host.hostname,
+        port=host.port,
+        user=host.user,
+        key_filename=host.key_file,
+        known_hosts=host.known_hosts,
+        accept_new_host_key=host.accept_new_host_key,
+        connect_timeout=host.connect_timeout_s,
+        env=host.env,
+    )
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--host", "only", multiple=True, help="Only check this host (repeatable; default: all)."
+)
+@config_option
+def doctor(as_json: bool, only: tuple[str, ...], config_path: Path | None) -> None:
+    """Test each configured host for real, and the database.
+
+    Per host: connect (the host key is checked against known_hosts), ask the
+    scheduler (pueue status / sinfo / the local setsid), and create and remove a
+    directory under remote_base. Prints one row per check; exit 1 if any fails.
+    """
+    _path, cfg = _load(config_path)
+    unknown = [h for h in only if h not in cfg.hosts]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown host(s) {unknown}; configured: {sorted(cfg.hosts)}", param_hint="--host"
+        )
+    results: list[CheckResult] = [check_database(cfg.database_url)]
+    for name, host in cfg.hosts.items():
+        if only and name not in only:
+            continue
+        transport = transport_for(name, host)
+        try:
+            results.extend(check_host(name, host, transport, cfg))
+        finally:
+            transport.close()
+    if as_json:
+        click.echo(json.dumps(to_jsonable(results), indent=2, ensure_ascii=False))
+    else:
+        rows = [[r.host, r.check, r.status, r.reason] for r in results]
+        click.echo(render_table(["HOST", "CHECK", "RESULT", "DETAIL"], rows))
+    if any_failed(results):
+        failed = sum(r.failed for r in results)
+        click.echo(f"error: {failed} check(s) failed", err=True)
+        raise SystemExit(EXIT_FAILURE)

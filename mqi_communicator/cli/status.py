@@ -1,0 +1,62 @@
+"""``status``: one screen with case counts per state, GPUs per state, and the zombies."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..persistence import CaseRecord, GpuRecord
+from ..statemachine import CaseState, GpuState
+from .common import config_option, open_communicator
+from .output import echo_json, render_table
+
+__all__ = ["status", "summarize"]
+
+
+def summarize(cases: Sequence[CaseRecord], gpus: Sequence[GpuRecord]) -> dict[str, Any]:
+    """Counts per case state and GPU state (every state present, zeros included), and zombies."""
+    case_counts = Counter(c.status for c in cases)
+    gpu_counts = Counter(g.status for g in gpus)
+    return {
+        "cases": {s.value: case_counts.get(s, 0) for s in CaseState},
+        "gpus": {s.value: gpu_counts.get(s, 0) for s in GpuState},
+        "zombies": [g for g in gpus if g.status is GpuState.ZOMBIE],
+    }
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@config_option
+def status(as_json: bool, config_path: Path | None) -> None:
+    """Summary: cases per state, GPUs per state, and every zombie GPU."""
+    with open_communicator(config_path) as comm:
+        summary = summarize(comm.cases(), comm.gpus())
+    if as_json:
+        echo_json(summary)
+        return
+    cases_total = sum(summary["cases"].values())
+    click.echo(
+        render_table(
+            ["CASE STATE", "COUNT"],
+            [*summary["cases"].items(), ("total", cases_total)],
+        )
+    )
+    click.echo("")
+    click.echo(render_table(["GPU STATE", "COUNT"], list(summary["gpus"].items())))
+    zombies: list[GpuRecord] = summary["zombies"]
+    click.echo("")
+    if not zombies:
+        click.echo("zombies: none")
+        return
+    click.echo(f"zombies ({len(zombies)}): a job we placed may still run; re-checked with backoff")
+    rows = [
+        [g.name, g.host, g.job_label, g.job_id, g.status_updated_at, g.next_check_at]
+        for g in zombies
+    ]
+    click.echo(
+        render_table(["NAME", "HOST", "JOB LABEL", "JOB ID", "SINCE (UTC)", "NEXT CHECK"], rows)
+    )
