@@ -1,0 +1,29 @@
+"""The communicator's configuration: pydantic models and the YAML loader."""
+
+from .load import apply_env_overrides, load_config, parse_config
+from .model import (
+    DEFAULT_COMMAND,
+    BackoffConfig,
+    Config,
+    EngineConfig,
+    GpuConfig,
+    HostConfig,
+    IntakeConfig,
+    LogConfig,
+    SchedulerConfig,
+)
+
+__all__ = [
+    "DEFAULT_COMMAND",
+    "BackoffConfig",
+    "Config",
+    "EngineConfig",
+    "GpuConfig",
+    "HostConfig",
+    "IntakeConfig",
+    "LogConfig",
+    "SchedulerConfig",
+    "apply_env_overrides",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,296 @@
+"""The configuration as pydantic models: one YAML file, every key checked.
+
+Every model forbids unknown keys, so a misspelt key is an error rather than a silently
+ignored default. Relative paths are resolved against the directory of the config file
+(passed as validation context ``base_dir``), or the current directory for objects
+built in code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "DEFAULT_COMMAND",
+    "DEFAULT_DB_NAME",
+    "BackoffConfig",
+    "Config",
+    "EngineConfig",
+    "GpuConfig",
+    "HostConfig",
+    "IntakeConfig",
+    "LogConfig",
+    "SchedulerConfig",
+]
+
+#: The MOQUI steps, run inside the uploaded case directory by the job wrapper. The
+#: host's ``env`` must define ``MOQUI_INTERPRETER`` (turns the case's DICOM/log files
+#: into MOQUI input) and ``MOQUI_SIM`` (runs the simulation); both are shell command
+#: lines. Unset variables fail the job at once with a clear message in its log.
+DEFAULT_COMMAND: tuple[str, ...] = (
+    "sh",
+    "-c",
+    'set -e; eval "${MOQUI_INTERPRETER:?set MOQUI_INTERPRETER in the host env}";'
+    ' eval "${MOQUI_SIM:?set MOQUI_SIM in the host env}"',
+)
+
+#: The SQLite file created next to the config file when ``database_url`` is not given.
+DEFAULT_DB_NAME = "mqi-communicator.db"
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    ctx = info.context if isinstance(info.context, dict) else {}
+    base = ctx.get("base_dir")
+    return Path(base) if base is not None else Path.cwd()
+
+
+def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    value = value.expanduser()
+    return value if value.is_absolute() else (_base_dir(info) / value).resolve()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IntakeConfig(_Strict):
+    """How directories in the watch folder become cases."""
+
+    #: A directory is a case once nothing under it changed for this long.
+    quiescence_s: float = Field(default=5.0, ge=0)
+    #: When set, a directory is a case once this file exists in it (quiescence ignored).
+    ready_marker: str | None = None
+    #: Full rescans of the watch folder, in case the file-system watcher missed events.
+    scan_interval_s: PositiveFloat = 30.0
+
+    @field_validator("ready_marker")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value or "\\" in value):
+            raise ValueError("expected a plain file name (no directories)")
+        return value
+
+
+class BackoffConfig(_Strict):
+    """Per-host exponential backoff: ``base_s * factor**(n-1)``, capped at ``cap_s``."""
+
+    base_s: PositiveFloat = 5.0
+    factor: float = Field(default=2.0, ge=1.0)
+    cap_s: PositiveFloat = 600.0
+
+
+class EngineConfig(_Strict):
+    """Timeouts, intervals and the retry policy of the reconciler."""
+
+    poll_interval_s: PositiveFloat = 10.0
+    #: Measured from the job's start; the job is killed after this long.
+    job_timeout_s: PositiveFloat = 21600.0
+    #: A kill not confirmed by a poll within this window puts the GPU in ``zombie``.
+    kill_confirm_s: PositiveFloat = 120.0
+    max_attempts: PositiveInt = 3
+    max_retrieve_failures: PositiveInt = 5
+    #: The folder inside the remote case directory that is downloaded as the results.
+    results_subdir: str = "output"
+    label_prefix: str = Field(default="mqic", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    transfer_timeout_s: PositiveFloat = 3600.0
+    #: With several engines (PostgreSQL), how long a ``submitting`` case must stay
+    #: unchanged before another engine recovers it.
+    submit_grace_s: PositiveFloat = 1800.0
+    backoff: BackoffConfig = BackoffConfig()
+
+
+class LogConfig(_Strict):
+    """The rotating log file and the time zone its timestamps are written in."""
+
+    file: Path | None = None
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: An IANA zone name, e.g. ``Asia/Seoul`` (the original site logs in KST).
+    timezone: str = "UTC"
+    max_bytes: PositiveInt = 10_000_000
+    backups: int = Field(default=5, ge=0)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("file")
+    @classmethod
+    def _resolve_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(
+                f"expected an IANA time zone such as 'Asia/Seoul', got {value!r}"
+            ) from err
+        return value
+
+
+class SchedulerConfig(_Strict):
+    """Which scheduler runs jobs on a host, and its options."""
+
+    kind: Literal["local", "pueue", "slurm"]
+    #: argv prefix that reaches ``pueue`` on the host (e.g. ``["pueue", "-c", "cfg.yml"]``).
+    pueue_command: list[str] = Field(default_factory=lambda: ["pueue"], min_length=1)
+    #: Slurm: default partition and GRES when a GPU names none.
+    partition: str | None = None
+    gres: str | None = None
+    extra_sbatch_args: list[str] = Field(default_factory=list)
+    #: Seconds allowed for each scheduler command on the host.
+    timeout_s: PositiveFloat = 60.0
+    #: Local scheduler: seconds between SIGTERM and SIGKILL when killing.
+    kill_grace_s: float = Field(default=10.0, ge=0)
+
+
+class HostConfig(_Strict):
+    """How to reach one host, its scheduler and its remote base directory."""
+
+    transport: Literal["local", "ssh"] = "local"
+    hostname: str | None = None
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str | None = None
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    accept_new_host_key: bool = False
+    connect_timeout_s: PositiveFloat = 10.0
+    #: Environment variables set for every command run on the host (and so the jobs).
+    env: dict[str, str] = Field(default_factory=dict)
+    scheduler: SchedulerConfig
+    #: Case directories are uploaded to ``<remote_base>/mqic_case_<id>_a<attempt>``.
+    remote_base: str
+
+    @field_validator("key_file", "known_hosts")
+    @classmethod
+    def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @field_validator("remote_base")
+    @classmethod
+    def _remote_base(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("transport", "local") == "ssh":
+            if not PurePosixPath(value).is_absolute():
+                raise ValueError(f"expected an absolute POSIX path, got {value!r}")
+            return value
+        # Local transport: a relative base is relative to the config file.
+        local = Path(value).expanduser()
+        return (
+            local.as_posix()
+            if local.is_absolute()
+            else (_base_dir(info) / local).resolve().as_posix()
+        )
+
+    @model_validator(mode="after")
+    def _check(self) -> HostConfig:
+        if self.transport == "ssh" and not self.hostname:
+            _fail("hostname", "required when transport is 'ssh'")
+        return self
+
+
+_SSH_HOSTNAME = "required when transport is 'ssh'"
+
+
+class GpuConfig(_Strict):
+    """One GPU resource: its name, its host, and what it maps to on that host."""
+
+    name: str = Field(min_length=1)
+    host: str
+    pueue_group: str | None = None
+    slurm_partition: str | None = None
+    slurm_gres: str | None = None
+    cuda_devices: str | None = None
+
+
+#: Which GPU mapping keys each scheduler kind accepts, and which it requires.
+_GPU_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "local": (frozenset({"cuda_devices"}), frozenset()),
+    "pueue": (frozenset({"pueue_group", "cuda_devices"}), frozenset({"pueue_group"})),
+    "slurm": (frozenset({"slurm_partition", "slurm_gres", "cuda_devices"}), frozenset()),
+}
+_MAPPING_KEYS = ("pueue_group", "slurm_partition", "slurm_gres", "cuda_devices")
+
+
+class Config(_Strict):
+    """The whole configuration of one communicator."""
+
+    watch_dir: Path
+    results_dir: Path
+    #: SQLAlchemy URL, or a bare path to a SQLite file. Default: a SQLite file next to
+    #: the config file (``mqi-communicator.db``).
+    database_url: str
+    command: list[str] = Field(default_factory=lambda: list(DEFAULT_COMMAND), min_length=1)
+    intake: IntakeConfig = IntakeConfig()
+    engine: EngineConfig = EngineConfig()
+    log: LogConfig = LogConfig()
+    hosts: dict[str, HostConfig] = Field(min_length=1)
+    gpus: list[GpuConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_db(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and data.get("database_url") is None:
+            data = dict(data)
+            db = (_base_dir(info) / DEFAULT_DB_NAME).resolve()
+            data["database_url"] = f"sqlite:///{db.as_posix()}"
+        return data
+
+    @field_validator("watch_dir", "results_dir")
+    @classmethod
+    def _resolve_dirs(cls, value: Path, info: ValidationInfo) -> Path:
+        resolved = _resolve(value, info)
+        assert resolved is not None
+        return resolved
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Config:
+        seen: set[str] = set()
+        for i, gpu in enumerate(self.gpus):
+            where = f"gpus[{i}]"
+            if gpu.name in seen:
+                _fail(f"{where}.name", f"expected a unique GPU name, got {gpu.name!r} twice")
+            seen.add(gpu.name)
+            host = self.hosts.get(gpu.host)
+            if host is None:
+                known = ", ".join(repr(h) for h in self.hosts)
+                _fail(f"{where}.host", f"expected one of the hosts {known}, got {gpu.host!r}")
+            assert host is not None
+            kind = host.scheduler.kind
+            allowed, required = _GPU_KEYS[kind]
+            for key in _MAPPING_KEYS:
+                if getattr(gpu, key) is not None and key not in allowed:
+                    _fail(
+                        f"{where}.{key}",
+                        f"not used by a {kind!r} scheduler (host {gpu.host!r}); expected one of "
+                        + ", ".join(sorted(allowed)),
+                    )
+            for key in sorted(required):
+                if getattr(gpu, key) is None:
+                    _fail(f"{where}.{key}", f"required for a GPU on a {kind!r} scheduler host")
+        if self.results_dir == self.watch_dir or self.watch_dir in self.results_dir.parents:
+            # Results inside the watch folder would be picked up as new cases.
+            _fail("results_dir", "expected a folder outside watch_dir")
+        return self
+
+
+def _fail(path: str, msg: str) -> None:
+    raise PydanticCustomError("at_path", "{path}: {msg}", {"path": path, "msg": msg})

@@ -1,0 +1,150 @@
+"""What counts as a case directory, when it is settled, and whether it can be sent.
+
+Pure or read-only helpers; time is always passed in.
+
+Ignored top-level entries (never cases):
+
+* hidden names: a leading ``.`` (``.git``, ``.DS_Store``, our own ``.mqi-*``);
+* editor/OS temporaries: a leading ``~`` (Office lock files ``~$...``), a trailing
+  ``~``, and the suffixes ``.tmp``, ``.temp``, ``.part``, ``.partial``, ``.crdownload``,
+  ``.swp`` (case-insensitive) -- copy tools write under such a name and rename at the end,
+  so the final name appears as a new directory that then settles normally;
+* Windows share housekeeping: ``$RECYCLE.BIN``, ``System Volume Information``, and
+  ``lost+found``;
+* anything that is not a directory (top-level files are not cases).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+__all__ = [
+    "TEMP_SUFFIXES",
+    "case_problem",
+    "is_ignored_name",
+    "is_settled",
+    "latest_change",
+    "list_candidates",
+]
+
+TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp")
+_SYSTEM_NAMES = frozenset({"$recycle.bin", "system volume information", "lost+found"})
+
+
+def is_ignored_name(name: str) -> bool:
+    """True for hidden, temporary and system names (see the module docstring)."""
+    lower = name.lower()
+    return (
+        not name
+        or name.startswith((".", "~"))
+        or name.endswith("~")
+        or lower.endswith(TEMP_SUFFIXES)
+        or lower in _SYSTEM_NAMES
+    )
+
+
+def is_settled(*, last_change: float, now: float, quiescence_s: float) -> bool:
+    """True once ``quiescence_s`` seconds passed since the last change (epoch seconds)."""
+    return now - last_change >= quiescence_s
+
+
+def list_candidates(watch_dir: Path) -> list[Path]:
+    """The top-level directories of ``watch_dir`` that may be cases, in name order.
+
+    Returns an empty list when ``watch_dir`` cannot be listed (the caller logs it).
+    """
+    out: list[Path] = []
+    try:
+        with os.scandir(watch_dir) as it:
+            for entry in it:
+                if is_ignored_name(entry.name):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        out.append(watch_dir / entry.name)
+                except OSError:
+                    continue
+    except OSError:
+        return []
+    return sorted(out)
+
+
+def latest_change(directory: Path, now: float) -> float | None:
+    """The newest mtime (epoch seconds) of ``directory`` and everything under it.
+
+    Mtimes later than ``now`` are ignored: a file server with a skewed clock must not
+    hold a case back forever; file-system events still cover such writes.
+
+    Returns:
+        None if ``directory`` no longer exists; otherwise the newest mtime found
+        (0.0 if none could be read).
+    """
+    try:
+        top = directory.stat()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 0.0
+    newest = top.st_mtime if top.st_mtime <= now else 0.0
+    stack = [directory]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                for entry in it:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(Path(entry.path))
+                    except OSError:
+                        continue
+                    if newest < st.st_mtime <= now:
+                        newest = st.st_mtime
+        except OSError:
+            continue
+    return newest
+
+
+def case_problem(directory: Path) -> str | None:
+    """Why ``directory`` cannot be a case (empty, unreadable), or None if it can.
+
+    Every file is opened for reading once, so a file we cannot read is found here
+    rather than halfway through an upload. Symlinks are followed as the upload would:
+    a dangling one is unreadable.
+    """
+    files = 0
+    stack = [directory]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                entries = list(it)
+        except OSError as err:
+            return f"unreadable: cannot list {_rel(current, directory)}: {err.strerror or err}"
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+                    continue
+                if not stat.S_ISREG(path.stat().st_mode):
+                    # A FIFO would block the open below; the upload cannot send it anyway.
+                    return f"unreadable: {_rel(path, directory)} is not a regular file"
+                with path.open("rb"):
+                    files += 1
+            except OSError as err:
+                return f"unreadable: cannot read {_rel(path, directory)}: {err.strerror or err}"
+    if files == 0:
+        return "empty: the case directory holds no files"
+    return None
+
+
+def _rel(path: Path, root: Path) -> str:
+    if path == root:
+        return "the case directory"
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,178 @@
+"""The watch folder: a watchdog observer feeding a settle tracker, plus periodic scans.
+
+The observer thread only notes events and sets the wake event; settling and
+registration happen in :meth:`Intake.poll`, on the engine's thread, so the store is
+only ever used from one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from .scan import is_ignored_name, list_candidates
+from .tracker import SettleTracker
+
+__all__ = ["Intake"]
+
+log = logging.getLogger("mqi_communicator.intake")
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, intake: Intake) -> None:
+        self._intake = intake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return  # reads are not changes
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            if raw:
+                path = raw.decode() if isinstance(raw, bytes) else raw
+                deleted = event.event_type == "deleted" and raw == event.src_path
+                self._intake.on_change(Path(path), deleted=deleted)
+
+
+class Intake:
+    """Turns settled top-level directories of ``watch_dir`` into registered cases.
+
+    Args:
+        watch_dir: The folder to watch (absolute).
+        register: Called with each settled directory, on the thread calling :meth:`poll`.
+        is_known: True for a directory already registered (checked once per directory).
+        quiescence_s: Quiet period that makes a directory a case.
+        ready_marker: If set, the file that makes a directory a case instead.
+        scan_interval_s: Full rescans, in case the observer missed events.
+        clock: Epoch seconds (``time.time``); tests pass a controllable one.
+        wake: Set whenever something happened that may need a :meth:`poll` soon.
+    """
+
+    def __init__(
+        self,
+        watch_dir: Path,
+        *,
+        register: Callable[[Path], Any],
+        is_known: Callable[[Path], bool],
+        quiescence_s: float = 5.0,
+        ready_marker: str | None = None,
+        scan_interval_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        wake: threading.Event | None = None,
+    ) -> None:
+        self.watch_dir = watch_dir
+        self._register = register
+        self._is_known = is_known
+        self._scan_interval = scan_interval_s
+        self._clock = clock
+        self.wake = wake or threading.Event()
+        self._tracker = SettleTracker(quiescence_s, ready_marker)
+        self._lock = threading.Lock()
+        self._known: set[Path] = set()
+        self._next_scan: float | None = None
+        self._observer: Any = None
+
+    # -- observer thread -------------------------------------------------------------
+
+    def on_change(self, path: Path, *, deleted: bool = False) -> None:
+        """A file-system event at ``path`` (any depth under ``watch_dir``)."""
+        try:
+            rel = path.relative_to(self.watch_dir)
+        except ValueError:
+            return
+        if not rel.parts or is_ignored_name(rel.parts[0]):
+            return
+        top = self.watch_dir / rel.parts[0]
+        with self._lock:
+            if top in self._known:
+                return
+            if deleted and len(rel.parts) == 1:
+                if self._tracker.forget(top):
+                    log.info("intake: %s was deleted before it settled; dropped", top)
+                return
+            self._tracker.note(top, self._clock())
+        self.wake.set()
+
+    # -- engine thread ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the observer and scan once (finds directories created while down)."""
+        if self._observer is not None:
+            return
+        self.watch_dir.mkdir(parents=True, exist_ok=True)
+        observer = Observer()
+        observer.schedule(_Handler(self), str(self.watch_dir), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+        self.scan()
+
+    def stop(self) -> None:
+        """Stop the observer thread. Safe to call twice."""
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=10)
+
+    def scan(self) -> int:
+        """Note every top-level directory not yet known; returns how many are new."""
+        now = self._clock()
+        self._next_scan = now + self._scan_interval
+        if not self.watch_dir.is_dir():
+            log.warning("intake: watch folder %s does not exist or is not a folder", self.watch_dir)
+            return 0
+        added = 0
+        for top in list_candidates(self.watch_dir):
+            with self._lock:
+                if top in self._known or top in self._tracker:
+                    continue
+            if self._is_known(top):
+                with self._lock:
+                    self._known.add(top)
+                continue
+            with self._lock:
+                self._tracker.note(top, now)
+            added += 1
+        if added:
+            log.info("intake: scan found %d new folder(s) in %s", added, self.watch_dir)
+        return added
+
+    def poll(self) -> list[Path]:
+        """Register every directory that settled (rescanning when due); returns them."""
+        now = self._clock()
+        if self._next_scan is None or now >= self._next_scan:
+            self.scan()
+        with self._lock:
+            result = self._tracker.check(now)
+            for top in result.settled:
+                self._known.add(top)
+        for top in result.vanished:
+            log.info("intake: %s was deleted before it settled; dropped", top)
+        done: list[Path] = []
+        for top in result.settled:
+            if not top.is_dir():
+                log.info("intake: %s is no longer a folder; ignored", top)
+                continue
+            log.info("intake: %s settled; registering", top)
+            self._register(top)
+            done.append(top)
+        return done
+
+    def next_check_in(self) -> float:
+        """Seconds until :meth:`poll` may have something to do (next settle or rescan)."""
+        now = self._clock()
+        with self._lock:
+            due = self._tracker.next_due_in(now)
+        scan_in = self._scan_interval if self._next_scan is None else self._next_scan - now
+        candidates = [max(0.0, scan_in)] + ([due] if due is not None else [])
+        return min(candidates)
+
+    def pending(self) -> list[Path]:
+        """Directories seen but not settled yet."""
+        with self._lock:
+            return self._tracker.pending()
