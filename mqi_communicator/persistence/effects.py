@@ -90,6 +90,9 @@ def case_effects(trigger: str, given: CaseInputs) -> dict[str, object]:
             "completed_at": None,
             "progress": 0,
         }
+    if trigger == "job_succeeded":
+        # The step releases (or quarantines) the GPU: the case no longer holds one.
+        return {"gpu_name": None}
     if trigger == "retrieved":
         return {"progress": 100, "completed_at": given.now}
     if trigger in {"fail", "cancel"}:
