@@ -6,10 +6,12 @@ import click
 
 from .cases import cases
 from .config_cmds import check_config, doctor
+from .demo import demo
 from .diagram_cmd import diagram
 from .gpus import gpus
+from .run import run
 from .status import status
 
 __all__ = ["COMMANDS"]
 
-COMMANDS: list[click.Command] = [status, cases, gpus, diagram, check_config, doctor]
+COMMANDS: list[click.Command] = [run, demo, status, cases, gpus, diagram, check_config, doctor]

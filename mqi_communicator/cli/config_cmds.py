@@ -7,15 +7,13 @@ from pathlib import Path
 
 import click
 
-from ..config import Config, HostConfig, load_config
-from ..remote.local_transport import LocalTransport
-from ..remote.protocol import Transport
-from ..remote.ssh_transport import SshTransport
+from ..config import Config, load_config
+from ..engine.build import build_transport
 from .common import config_option, resolve_config
 from .doctor_checks import CheckResult, any_failed, check_database, check_host
 from .output import EXIT_FAILURE, cli_errors, render_table, to_jsonable
 
-__all__ = ["check_config", "doctor", "transport_for"]
+__all__ = ["check_config", "doctor"]
 
 
 def _load(config_path: Path | None) -> tuple[Path, Config]:
@@ -37,24 +35,6 @@ def check_config(config_path: Path | None) -> None:
     click.echo(
         f"{path}: OK ({len(cfg.hosts)} host(s), {len(cfg.gpus)} GPU(s); "
         f"watch {cfg.watch_dir}, results {cfg.results_dir})"
-    )
-
-
-def transport_for(name: str, host: HostConfig) -> Transport:
-    """A transport for one configured host (nothing is connected until first use)."""
-    if host.transport == "local":
-        return LocalTransport(host_name=name, env=host.env)
-    assert host.hostname is not None  # the config model requires it for ssh
-    return SshTransport(
-        name,
-        host.hostname,
-        port=host.port,
-        user=host.user,
-        key_filename=host.key_file,
-        known_hosts=host.known_hosts,
-        accept_new_host_key=host.accept_new_host_key,
-        connect_timeout=host.connect_timeout_s,
-        env=host.env,
     )
 
 
@@ -81,7 +61,7 @@ def doctor(as_json: bool, only: tuple[str, ...], config_path: Path | None) -> No
     for name, host in cfg.hosts.items():
         if only and name not in only:
             continue
-        transport = transport_for(name, host)
+        transport = build_transport(name, host)
         try:
             results.extend(check_host(name, host, transport, cfg))
         finally:
