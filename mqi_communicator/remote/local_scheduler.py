@@ -36,7 +36,7 @@ from mqi_communicator.remote.protocol import (
 )
 from mqi_communicator.remote.quoting import join_argv, quote
 
-__all__ = ["LocalScheduler", "job_command"]
+__all__ = ["LocalScheduler", "group_kill_script", "job_command"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +49,23 @@ def job_command(spec: JobSpec) -> list[str]:
     if not env:
         return list(spec.command)
     return ["env", *(f"{k}={v}" for k, v in env.items()), *spec.command]
+
+
+def group_kill_script(remote_dir: str, pgid: int, grace_s: float) -> str:
+    """Shell text: TERM the wrapper's group now, SIGKILL it ``grace_s`` later, detached.
+
+    Exits 3 (signalling nothing) unless ``remote_dir``'s pgid marker names ``pgid``, so
+    a group id reused by a stranger is never signalled on a guess.
+    """
+    if pgid <= 1:
+        raise ValueError(f"not a process group id: {pgid}")
+    mqi = quote(f"{remote_dir.rstrip('/')}/{MQI_DIR}")
+    killer = f"kill -TERM -{pgid} 2>/dev/null; sleep {grace_s:g}; kill -KILL -{pgid} 2>/dev/null"
+    return (
+        f"_p=; [ -f {mqi}/pgid ] && read -r _p <{mqi}/pgid\n"
+        f'[ "$_p" = {pgid} ] || {{ echo "pgid marker is \'$_p\'" >&2; exit 3; }}\n'
+        f"setsid sh -c {quote(killer)} </dev/null >/dev/null 2>&1 &\n"
+    )
 
 
 class LocalScheduler:
@@ -139,18 +156,10 @@ class LocalScheduler:
         ``RemoteCommandError``) when the directory's pgid marker does not name this job,
         so a pgid reused by a stranger is never signalled on a guess.
         """
-        if not ref.job_id.isdigit() or int(ref.job_id) <= 1:
+        if not ref.job_id.isdigit():
             raise ValueError(f"not a process group id: {ref.job_id!r}")
         pg = int(ref.job_id)
-        mqi = quote(f"{ref.remote_dir.rstrip('/')}/{MQI_DIR}")
-        killer = (
-            f"kill -TERM -{pg} 2>/dev/null; sleep {self._grace:g}; kill -KILL -{pg} 2>/dev/null"
-        )
-        script = (
-            f"_p=; [ -f {mqi}/pgid ] && read -r _p <{mqi}/pgid\n"
-            f'[ "$_p" = {pg} ] || {{ echo "pgid marker is \'$_p\'" >&2; exit 3; }}\n'
-            f"setsid sh -c {quote(killer)} </dev/null >/dev/null 2>&1 &\n"
-        )
+        script = group_kill_script(ref.remote_dir, pg, self._grace)
         result = self._transport.run(script, timeout=self._timeout)
         if result.exit_code != 0:
             raise RemoteCommandError(
