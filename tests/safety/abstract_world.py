@@ -1,0 +1,494 @@
+"""The abstract world the exhaustive explorer walks: cases, GPUs, the truth, and the flags.
+
+A world is an immutable, hashable value. Every move of a case or a GPU goes through the
+REAL :func:`mqi_communicator.statemachine.plan_step` (hence the real tables and guards)
+and every reconciler choice through the REAL :mod:`mqi_communicator.statemachine.decide`
+functions. Time is abstracted into per-case flags ("the job timeout has elapsed since the
+start", "the kill window has elapsed since the kill request"); each decision is handed
+datetimes built from those flags, so the decide functions see real timedeltas.
+
+What is abstracted away (the Hypothesis machine in ``test_stateful.py`` covers it with the
+real store and reconciler): scheduler ids and their reuse (the abstract world matches jobs
+by label only), file transfers, the database, the backoff clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from mqi_communicator.errors import InvalidTransitionError
+from mqi_communicator.remote.protocol import JobState
+from mqi_communicator.statemachine import (
+    CASE_STATES_HOLDING_GPU,
+    CaseFacts,
+    CaseState,
+    Evidence,
+    GpuFacts,
+    GpuState,
+    plan_step,
+)
+from mqi_communicator.statemachine import decide as D
+
+__all__ = ["ACase", "AGpu", "AJob", "Rejected", "Rules", "World", "initial_world"]
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+_JUST = timedelta(seconds=1)
+
+
+class ACase(NamedTuple):
+    """The persisted facts about one case (what the database would hold)."""
+
+    status: CaseState
+    attempt: int = 1
+    label: str | None = None
+    gpu: int | None = None
+    started: bool = False
+    timed_out: bool = False  # the job timeout elapsed since ``started``
+    kill_requested: bool = False
+    kill_reason: str | None = None
+    window_elapsed: bool = False  # the kill-confirm window elapsed since the request
+    cancel_requested: bool = False
+
+
+class AGpu(NamedTuple):
+    """The persisted facts about one GPU."""
+
+    status: GpuState = GpuState.AVAILABLE
+    case: int | None = None
+    job_label: str | None = None
+    offline_requested: bool = False
+
+
+class AJob(NamedTuple):
+    """The truth about one job we placed: what the scheduler says and whether it runs."""
+
+    label: str
+    gpu: int
+    sched: JobState = JobState.QUEUED
+    alive: bool = True  # its process group exists (it may use the GPU)
+    kill_pending: bool = False  # a kill was delivered and will take effect later
+
+
+class World(NamedTuple):
+    """One state of the whole system: database rows, truth, and environment flags."""
+
+    cases: tuple[ACase, ...]
+    gpus: tuple[AGpu, ...]
+    jobs: tuple[AJob, ...]  # sorted by label
+    net_up: bool = True
+    kills_work: bool = True
+
+
+class Rejected(NamedTuple):
+    """A decision the real machine refused: a decide/step mismatch (a liveness defect)."""
+
+    event: str
+    error: str
+
+
+def initial_world(n_cases: int, n_gpus: int) -> World:
+    """Every case registered (``submitted``), every GPU ``available``, nothing running."""
+    return World(
+        cases=tuple(ACase(CaseState.SUBMITTED) for _ in range(n_cases)),
+        gpus=tuple(AGpu() for _ in range(n_gpus)),
+        jobs=(),
+    )
+
+
+def _set(tup: tuple[Any, ...], i: int, value: Any) -> tuple[Any, ...]:
+    return (*tup[:i], value, *tup[i + 1 :])
+
+
+def _job(w: World, label: str | None) -> AJob | None:
+    for j in w.jobs:
+        if j.label == label:
+            return j
+    return None
+
+
+def _put_job(w: World, job: AJob) -> World:
+    others = [j for j in w.jobs if j.label != job.label]
+    return w._replace(jobs=tuple(sorted([*others, job])))
+
+
+def _gc(w: World) -> World:
+    """Forget dead jobs nobody references: they can no longer matter (keeps states few)."""
+    refs = {c.label for c in w.cases if c.status in CASE_STATES_HOLDING_GPU}
+    refs |= {g.job_label for g in w.gpus}
+    jobs = tuple(j for j in w.jobs if j.alive or j.label in refs)
+    return w if jobs == w.jobs else w._replace(jobs=jobs)
+
+
+def observe(w: World, label: str | None) -> D.JobObservation:
+    """What an honest poll (and process-group probe) reports about ``label`` right now."""
+    if not w.net_up:
+        return D.JobObservation(reachable=False, observed_at=NOW)
+    job = _job(w, label)
+    if job is None:
+        return D.JobObservation(True, NOW, JobState.ABSENT, processes_gone=True)
+    gone: bool | None = not job.alive
+    if job.sched is JobState.QUEUED and job.alive:
+        gone = None  # not started: nothing to probe yet
+    return D.JobObservation(True, NOW, job.sched, processes_gone=gone)
+
+
+class Rules:
+    """The events of the abstract world, each through the real machines and decisions.
+
+    Args:
+        policy: The decision policy (``max_attempts`` bounds requeues).
+        max_attempt: Operator retries stop at this attempt number (bounds the state space).
+        plan: The step planner; defaults to the real ``plan_step`` (tests may wrap it).
+    """
+
+    def __init__(
+        self,
+        policy: D.Policy,
+        max_attempt: int = 3,
+        plan: Callable[..., Any] = plan_step,
+    ) -> None:
+        self.policy = policy
+        self.max_attempt = max_attempt
+        self._plan = plan
+        self._planned: dict[tuple[Any, ...], Any] = {}
+        self.rejected: list[Rejected] = []
+
+    def plan(self, *args: Any) -> Any:
+        """The planner, memoised: it is pure, and building a ``transitions`` machine is slow.
+
+        Refusals are memoised too (as the exception) and raised again.
+        """
+        try:
+            hit = self._planned[args]
+        except KeyError:
+            try:
+                hit = self._plan(*args)
+            except InvalidTransitionError as err:
+                hit = err
+            self._planned[args] = hit
+        if isinstance(hit, InvalidTransitionError):
+            raise hit
+        return hit
+
+    # -- time, as the decide functions see it -------------------------------------------
+    def view(self, i: int, c: ACase) -> D.CaseView:
+        started = None
+        if c.started:
+            started = NOW - (self.policy.job_timeout if c.timed_out else _JUST)
+        requested = None
+        if c.kill_requested:
+            requested = NOW - (self.policy.kill_confirm_window if c.window_elapsed else _JUST)
+        return D.CaseView(
+            case_id=i,
+            state=c.status,
+            attempt=c.attempt,
+            label=c.label,
+            job_id=c.label,
+            started_at=started,
+            kill_requested_at=requested,
+            kill_reason=c.kill_reason,
+            cancel_requested=c.cancel_requested,
+        )
+
+    # -- the store: one step through the real machines -----------------------------------
+    def step(
+        self,
+        w: World,
+        event: str,
+        ci: int | None,
+        case_trigger: str | None,
+        gi: int | None,
+        gpu_trigger: str | None,
+        evidence: Evidence | None,
+        label: str | None = None,
+    ) -> World | None:
+        """Apply one step as the store would, or record the refusal and return None."""
+        case = w.cases[ci] if ci is not None else None
+        if gi is None and case is not None and gpu_trigger is not None:
+            gi = case.gpu
+        gpu = w.gpus[gi] if gi is not None else None
+        cfacts = None
+        if ci is not None and case is not None and case_trigger is not None:
+            cfacts = CaseFacts(ci, case.status.value, label or case.label)
+        gfacts = None
+        if gi is not None and gpu is not None and gpu_trigger is not None:
+            bound = ci if gpu_trigger == "assign" else gpu.case
+            job_label = label if gpu_trigger == "assign" else gpu.job_label
+            gfacts = GpuFacts(str(gi), gpu.status.value, bound, job_label, gpu.offline_requested)
+        try:
+            planned = self.plan(cfacts, case_trigger, gfacts, gpu_trigger, evidence)
+        except InvalidTransitionError as err:
+            self.rejected.append(Rejected(event, str(err)))
+            return None
+        if ci is not None and case is not None and planned.case_to is not None:
+            w = w._replace(
+                cases=_set(
+                    w.cases, ci, _case_effects(case, case_trigger, planned.case_to, gi, label)
+                )
+            )
+        if gi is not None and gpu is not None and planned.gpu_to is not None:
+            w = w._replace(
+                gpus=_set(w.gpus, gi, _gpu_effects(gpu, gpu_trigger, planned.gpu_to, ci, label))
+            )
+        return _gc(w)
+
+    def apply(
+        self, w: World, event: str, ci: int | None, gi: int | None, d: D.Apply
+    ) -> World | None:
+        """Carry out an ``Apply`` decision."""
+        return self.step(w, event, ci, d.case_trigger, gi, d.gpu_trigger, d.evidence)
+
+    # -- every event enabled in ``w`` -----------------------------------------------------
+    def successors(self, w: World) -> Iterator[tuple[str, World]]:
+        """Yield ``(event name, next world)`` for every enabled event."""
+        yield from self._reconciler(w)
+        yield from self._operator(w)
+        yield from self._environment(w)
+
+    def _reconciler(self, w: World) -> Iterator[tuple[str, World]]:
+        for ci, c in enumerate(w.cases):
+            if c.status is CaseState.SUBMITTED:
+                if c.cancel_requested:
+                    continue
+                label = f"c{ci}a{c.attempt}"
+                for gi, g in enumerate(w.gpus):
+                    if g.status is GpuState.AVAILABLE and not g.offline_requested:
+                        nw = self.step(
+                            w, f"claim c{ci} g{gi}", ci, "claim", gi, "assign", None, label
+                        )
+                        if nw is not None:
+                            yield f"claim c{ci} g{gi}", nw
+            elif c.status is CaseState.SUBMITTING:
+                yield from self._submitting(w, ci, c)
+            elif c.status is CaseState.RUNNING:
+                yield from self._poll_running(w, ci, c)
+            elif c.status is CaseState.RETRIEVING:
+                nw = self.step(w, f"retrieved c{ci}", ci, "retrieved", None, None, None)
+                if nw is not None:
+                    yield f"retrieved c{ci}", nw
+                d = D.decide_retrieval_error(
+                    self.view(ci, c), "bad", permanent=True, policy=self.policy
+                )
+                if isinstance(d, D.Apply):
+                    nw = self.apply(w, f"retrieve-error c{ci}", ci, None, d)
+                    if nw is not None:
+                        yield f"retrieve-error c{ci}", nw
+        for gi, g in enumerate(w.gpus):
+            if g.status is GpuState.ZOMBIE:
+                yield from self._zombie(w, gi, g)
+
+    def _submitting(self, w: World, ci: int, c: ACase) -> Iterator[tuple[str, World]]:
+        view = self.view(ci, c)
+        assert c.gpu is not None and c.label is not None
+        if _job(w, c.label) is None and w.net_up:
+            # First attempt to submit this label (or again after a crash found nothing).
+            job = AJob(c.label, c.gpu)
+            ok = self.step(
+                _put_job(w, job), f"submit-ok c{ci}", ci, "confirm_submitted", None, None, None
+            )
+            if ok is not None:
+                yield f"submit-ok c{ci}", ok
+            # Submit timed out AFTER the scheduler created the job: outcome unknown.
+            d = D.decide_after_submit_error(
+                view, "timeout", permanent=False, sent=True, now=NOW, policy=self.policy
+            )
+            if isinstance(d, D.Wait):
+                yield f"submit-unknown(created) c{ci}", _put_job(w, job)
+            for name, permanent in (("submit-failed", False), ("submit-rejected", True)):
+                d = D.decide_after_submit_error(
+                    view, "err", permanent=permanent, sent=False, now=NOW, policy=self.policy
+                )
+                if isinstance(d, D.Apply):
+                    nw = self.apply(w, f"{name} c{ci}", ci, None, d)
+                    if nw is not None:
+                        yield f"{name} c{ci}", nw
+        # Recovery by label (after a crash or an unknown outcome).
+        job = _job(w, c.label)
+        found = job is not None and (job.sched is not JobState.ABSENT or job.alive)
+        d = D.decide_submitting_recovery(
+            view, c.label if found else None, w.net_up, NOW, self.policy
+        )
+        if isinstance(d, D.Apply):
+            nw = self.apply(w, f"recover-submitting c{ci}", ci, None, d)
+            if nw is not None:
+                yield f"recover-submitting c{ci}", nw
+
+    def _poll_running(self, w: World, ci: int, c: ACase) -> Iterator[tuple[str, World]]:
+        d = D.decide_running(self.view(ci, c), observe(w, c.label), NOW, self.policy)
+        ev = f"poll c{ci}"
+        if isinstance(d, D.Apply):
+            nw = self.apply(w, ev, ci, None, d)
+            if nw is not None:
+                yield ev, nw
+        elif isinstance(d, D.MarkStarted):
+            yield f"{ev}: mark started", _replace_case(w, ci, started=True)
+        elif isinstance(d, D.RequestKill):
+            yield from self._kill_case(w, ci, c, d.reason)
+
+    def _kill_case(self, w: World, ci: int, c: ACase, reason: str) -> Iterator[tuple[str, World]]:
+        noted = _replace_case(w, ci, kill_requested=True, kill_reason=reason, window_elapsed=False)
+        if w.net_up:
+            delivered = _deliver_kill(w, c.label)
+            yield (
+                f"kill({reason}) c{ci}",
+                _replace_case(
+                    delivered, ci, kill_requested=True, kill_reason=reason, window_elapsed=False
+                ),
+            )
+            # The process crashed after sending the kill, before recording the request.
+            yield f"kill({reason}) c{ci}, crash before recording", delivered
+        # The kill could not be sent (host unreachable, also right after a good poll).
+        d = D.decide_kill_unreachable(self.view(ci, noted.cases[ci]), NOW)
+        nw = self.apply(w, f"kill({reason}) unreachable c{ci}", ci, None, d)
+        if nw is not None:
+            yield f"kill({reason}) unreachable c{ci}", nw
+
+    def _zombie(self, w: World, gi: int, g: AGpu) -> Iterator[tuple[str, World]]:
+        view = D.GpuView(str(gi), g.status, g.job_label, g.job_label)
+        d = D.decide_zombie(view, observe(w, g.job_label))
+        ev = f"check zombie g{gi}"
+        if isinstance(d, D.Apply):
+            nw = self.step(w, ev, None, None, gi, d.gpu_trigger, d.evidence)
+            if nw is not None:
+                yield ev, nw
+        elif isinstance(d, D.RequestKill) and w.net_up:
+            nw = _deliver_kill(w, g.job_label)
+            if nw != w:
+                yield f"{ev}: kill", nw
+
+    def _operator(self, w: World) -> Iterator[tuple[str, World]]:
+        for ci, c in enumerate(w.cases):
+            if c.status is CaseState.SUBMITTED:
+                nw = self.step(w, f"cancel c{ci}", ci, "cancel", None, None, None)
+                if nw is not None:
+                    yield f"cancel c{ci}", nw
+            elif c.status in CASE_STATES_HOLDING_GPU and not c.cancel_requested:
+                yield f"cancel c{ci}", _replace_case(w, ci, cancel_requested=True)
+            elif (
+                c.status in (CaseState.FAILED, CaseState.CANCELLED) and c.attempt < self.max_attempt
+            ):
+                nw = self.step(w, f"retry c{ci}", ci, "retry", None, None, None)
+                if nw is not None:
+                    yield f"retry c{ci}", nw
+        for gi, g in enumerate(w.gpus):
+            if not g.offline_requested:
+                if g.status is GpuState.AVAILABLE:
+                    nw = self.step(
+                        w._replace(gpus=_set(w.gpus, gi, g._replace(offline_requested=True))),
+                        f"offline g{gi}",
+                        None,
+                        None,
+                        gi,
+                        "take_offline",
+                        None,
+                    )
+                else:
+                    nw = w._replace(gpus=_set(w.gpus, gi, g._replace(offline_requested=True)))
+                if nw is not None:
+                    yield f"offline g{gi}", nw
+            else:
+                cleared = w._replace(gpus=_set(w.gpus, gi, g._replace(offline_requested=False)))
+                if g.status is GpuState.OFFLINE:
+                    nw = self.step(cleared, f"online g{gi}", None, None, gi, "bring_online", None)
+                else:
+                    nw = cleared
+                if nw is not None:
+                    yield f"online g{gi}", nw
+
+    def _environment(self, w: World) -> Iterator[tuple[str, World]]:
+        yield (
+            ("network down", w._replace(net_up=False))
+            if w.net_up
+            else ("network up", w._replace(net_up=True))
+        )
+        yield (
+            ("kills ignored", w._replace(kills_work=False))
+            if w.kills_work
+            else ("kills work", w._replace(kills_work=True))
+        )
+        for ci, c in enumerate(w.cases):
+            if c.status is CaseState.RUNNING and c.started and not c.timed_out:
+                yield f"time: job timeout c{ci}", _replace_case(w, ci, timed_out=True)
+            if c.kill_requested and not c.window_elapsed:
+                yield f"time: kill window c{ci}", _replace_case(w, ci, window_elapsed=True)
+        for j in w.jobs:
+            yield from _job_events(w, j)
+
+
+def _job_events(w: World, j: AJob) -> Iterator[tuple[str, World]]:
+    name = f"job {j.label}"
+    dead = {"alive": False, "kill_pending": False}
+    if j.sched is JobState.QUEUED and j.alive:
+        yield f"{name} starts", _put_job(w, j._replace(sched=JobState.RUNNING))
+    if j.sched in (JobState.QUEUED, JobState.RUNNING) and j.alive:
+        yield f"{name} succeeds", _gc(_put_job(w, j._replace(sched=JobState.SUCCEEDED, **dead)))
+        yield f"{name} fails", _gc(_put_job(w, j._replace(sched=JobState.FAILED, **dead)))
+        yield (
+            f"{name} killed by a stranger",
+            _gc(_put_job(w, j._replace(sched=JobState.KILLED, **dead))),
+        )
+        yield f"{name} vanishes", _gc(_put_job(w, j._replace(sched=JobState.ABSENT, **dead)))
+        yield f"{name} record lost, process lives", _put_job(w, j._replace(sched=JobState.ABSENT))
+    if j.kill_pending:
+        yield (
+            f"{name} kill takes effect",
+            _gc(_put_job(w, j._replace(sched=JobState.KILLED, **dead))),
+        )
+        yield (
+            f"{name} reported killed, processes linger",
+            _put_job(w, j._replace(sched=JobState.KILLED, kill_pending=False)),
+        )
+    if j.alive and j.sched in (
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.KILLED,
+        JobState.ABSENT,
+    ):
+        yield f"{name} processes die", _gc(_put_job(w, j._replace(**dead)))
+
+
+def _deliver_kill(w: World, label: str | None) -> World:
+    job = _job(w, label)
+    if job is None or not job.alive or not w.kills_work or job.kill_pending:
+        return w  # "kill returned 0" and nothing happens: ignored, or nothing to kill
+    return _put_job(w, job._replace(kill_pending=True))
+
+
+def _replace_case(w: World, ci: int, **fields: Any) -> World:
+    return w._replace(cases=_set(w.cases, ci, w.cases[ci]._replace(**fields)))
+
+
+def _case_effects(
+    c: ACase, trigger: str | None, to: CaseState, gi: int | None, label: str | None
+) -> ACase:
+    if trigger == "claim":
+        return c._replace(status=to, label=label, gpu=gi)
+    if trigger in ("requeue", "retry"):
+        return ACase(to, attempt=c.attempt + 1)
+    if to in CASE_STATES_HOLDING_GPU:
+        return c._replace(status=to)
+    # Left the GPU-holding states: nothing about the job matters to decisions any more.
+    return c._replace(
+        status=to,
+        gpu=None,
+        cancel_requested=False,
+        kill_requested=False,
+        kill_reason=None,
+        window_elapsed=False,
+        started=False,
+        timed_out=False,
+    )
+
+
+def _gpu_effects(
+    g: AGpu, trigger: str | None, to: GpuState, ci: int | None, label: str | None
+) -> AGpu:
+    if trigger == "assign":
+        return g._replace(status=to, case=ci, job_label=label)
+    if trigger == "quarantine":
+        return g._replace(status=to, case=None)
+    if trigger in ("release", "recover"):
+        return g._replace(status=to, case=None, job_label=None)
+    return g._replace(status=to)
