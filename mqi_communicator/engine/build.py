@@ -165,11 +165,14 @@ def build_engine_parts(
         store: An already open store; otherwise ``Store.open(config.database_url)``.
         hosts: Pre-built host runtimes (tests inject them); otherwise built from config.
     """
+    if store is None:
+        store = Store.open(config.database_url)
     return EngineParts(
-        store=store if store is not None else Store.open(config.database_url),
+        store=store,
         hosts=hosts if hosts is not None else build_hosts(config),
         gpus=build_gpus(config),
         policy=build_policy(config),
-        settings=build_settings(config),
+        # Only SQLite has the one-engine lock; anything else may run several engines.
+        settings=build_settings(config, exclusive=store.dialect == "sqlite"),
         backoff=build_backoff(config),
     )

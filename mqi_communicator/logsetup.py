@@ -1,0 +1,71 @@
+"""Logging to a rotating file, with timestamps in a configurable time zone.
+
+The original site reads its logs in KST, so ``log.timezone: Asia/Seoul`` renders every
+line as e.g. ``2026-11-29 06:46:55.123 +0900``, whatever the machine's zone is.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from .config import LogConfig
+
+__all__ = ["LOGGER_NAME", "ZonedFormatter", "setup_logging", "teardown_logging"]
+
+#: The package's root logger; every module logs below it.
+LOGGER_NAME = "mqi_communicator"
+_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class ZonedFormatter(logging.Formatter):
+    """A formatter whose ``%(asctime)s`` is rendered in a fixed IANA time zone."""
+
+    def __init__(self, fmt: str = _FORMAT, *, timezone: str = "UTC") -> None:
+        super().__init__(fmt)
+        self.zone = ZoneInfo(timezone)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """``YYYY-MM-DD HH:MM:SS.mmm +HHMM`` in the configured zone (or ``datefmt``)."""
+        moment = datetime.fromtimestamp(record.created, tz=self.zone)
+        if datefmt:
+            return moment.strftime(datefmt)
+        return f"{moment:%Y-%m-%d %H:%M:%S}.{int(record.msecs):03d} {moment:%z}"
+
+
+def setup_logging(config: LogConfig) -> Path | None:
+    """Attach a rotating file handler to the package logger, as ``config`` says.
+
+    Calling it again replaces the handler this function added before (no duplicates).
+
+    Returns:
+        The log file, or None when ``config.file`` is not set (only the level is applied).
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(config.level)
+    teardown_logging()
+    if config.file is None:
+        return None
+    config.file.parent.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(
+        config.file, maxBytes=config.max_bytes, backupCount=config.backups, encoding="utf-8"
+    )
+    handler.setFormatter(ZonedFormatter(timezone=config.timezone))
+    handler.set_name(_HANDLER_NAME)
+    logger.addHandler(handler)
+    return config.file
+
+
+_HANDLER_NAME = "mqi-communicator-file"
+
+
+def teardown_logging() -> None:
+    """Remove and close the handler :func:`setup_logging` added, if any."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            logger.removeHandler(handler)
+            handler.close()
