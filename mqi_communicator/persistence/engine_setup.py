@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..errors import ConfigError
 
@@ -92,7 +92,11 @@ def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> 
         **kwargs: Passed to :func:`sqlalchemy.create_engine`.
     """
     real = make_url(normalize_url(url)) if isinstance(url, str) else url
-    engine = create_engine(real, **kwargs)
+    try:
+        engine = create_engine(real, **kwargs)
+    except (NoSuchModuleError, ArgumentError) as err:
+        shown = real.render_as_string(hide_password=True)
+        raise ConfigError(f"unsupported database URL {shown!r}: {err}") from err
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine, foreign_keys=foreign_keys)
     return engine
