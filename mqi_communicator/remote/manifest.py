@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "REMOTE_HASHER_PY",
     "REMOTE_MANIFEST_COMMAND",
     "Manifest",
     "ManifestEntry",
@@ -28,9 +29,70 @@ __all__ = [
 
 _CHUNK = 1 << 20
 
-#: Run in the tree's root on the remote side: prints the tree's manifest text
-#: (regular files only; symlinks are not followed) in our canonical order.
+#: Fallback run in the tree's root when the far side has no python3: prints the
+#: tree's manifest text (regular files only; symlinks not followed), canonical order.
 REMOTE_MANIFEST_COMMAND = "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum --"
+
+# The far side's hasher. Debian's coreutils sha256sum does not use SHA-NI and managed
+# 65-250 MB/s here, against ~1.5 GB/s for hashlib (OpenSSL), so python3 is preferred
+# when present. Python 3.6 compatible; works on bytes paths so any name survives.
+#   python3 -c HASHER make <root>          -> manifest text on stdout
+#   python3 -c HASHER check <root> <file>  -> exit 1 and differences on stderr
+REMOTE_HASHER_PY = r"""
+import hashlib, os, sys
+from concurrent.futures import ThreadPoolExecutor
+def digest(p):
+    h = hashlib.sha256()
+    with open(p, 'rb') as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest().encode()
+            h.update(b)
+def tree(root):
+    out = []
+    for dp, dns, fns in os.walk(root):
+        for n in fns:
+            p = os.path.join(dp, n)
+            if not os.path.islink(p) and os.path.isfile(p):
+                out.append(os.path.relpath(p, root))
+    return out
+def line(rel, d):
+    if b'\\' in rel or b'\n' in rel:
+        return b'\\' + d + b'  ' + rel.replace(b'\\', b'\\\\').replace(b'\n', b'\\n') + b'\n'
+    return d + b'  ' + rel + b'\n'
+def unesc(n):
+    out, i = bytearray(), 0
+    while i < len(n):
+        if n[i:i + 1] == b'\\' and i + 1 < len(n):
+            out += {b'\\': b'\\', b'n': b'\n', b'r': b'\r'}.get(n[i + 1:i + 2], n[i:i + 2])
+            i += 2
+        else:
+            out += n[i:i + 1]
+            i += 1
+    return bytes(out)
+mode, root = sys.argv[1], os.fsencode(sys.argv[2])
+rels = tree(root)
+with ThreadPoolExecutor(4) as ex:
+    got = dict(zip(rels, ex.map(lambda r: digest(os.path.join(root, r)), rels)))
+if mode == 'make':
+    sys.stdout.buffer.write(b''.join(line(r, got[r]) for r in sorted(got)))
+    sys.exit(0)
+want = {}
+with open(sys.argv[3], 'rb') as f:
+    for raw in f.read().split(b'\n'):
+        if raw:
+            esc = raw.startswith(b'\\')
+            body = raw[1:] if esc else raw
+            name = unesc(body[66:]) if esc else body[66:]
+            want[name[2:] if name.startswith(b'./') else name] = body[:64].lower()
+bad = [b'missing: ' + n for n in sorted(set(want) - set(got))]
+bad += [b'unexpected: ' + n for n in sorted(set(got) - set(want))]
+bad += [b'digest differs: ' + n for n in sorted(want) if n in got and got[n] != want[n]]
+for b in bad[:20]:
+    sys.stderr.buffer.write(b + b'\n')
+sys.exit(1 if bad else 0)
+"""
 
 
 @dataclass(frozen=True)

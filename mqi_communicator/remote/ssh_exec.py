@@ -62,6 +62,10 @@ class ChannelDrain:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def raw(self) -> bytes:
+        """Everything read so far, as bytes."""
+        return b"".join(self._parts)
+
     def text(self) -> str:
         """Everything read so far, decoded leniently."""
         return b"".join(self._parts).decode("utf-8", errors="replace")

@@ -235,3 +235,30 @@ def test_transfer_uses_aes128_gcm(ssh_transport: SshTransport) -> None:
     conn = ssh_transport._conn  # white-box: the negotiated cipher is not public API
     assert conn is not None and conn.transport is not None
     assert conn.transport.remote_cipher == "aes128-gcm@openssh.com"
+
+
+def test_round_trip_without_python3_on_the_far_side(server: SshServer, tmp_path: Path) -> None:
+    """The coreutils sha256sum fallback verifies the same odd names."""
+    from tests.remote.test_transport_contract import make_case
+
+    t = make_ssh_transport(server, env={"MQI_REMOTE_NO_PYTHON": "1"})
+    try:
+        src = make_case(tmp_path / "case")
+        dest = tmp_path / "remote" / "case"
+        up = t.upload_tree(src, str(dest))
+        assert sha_tree(dest) == sha_tree(src)
+        down = t.download_tree(str(dest), tmp_path / "back")
+        assert down.manifest_sha256 == up.manifest_sha256
+        assert sha_tree(tmp_path / "back") == sha_tree(src)
+        # The fallback really verifies: a file changed after hashing is caught.
+        changed = src / "zero"
+
+        def change(done: int, total: int) -> None:
+            changed.write_bytes(b"changed after the manifest was made")
+
+        with pytest.raises(TransferError, match="verification failed"):
+            t.upload_tree(src, str(tmp_path / "remote" / "case2"), progress=change)
+        assert not (tmp_path / "remote" / "case2").exists()
+        assert partials(tmp_path / "remote") == []
+    finally:
+        t.close()

@@ -26,6 +26,7 @@ from mqi_communicator.errors import (
     CaseContentError,
     HostUnreachableError,
     RemoteCommandError,
+    TransferError,
 )
 from mqi_communicator.remote.local_transport import LocalTransport
 from mqi_communicator.remote.protocol import Transport
@@ -361,3 +362,18 @@ def test_tarfile_fallback_round_trips_like_gnu_tar(
     assert sha_tree(dest) == sha_tree(src)
     assert (dest / "empty_dir").is_dir()
     assert not (dest / "link_to_plan").is_symlink()  # in-case symlinks arrive as files
+
+
+def test_content_changed_after_hashing_fails_verification(side: Side) -> None:
+    """A writer racing the upload: the copy no longer matches the manifest we made."""
+    src = make_case(side.local / "case")
+    last = src / "zero"  # enumerated last, so copied after the first progress call
+
+    def change(done: int, total: int) -> None:
+        last.write_bytes(b"changed after the manifest was made")
+
+    dest = side.remote / "case"
+    with pytest.raises(TransferError, match="verif"):
+        side.transport.upload_tree(src, str(dest), progress=change)
+    assert not dest.exists()
+    assert no_partials(side.remote)

@@ -1,0 +1,105 @@
+"""The POSIX shell scripts the far side runs for tree transfers.
+
+Kept apart from the streaming code so the protocol between the two sides reads in
+one place. Every value is inserted through :func:`~.quoting.quote`.
+
+Verification on the far side prefers ``python3`` (hashlib, ~1.5 GB/s with SHA-NI)
+and falls back to coreutils ``sha256sum`` (65-250 MB/s here: no SHA-NI). Setting
+``MQI_REMOTE_NO_PYTHON=1`` in the transport's ``env`` forces the fallback (tests).
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from mqi_communicator.remote.manifest import REMOTE_HASHER_PY, REMOTE_MANIFEST_COMMAND
+from mqi_communicator.remote.quoting import quote
+
+__all__ = [
+    "EXIT_DEST_EXISTS",
+    "EXIT_NO_SOURCE",
+    "cleanup_script",
+    "download_manifest_script",
+    "download_tar_script",
+    "upload_script",
+]
+
+#: Exit status of the upload script when ``remote_dir`` already exists.
+EXIT_DEST_EXISTS = 17
+#: Exit status of the download scripts when the source directory is missing.
+EXIT_NO_SOURCE = 30
+
+_UPLOAD = """trap '' PIPE
+dest={dest}; part={part}; man={man}; parent={parent}; nfiles={nfiles}; hasher={hasher}
+say() {{ echo "mqi-upload: $1" >&2; }}
+fail() {{ rm -rf -- "$part" "$man"; say "$1"; exit "$2"; }}
+if [ -e "$dest" ] || [ -L "$dest" ]; then say "destination already exists: $dest"; exit 17; fi
+mkdir -p -- "$parent" || {{ say "cannot create parent directory $parent"; exit 18; }}
+mkdir -- "$part" || {{ say "cannot create $part"; exit 18; }}
+IFS= read -r n || fail "stream ended before the manifest header" 19
+case "$n" in ''|*[!0-9]*) fail "bad manifest header" 19;; esac
+head -c "$n" > "$man" || fail "cannot store the manifest (disk full?)" 20
+[ "$(wc -c < "$man")" -eq "$n" ] || fail "stream ended inside the manifest" 20
+(cd -- "$part" && exec tar -x -f - --no-same-owner) || fail "tar extraction failed (exit $?)" 21
+if [ -z "${{MQI_REMOTE_NO_PYTHON:-}}" ] && command -v python3 >/dev/null 2>&1; then
+  python3 -c "$hasher" check "$part" "$man" || fail "sha256 verification failed" 22
+else
+  (cd -- "$part" && sha256sum --quiet --strict -c -- "$man") >&2 ||
+    fail "sha256 verification failed" 22
+  got=$(find "$part" -type f -printf x | wc -c)
+  [ "$got" -eq "$nfiles" ] || fail "expected $nfiles files, found $got" 22
+fi
+mv -T -n -- "$part" "$dest" || fail "rename into place failed" 23
+[ -e "$part" ] && fail "destination appeared during the transfer: $dest" 17
+rm -f -- "$man"
+exit 0
+"""
+
+_DOWNLOAD_TAR = """trap '' PIPE
+src={src}
+cd -- "$src" || {{ echo "mqi-download: no such directory: $src" >&2; exit 30; }}
+total=$(find . -type f -printf '%s\\n' | awk '{{s+=$1}} END {{printf "%d", s}}')
+printf '%s\\n' "$total"
+tar -c -f - . || {{ echo "mqi-download: tar failed" >&2; exit 32; }}
+"""
+
+_DOWNLOAD_MANIFEST = """src={src}; hasher={hasher}
+cd -- "$src" || {{ echo "mqi-download: no such directory: $src" >&2; exit 30; }}
+if [ -z "${{MQI_REMOTE_NO_PYTHON:-}}" ] && command -v python3 >/dev/null 2>&1; then
+  exec python3 -c "$hasher" make .; fi
+{fallback}
+"""
+
+
+def upload_script(remote_dir: str, partial: str, nfiles: int) -> str:
+    """Receive ``<len>\\n<manifest><tar>`` on stdin into ``partial``; verify; rename.
+
+    The manifest is stored at ``<partial>.sha256``. On any failure both are removed
+    before exiting non-zero; ``remote_dir`` only ever appears verified.
+    """
+    return _UPLOAD.format(
+        dest=quote(remote_dir),
+        part=quote(partial),
+        man=quote(partial + ".sha256"),
+        parent=quote(posixpath.dirname(remote_dir) or "."),
+        nfiles=int(nfiles),
+        hasher=quote(REMOTE_HASHER_PY),
+    )
+
+
+def download_tar_script(remote_dir: str) -> str:
+    """Print ``<total file bytes>\\n`` then a tar archive of ``remote_dir``."""
+    return _DOWNLOAD_TAR.format(src=quote(remote_dir))
+
+
+def download_manifest_script(remote_dir: str) -> str:
+    """Print the manifest text of ``remote_dir`` (runs alongside the tar channel)."""
+    return _DOWNLOAD_MANIFEST.format(
+        src=quote(remote_dir), hasher=quote(REMOTE_HASHER_PY), fallback=REMOTE_MANIFEST_COMMAND
+    )
+
+
+def cleanup_script(partials: list[str]) -> str:
+    """Remove partial upload directories and their manifests (best effort)."""
+    words = " ".join(quote(p) + " " + quote(p + ".sha256") for p in partials)
+    return f"rm -rf -- {words}"
