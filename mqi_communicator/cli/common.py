@@ -6,14 +6,12 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
+from ..service import Communicator
 from .output import EXIT_USAGE, cli_errors, fail
-
-if TYPE_CHECKING:
-    from ..service import Communicator
 
 __all__ = ["DEFAULT_CONFIG", "config_option", "open_communicator", "resolve_config"]
 
@@ -58,10 +56,10 @@ def open_communicator(config_path: Path | None, **kwargs: Any) -> Iterator[Commu
     Configuration and schema errors exit 2, other :class:`MqiError` exit 1, no traceback.
     """
     path = resolve_config(config_path)
-    from ..service import Communicator  # deferred: commands like `diagram` never need it
 
     with cli_errors():
-        comm = Communicator.from_config_file(path, **kwargs)
+        # Queries and operator actions only: no intake watcher, no engine lock.
+        comm = Communicator.from_config_file(path, **{"watch": False, **kwargs})
         try:
             yield comm
         finally:

@@ -13,6 +13,7 @@ import click
 from ..config import load_config
 from ..logsetup import setup_logging, teardown_logging
 from ..persistence import CaseRecord
+from ..service import Communicator
 from ..statemachine import TERMINAL_CASE_STATES, CaseState
 from .demo_workspace import DemoWorkspace, create_workspace, drop_sample_case
 from .output import EXIT_FAILURE, cli_errors, render_table
@@ -88,12 +89,10 @@ def demo(n_cases: int, seconds: float, n_gpus: int, keep: bool, timeout: float) 
     verified. It ends with a summary and the workspace path (kept with --keep, or
     when something went wrong).
     """
-    from ..service import Communicator
-
     root = Path(tempfile.mkdtemp(prefix="mqi-demo-"))
     ok = False
     try:
-        ok = _run_demo(root, n_cases, seconds, n_gpus, timeout, Communicator)
+        ok = _run_demo(root, n_cases, seconds, n_gpus, timeout)
     finally:
         if keep or not ok:
             click.echo(f"workspace kept: {root}  (config: {root / 'mqi-communicator.yaml'})")
@@ -105,16 +104,14 @@ def demo(n_cases: int, seconds: float, n_gpus: int, keep: bool, timeout: float) 
         raise SystemExit(EXIT_FAILURE)
 
 
-def _run_demo(
-    root: Path, n_cases: int, seconds: float, n_gpus: int, timeout: float, factory: type
-) -> bool:
+def _run_demo(root: Path, n_cases: int, seconds: float, n_gpus: int, timeout: float) -> bool:
     click.echo(f"mqi-communicator demo: workspace {root}")
     with cli_errors():
         ws = create_workspace(root, seconds=seconds, gpus=n_gpus)
         config = load_config(ws.config_path)
         setup_logging(config.log)
     printer = ProgressPrinter()
-    comm = factory(config, progress=printer.transfer)
+    comm = Communicator(config, progress=printer.transfer)
     stop = threading.Event()
     deadline = time.monotonic() + timeout
     state: dict[str, list[CaseRecord]] = {"cases": []}

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["ProgressPrinter", "human_bytes"]
 
 _LIVE = [s for s in CaseState if s not in TERMINAL_CASE_STATES]
+#: Audit rows read per changed entity and update (more than one tick can produce).
+_WINDOW = 50
+#: Bookkeeping rows (field updates, GPU sync) that are not state changes.
+_QUIET_TRIGGERS = frozenset({"note", "add"})
 
 
 def human_bytes(n: float) -> str:
@@ -54,9 +58,10 @@ class ProgressPrinter:
         self._clock = clock
         self._t0 = clock()
         self._on_move = on_move
-        self._versions: dict[int, int] = {}
-        self._seen: dict[int, int] = {}  # case id -> last audit row id printed
-        self._gpu_states: dict[str, str] = {}
+        self._versions: dict[int, int] = {}  # live case id -> row version last seen
+        self._gpu_versions: dict[str, int] = {}
+        self._hwm = 0  # the highest audit row id already shown
+        self._last_done: tuple[str, int] | None = None
         self._tty = self._out.isatty()
         self._bar_open = False
 
@@ -73,6 +78,13 @@ class ProgressPrinter:
     def transfer(self, label: str, done: int, total: int) -> None:
         """The engine's transfer callback: ``progress(label, bytes_done, bytes_total)``."""
         finished = total <= 0 or done >= total
+        if finished:
+            # Transports report the end twice (sent, then verified): show it once.
+            if self._last_done == (label, total):
+                return
+            self._last_done = (label, total)
+        else:
+            self._last_done = None
         if self._tty:
             pct = 100 if total <= 0 else int(100 * done / total)
             filled = pct // 5
@@ -85,9 +97,15 @@ class ProgressPrinter:
         elif finished:
             self._line(f"  transfer {label}: {human_bytes(total)} verified")
 
-    def _describe(self, t: TransitionRecord, name: str) -> str:
-        who = f"case {t.case_id} ({name})" if t.entity == "case" else f"gpu {t.gpu_name}"
-        text = f"{who}: {t.from_state} -> {t.to_state} ({t.trigger})"
+    def _describe(self, t: TransitionRecord, names: dict[int, str]) -> str:
+        if t.entity == "case":
+            who = f"case {t.case_id} ({names.get(t.case_id or 0, '?')})"
+        else:
+            who = f"gpu {t.gpu_name}"
+            if t.case_id is not None:
+                who += f" [case {t.case_id}]"
+        before = "new" if t.from_state == "-" else t.from_state
+        text = f"{who}: {before} -> {t.to_state} ({t.trigger})"
         if t.evidence is not None:
             text += f" evidence={t.evidence.kind.value}"
         if t.detail:
@@ -96,35 +114,37 @@ class ProgressPrinter:
 
     def prime(self, comm: Communicator) -> None:
         """Take the current state as already shown (``run`` on a busy database)."""
-        for c in comm.cases(_LIVE):
-            self._versions[c.id] = c.version
-            rows = comm.history(case_id=c.id)
-            self._seen[c.id] = rows[-1].id if rows else 0
-        self._gpu_states = {g.name: g.status.value for g in comm.gpus()}
+        self._versions = {c.id: c.version for c in comm.cases(_LIVE)}
+        self._gpu_versions = {g.name: g.version for g in comm.gpus()}
+        latest = comm.history(limit=1)
+        self._hwm = latest[-1].id if latest else 0
 
     def update(self, comm: Communicator) -> None:
-        """Print every move since the last call (call after each tick)."""
+        """Print every case and GPU move since the last call, in order (call after a tick).
+
+        Only entities whose row version changed are read, so the cost follows the work
+        in flight, not the size of the database.
+        """
         live = {c.id: c for c in comm.cases(_LIVE)}
         changed = [cid for cid, c in live.items() if self._versions.get(cid) != c.version]
         left = [cid for cid in self._versions if cid not in live]
-        for cid in sorted({*changed, *left}):
-            name = live[cid].name if cid in live else comm.case(cid).name
-            last = self._seen.get(cid, 0)
-            for t in comm.history(case_id=cid):
-                # GPU rows are printed from the GPU diff below; "note" rows are bookkeeping.
-                if t.id <= last or t.entity != "case" or t.trigger == "note":
-                    continue
-                self._line(self._describe(t, name))
-                if self._on_move is not None:
-                    self._on_move(t)
-                self._seen[cid] = t.id
-        for cid in left:
-            self._versions.pop(cid, None)
-            self._seen.pop(cid, None)
-        self._versions.update({cid: c.version for cid, c in live.items()})
-        for g in comm.gpus():
-            before = self._gpu_states.get(g.name)
-            if before is not None and before != g.status.value:
-                holder = f" (case {g.case_id})" if g.case_id is not None else ""
-                self._line(f"gpu {g.name}: {before} -> {g.status.value}{holder}")
-            self._gpu_states[g.name] = g.status.value
+        names = {cid: c.name for cid, c in live.items()}
+        rows: dict[int, TransitionRecord] = {}
+        for cid in {*changed, *left}:
+            if cid not in names:
+                names[cid] = comm.case(cid).name
+            rows.update((t.id, t) for t in comm.history(case_id=cid, limit=_WINDOW))
+        gpus = comm.gpus()
+        for g in gpus:
+            if self._gpu_versions.get(g.name) != g.version:
+                rows.update((t.id, t) for t in comm.history(gpu_name=g.name, limit=_WINDOW))
+        for tid in sorted(rows):
+            t = rows[tid]
+            if tid <= self._hwm or t.trigger in _QUIET_TRIGGERS:
+                continue
+            self._line(self._describe(t, names))
+            if self._on_move is not None:
+                self._on_move(t)
+        self._hwm = max([self._hwm, *rows])
+        self._versions = {cid: c.version for cid, c in live.items()}
+        self._gpu_versions = {g.name: g.version for g in gpus}

@@ -14,6 +14,7 @@ import click
 
 from ..config import load_config
 from ..logsetup import setup_logging, teardown_logging
+from ..service import Communicator
 from .common import config_option, resolve_config
 from .output import cli_errors
 from .progress import ProgressPrinter
@@ -49,8 +50,8 @@ def stop_on_signals(
     try:
         yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 @click.command()
@@ -65,8 +66,6 @@ def run(once: bool, quiet: bool, config_path: Path | None) -> None:
     engine may run per database; a second one is refused.
     """
     path = resolve_config(config_path)
-    from ..service import Communicator  # deferred until the config file is known to exist
-
     printer = ProgressPrinter()
     stop = threading.Event()
     with cli_errors():

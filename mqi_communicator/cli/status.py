@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..persistence import CaseRecord, GpuRecord
-from ..statemachine import CaseState, GpuState
+from ..persistence import GpuRecord
+from ..service import Communicator
+from ..statemachine import GpuState
 from .common import config_option, open_communicator
 from .output import echo_json, render_table
 
 __all__ = ["status", "summarize"]
 
 
-def summarize(cases: Sequence[CaseRecord], gpus: Sequence[GpuRecord]) -> dict[str, Any]:
-    """Counts per case state and GPU state (every state present, zeros included), and zombies."""
-    case_counts = Counter(c.status for c in cases)
-    gpu_counts = Counter(g.status for g in gpus)
+def summarize(comm: Communicator) -> dict[str, Any]:
+    """Counts per case state and GPU state (every state, zeros included), and the zombies.
+
+    Counting is done by the database, so this stays cheap with many finished cases.
+    """
+    summary = comm.summary()
+    gpus = comm.gpus()
     return {
-        "cases": {s.value: case_counts.get(s, 0) for s in CaseState},
-        "gpus": {s.value: gpu_counts.get(s, 0) for s in GpuState},
+        "cases": summary["cases"],
+        "gpus": summary["gpus"],
         "zombies": [g for g in gpus if g.status is GpuState.ZOMBIE],
     }
 
@@ -34,7 +36,7 @@ def summarize(cases: Sequence[CaseRecord], gpus: Sequence[GpuRecord]) -> dict[st
 def status(as_json: bool, config_path: Path | None) -> None:
     """Summary: cases per state, GPUs per state, and every zombie GPU."""
     with open_communicator(config_path) as comm:
-        summary = summarize(comm.cases(), comm.gpus())
+        summary = summarize(comm)
     if as_json:
         echo_json(summary)
         return
