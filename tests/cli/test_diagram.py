@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from mqi_communicator.statemachine import CASE_TRANSITIONS, GPU_TRANSITIONS, CaseState, GpuState
 from mqi_communicator.statemachine.diagram import edge_label, markdown, mermaid
 
+Cli = Callable[..., Result]
 README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- diagram:start -->", "<!-- diagram:end -->"
 
@@ -59,3 +62,15 @@ def test_readme_diagram_is_the_generated_one() -> None:
         "README diagram is stale; run `mqi-communicator diagram` and paste its output "
         f"between the markers:\n{block}"
     )
+
+
+def test_diagram_command_prints_every_trigger(cli: Cli) -> None:
+    result = cli("diagram")
+    assert result.exit_code == 0
+    assert result.stdout == markdown()
+    for spec in (*CASE_TRANSITIONS, *GPU_TRANSITIONS):
+        assert f": {spec.trigger}" in result.stdout, spec.trigger
+    assert result.stdout.count("```mermaid") == 2
+    gpu = cli("diagram", "--machine", "gpu")
+    assert gpu.stdout == mermaid("gpu")
+    assert "claim" not in gpu.stdout
