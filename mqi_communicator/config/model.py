@@ -180,6 +180,13 @@ class HostConfig(_Strict):
     #: Case directories are uploaded to ``<remote_base>/mqic_case_<id>_a<attempt>``.
     remote_base: str
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_text(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: _number_text(v) for k, v in value.items()}
+        return value
+
     @field_validator("key_file", "known_hosts")
     @classmethod
     def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
@@ -219,6 +226,13 @@ class GpuConfig(_Strict):
     slurm_partition: str | None = None
     slurm_gres: str | None = None
     cuda_devices: str | None = None
+
+    @field_validator(
+        "name", "host", "pueue_group", "slurm_partition", "cuda_devices", mode="before"
+    )
+    @classmethod
+    def _number_as_text(cls, value: object) -> object:
+        return _number_text(value)
 
 
 #: Which GPU mapping keys each scheduler kind accepts, and which it requires.
@@ -290,6 +304,13 @@ class Config(_Strict):
             # Results inside the watch folder would be picked up as new cases.
             _fail("results_dir", "expected a folder outside watch_dir")
         return self
+
+
+def _number_text(value: object) -> object:
+    """YAML reads ``cuda_devices: 0`` as a number; such fields are text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def _fail(path: str, msg: str) -> None:
