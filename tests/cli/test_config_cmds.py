@@ -87,7 +87,8 @@ def test_doctor_fails_on_unwritable_base_and_old_schema(cli: Cli, tmp_path: Path
     blocker.write_text("not a directory")
     cfg = local_config(tmp_path)
     cfg["hosts"]["local"]["remote_base"] = str(blocker / "sub")
-    path = write_config(tmp_path, cfg)  # database NOT upgraded
+    path = write_config(tmp_path, cfg)
+    (tmp_path / "mqi.db").write_bytes(b"")  # a database without the schema
     result = cli("doctor", "--config", str(path))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
@@ -128,3 +129,11 @@ def test_doctor_ssh_closed_port_fails_with_reason(cli: Cli, tmp_path: Path) -> N
     assert str(port) in connect["reason"]
     assert rows[("gpu-server", "scheduler")]["status"] == "SKIP"
     assert rows[("gpu-server", "remote_base writable")]["status"] == "SKIP"
+
+
+def test_doctor_does_not_create_a_missing_sqlite_file(cli: Cli, tmp_path: Path) -> None:
+    path = write_config(tmp_path, local_config(tmp_path))
+    result = cli("doctor", "--config", str(path))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "not created yet" in result.stdout
+    assert not (tmp_path / "mqi.db").exists()
