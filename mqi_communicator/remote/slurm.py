@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from mqi_communicator.errors import (
@@ -28,6 +29,7 @@ from mqi_communicator.remote.markers import (
     install_snippet,
     parse_probe,
     probe_snippet,
+    status_from_markers,
     wrapper_argv,
 )
 from mqi_communicator.remote.protocol import (
@@ -50,13 +52,14 @@ from mqi_communicator.remote.slurm_parse import (
     parse_squeue_section,
 )
 
-__all__ = ["SlurmScheduler", "decide_status"]
+__all__ = ["JOB_ID_FILE", "SlurmScheduler", "decide_status"]
 
 _log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"[0-9]+\Z")
-_OUT_RECORD = "@@mqi-slurm-out"
-_OUT_ID = re.compile(r"([0-9]+)\.out\Z")
+_ID_RECORD = "@@mqi-slurm-id"
+#: Written by the job itself (``$SLURM_JOB_ID``) into ``<case>/.mqi/`` when it starts.
+JOB_ID_FILE = "slurm_job_id"
 _SQUEUE_BASE = ("squeue", "-h", "-t", "all", "-O", SQUEUE_FORMAT)
 
 
@@ -66,50 +69,40 @@ def _epoch(marker: MarkerInfo | None) -> datetime | None:
     return datetime.fromtimestamp(marker.started, UTC)
 
 
-def _from_markers(ref: JobRef, marker: MarkerInfo, why: str) -> JobStatus:
-    """Status from the wrapper's markers alone (the controller does not know the job)."""
+def _output_path(remote_dir: str) -> str:
+    """slurm's --output for a case directory, safe from slurm's filename patterns.
+
+    slurmstepd prefixes a relative path with the work dir and THEN expands ``%`` patterns
+    in the whole string, and any backslash disables patterns and is deleted. So: relative
+    for plain directories, absolute with ``%%`` when the directory holds ``%``, and
+    /dev/null when it holds a backslash (the wrapper keeps its own log in job.log).
+    """
+    if "\\" in remote_dir:
+        return "/dev/null"
+    if "%" in remote_dir:
+        return f"{remote_dir.rstrip('/').replace('%', '%%')}/{MQI_DIR}/slurm-%j.out"
+    return f"{MQI_DIR}/slurm-%j.out"
+
+
+def _minutes(seconds: int) -> str:
+    """``--time`` as ``M:SS`` (slurm enforces whole minutes, rounding up)."""
+    minutes, secs = divmod(max(1, seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _processes_gone(marker: MarkerInfo | None) -> bool | None:
+    """``marker.processes_gone``, plus one case it leaves open.
+
+    The wrapper starts the command only after writing ``pgid`` and ``started``; an exit
+    marker without either (a TERM during the wrapper's first lines) means the command
+    never ran and the wrapper has exited.
+    """
+    if marker is None:
+        return None
     gone = marker.processes_gone
-    started = _epoch(marker)
-    if marker.label is not None and marker.label != ref.label:
-        return JobStatus(
-            JobState.UNKNOWN,
-            detail=f"{why}; markers carry label {marker.label!r}, not {ref.label!r}",
-            processes_gone=gone,
-        )
-    if marker.exit_code is not None:
-        if marker.signal:
-            state = JobState.KILLED
-        else:
-            state = JobState.SUCCEEDED if marker.exit_code == 0 else JobState.FAILED
-        sig = f", signal {marker.signal}" if marker.signal else ""
-        return JobStatus(
-            state,
-            exit_code=marker.exit_code,
-            detail=f"{why}; wrapper exit marker {marker.exit_code}{sig}",
-            log_tail=marker.log_tail,
-            started_at=started,
-            processes_gone=gone,
-        )
-    if marker.pgid is not None:
-        if marker.group_alive:
-            return JobStatus(
-                JobState.RUNNING,
-                detail=f"{why}; wrapper group alive",
-                started_at=started,
-                processes_gone=False,
-            )
-        if marker.group_alive is False:
-            # Started, no exit marker, group gone: ended by SIGKILL (the wrapper's contract).
-            return JobStatus(
-                JobState.KILLED,
-                detail=f"{why}; wrapper group gone without an exit marker",
-                started_at=started,
-                processes_gone=True,
-            )
-        return JobStatus(JobState.UNKNOWN, detail=f"{why}; group liveness unclear")
-    if marker.started is not None:
-        return JobStatus(JobState.UNKNOWN, detail=f"{why}; started marker without pgid")
-    return JobStatus(JobState.ABSENT, detail=f"{why}; wrapper never started", processes_gone=True)
+    if gone is None and marker.exit_code is not None and marker.pgid is None:
+        return True if marker.started is None else None
+    return gone
 
 
 def decide_status(
@@ -127,7 +120,7 @@ def decide_status(
     Returns:
         The status; never terminal on missing or unreadable evidence.
     """
-    gone = marker.processes_gone if marker is not None else None
+    gone = _processes_gone(marker)
     tail = marker.log_tail if marker is not None else ""
     if job is not None and job.name == ref.label:
         detail = f"slurm {job.slurm_state} ({job.reason})"
@@ -145,7 +138,8 @@ def decide_status(
             )
         if job.state is JobState.UNKNOWN:
             return JobStatus(JobState.UNKNOWN, detail=f"unknown slurm line {job.raw!r}")
-        exit_code = job.exit_code
+        # A job cancelled while pending reports wait status 0: not an exit code.
+        exit_code = None if job.state is JobState.KILLED else job.exit_code
         if exit_code is None and marker is not None:
             exit_code = marker.exit_code
         if exit_code is None and job.signal is not None:
@@ -161,9 +155,8 @@ def decide_status(
     why = "not known to slurm" if job is None else f"slurm job {job.job_id} is {job.name!r}"
     if not trusted:
         return JobStatus(JobState.UNKNOWN, detail=f"{why}, but squeue's answer was incomplete")
-    if marker is None:
-        return JobStatus(JobState.UNKNOWN, detail=f"{why}, and the marker probe gave no record")
-    return _from_markers(ref, marker, why)
+    status = status_from_markers(marker, ref.label)
+    return replace(status, detail=f"{why}; markers: {status.detail}".rstrip("; :"))
 
 
 class SlurmScheduler:
@@ -210,27 +203,26 @@ class SlurmScheduler:
         if not gres and spec.gpu.cuda_devices is not None:
             env.setdefault("CUDA_VISIBLE_DEVICES", spec.gpu.cuda_devices)
         # --wrap, not the wrapper as the batch script: slurm copies a batch script to its
-        # spool dir, and the wrapper finds its case directory from its own path.
-        wrap = env_prefix(env) + join_argv(wrapper_argv(spec.remote_dir, spec.label, spec.command))
-        argv = [
+        # spool dir, and the wrapper finds its case directory from its own path. The job
+        # id is recorded first (relative to --chdir) so find_by_label can recover it
+        # after the controller has forgotten the job.
+        wrap = (
+            f'echo "$SLURM_JOB_ID" >{MQI_DIR}/{JOB_ID_FILE}; exec '
+            + env_prefix(env)
+            + join_argv(wrapper_argv(spec.remote_dir, spec.label, spec.command))
+        )
+        return [
             "sbatch",
             "--parsable",
             f"--job-name={spec.label}",
             f"--chdir={spec.remote_dir}",
-            # Relative to --chdir, so '%' or '\' in the case directory cannot reach
-            # slurm's filename patterns.
-            f"--output={MQI_DIR}/slurm-%j.out",
+            f"--output={_output_path(spec.remote_dir)}",
+            *([f"--partition={partition}"] if partition else []),
+            *([f"--gres={gres}"] if gres else []),
+            *([f"--time={_minutes(spec.time_limit_s)}"] if spec.time_limit_s is not None else []),
+            *self._extra,
+            f"--wrap={wrap}",
         ]
-        if partition:
-            argv.append(f"--partition={partition}")
-        if gres:
-            argv.append(f"--gres={gres}")
-        if spec.time_limit_s is not None:
-            minutes, seconds = divmod(max(1, spec.time_limit_s), 60)
-            argv.append(f"--time={minutes}:{seconds:02d}")
-        argv.extend(self._extra)
-        argv.append(f"--wrap={wrap}")
-        return argv
 
     def submit(self, spec: JobSpec) -> JobRef:
         """Install the wrapper and ``sbatch`` the job, as one remote command.
@@ -339,7 +331,7 @@ class SlurmScheduler:
         """Recover our job after a crash from squeue, or from the case directory.
 
         The job id comes from squeue (name == ``label``) or, once the controller has
-        forgotten the job, from the ``.mqi/slurm-<id>.out`` file slurm created.
+        forgotten the job, from ``.mqi/slurm_job_id``, which the job wrote when it started.
 
         Returns:
             The ref, or None when slurm does not know the label and no wrapper of ours
@@ -352,11 +344,10 @@ class SlurmScheduler:
         argv = list(_SQUEUE_BASE)
         if "," not in label:
             argv += ["-n", label]
-        out_glob = quote(f"{remote_dir.rstrip('/')}/{MQI_DIR}/") + "slurm-*.out"
+        id_file = quote(f"{remote_dir.rstrip('/')}/{MQI_DIR}/{JOB_ID_FILE}")
         command = (
             f'{join_argv(argv)}; echo "{SQUEUE_END} $?"; {probe_snippet([remote_dir])}; '
-            f'for f in {out_glob}; do [ -e "$f" ] && echo "{_OUT_RECORD} ${{f##*/slurm-}}"; '
-            "done; true"
+            f'[ -f {id_file} ] && IFS= read -r v <{id_file} && echo "{_ID_RECORD} $v"; true'
         )
         result = self._run(command)
         answer, trusted = self._answer(result, f"find_by_label {label}")
@@ -371,12 +362,12 @@ class SlurmScheduler:
             live = [j for j in ours if j.state in (JobState.QUEUED, JobState.RUNNING)]
             best = max(live or ours, key=lambda j: int(j.job_id))
             return JobRef(job_id=best.job_id, label=label, remote_dir=remote_dir)
-        out_ids = [
-            int(m.group(1))
+        ids = [
+            line.split(" ", 1)[1].strip()
             for line in answer.rest.splitlines()
-            if line.startswith(_OUT_RECORD + " ")
-            and (m := _OUT_ID.match(line[len(_OUT_RECORD) + 1 :]))
+            if line.startswith(_ID_RECORD + " ")
         ]
+        out_ids = [int(i) for i in ids if _JOB_ID.match(i)]
         marker = parse_probe(answer.rest).get(remote_dir)
         if marker is None:
             raise SchedulerOutputError(

@@ -106,18 +106,27 @@ class SlurmCluster:
         os.kill(pid, signal.SIGKILL)
 
     def start_controller(self, *, clean: bool = False) -> None:
-        """Start slurmctld; ``clean`` wipes its saved state (job ids restart at 1)."""
-        argv = [_which("slurmctld") or "slurmctld", "-D"] + (["-c"] if clean else [])
-        with (self.root / "log" / "slurmctld.out").open("ab") as out:
-            proc = subprocess.Popen(
-                argv,
-                env={**os.environ, **self.env},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        (self.root / "slurmctld.fgpid").write_text(f"{proc.pid}\n")
+        """Start slurmctld; ``clean`` wipes its saved state (it forgets every job)."""
+        exe = _which("slurmctld") or "slurmctld"
+        flags = "-D -c" if clean else "-D"
+        # Started from a throwaway shell, like slurm_up.sh does, so it is reparented to
+        # init: a child of pytest would linger as a zombie that `kill -0` sees as alive.
+        out = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f'setsid "$1" {flags} >>"$2" 2>&1 </dev/null & echo $!',
+                "start-slurmctld",
+                exe,
+                str(self.root / "log" / "slurmctld.out"),
+            ],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        (self.root / "slurmctld.fgpid").write_text(out.stdout.strip() + "\n")
         self.wait_ready()
 
     def restart_controller(self, *, clean: bool) -> None:

@@ -1,0 +1,383 @@
+"""SlurmScheduler against the REAL loopback Slurm, through LocalTransport and SshTransport.
+
+Order matters in this module: the ``--time`` job is submitted when the module starts and
+checked near the end (Slurm's time limits have a one-minute granularity), and the test
+that wipes the controller's state (``slurmctld -c``) runs last because it kills every
+running job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from mqi_communicator.errors import SchedulerUnavailableError, SubmissionRejectedError
+from mqi_communicator.remote.local_transport import LocalTransport
+from mqi_communicator.remote.markers import MQI_DIR
+from mqi_communicator.remote.protocol import (
+    CommandResult,
+    GpuBinding,
+    JobRef,
+    JobSpec,
+    JobState,
+    JobStatus,
+    ProgressCallback,
+    TransferReport,
+    Transport,
+)
+from mqi_communicator.remote.slurm import JOB_ID_FILE, SlurmScheduler
+from tests.infra.slurm import SlurmCluster
+
+pytestmark = pytest.mark.slurm
+
+ALIVE = {JobState.QUEUED, JobState.RUNNING}
+GPU = GpuBinding(name="gpu0")
+HOSTILE = "we ird 'q\" $(touch PWNED) `touch PWNED2`; %j %% \\b ünï"
+
+
+class CountingTransport:
+    """A real transport that counts ``run`` calls (delegates everything)."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    @property
+    def host_name(self) -> str:
+        return self.inner.host_name
+
+    def run(
+        self, command: Sequence[str] | str, *, timeout: float, stdin: bytes | None = None
+    ) -> CommandResult:
+        self.calls += 1
+        return self.inner.run(command, timeout=timeout, stdin=stdin)
+
+    def upload_tree(
+        self,
+        local_dir: Path,
+        remote_dir: str,
+        *,
+        progress: ProgressCallback | None = None,
+        timeout: float = 3600.0,
+    ) -> TransferReport:
+        return self.inner.upload_tree(local_dir, remote_dir, progress=progress, timeout=timeout)
+
+    def download_tree(
+        self,
+        remote_dir: str,
+        local_dir: Path,
+        *,
+        progress: ProgressCallback | None = None,
+        timeout: float = 3600.0,
+    ) -> TransferReport:
+        return self.inner.download_tree(remote_dir, local_dir, progress=progress, timeout=timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture(params=["local", "ssh"])
+def transport(request: pytest.FixtureRequest, slurm: SlurmCluster) -> Iterator[Transport]:
+    """LocalTransport, or SshTransport to the loopback sshd; SLURM_CONF via ``env``."""
+    if request.param == "local":
+        yield LocalTransport(env=slurm.env)
+        return
+    sshd = request.getfixturevalue("sshd")
+    sshd.start()
+    t = sshd.transport(env=slurm.env)
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+@pytest.fixture
+def local(slurm: SlurmCluster) -> LocalTransport:
+    return LocalTransport(env=slurm.env)
+
+
+def case_dir(base: Path, name: str) -> str:
+    path = base / name
+    path.mkdir(parents=True)
+    return str(path)
+
+
+def spec(remote_dir: str, label: str, script: str, gpu: GpuBinding = GPU, **kw: object) -> JobSpec:
+    return JobSpec(label=label, remote_dir=remote_dir, command=["sh", "-c", script], gpu=gpu, **kw)  # type: ignore[arg-type]
+
+
+def wait_until(
+    sched: SlurmScheduler,
+    ref: JobRef,
+    done: Callable[[JobStatus], bool],
+    timeout: float = 60.0,
+) -> JobStatus:
+    """Poll until ``done(status)``; a generous deadline, not a speed assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = sched.poll([ref])[ref]
+        if done(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{ref} stuck at {status}")
+        time.sleep(0.2)
+
+
+def finished(status: JobStatus) -> bool:
+    return status.state not in ALIVE and status.state is not JobState.UNKNOWN
+
+
+def started(status: JobStatus) -> bool:
+    return status.state is JobState.RUNNING and status.processes_gone is False
+
+
+def pgid_of(remote_dir: str) -> int:
+    return int((Path(remote_dir) / MQI_DIR / "pgid").read_text().strip())
+
+
+def group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def timeout_job(
+    slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[SlurmScheduler, JobRef]:
+    """A job with a one-minute limit, submitted when the module starts."""
+    sched = SlurmScheduler(LocalTransport(env=slurm.env))
+    d = case_dir(tmp_path_factory.mktemp("slurm-timeout"), "mqic_case_900_a1")
+    ref = sched.submit(spec(d, "mqic_case_900_a1", "sleep 600", time_limit_s=60))
+    return sched, ref
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _start_timeout_job_early(timeout_job: tuple[SlurmScheduler, JobRef]) -> None:
+    """Submit the time-limited job before anything else runs."""
+
+
+def test_submit_poll_to_success(transport: Transport, tmp_path: Path) -> None:
+    sched = SlurmScheduler(transport, partition="debug")
+    d = case_dir(tmp_path, "mqic_case_1_a1")
+    ref = sched.submit(spec(d, "mqic_case_1_a1", "echo hello > out.txt"))
+    assert ref.job_id.isdigit()
+    assert ref.label == "mqic_case_1_a1"
+    status = wait_until(sched, ref, finished)
+    assert status.state is JobState.SUCCEEDED, status
+    assert status.exit_code == 0
+    assert status.processes_gone is True
+    assert "slurm COMPLETED" in status.detail
+    assert (Path(d) / "out.txt").read_text() == "hello\n"
+    assert (Path(d) / MQI_DIR / f"slurm-{ref.job_id}.out").exists()
+
+
+def test_exit_3_is_failed_with_code_and_log_tail(transport: Transport, tmp_path: Path) -> None:
+    sched = SlurmScheduler(transport)
+    d = case_dir(tmp_path, "mqic_case_2_a1")
+    ref = sched.submit(spec(d, "mqic_case_2_a1", "echo 'dose grid exploded' >&2; exit 3"))
+    status = wait_until(sched, ref, finished)
+    assert status.state is JobState.FAILED, status
+    assert status.exit_code == 3
+    assert "dose grid exploded" in status.log_tail
+
+
+def test_scancel_is_confirmed_by_a_later_poll(transport: Transport, tmp_path: Path) -> None:
+    sched = SlurmScheduler(transport)
+    d = case_dir(tmp_path, "mqic_case_3_a1")
+    ref = sched.submit(spec(d, "mqic_case_3_a1", "sleep 300 & sleep 301 & wait"))
+    wait_until(sched, ref, started)
+    pgid = pgid_of(d)
+    assert group_exists(pgid)
+    sched.kill(ref)
+    status = wait_until(sched, ref, finished)
+    assert status.state is JobState.KILLED, status
+    assert status.processes_gone is True
+    assert not group_exists(pgid)
+
+
+@pytest.mark.parametrize("hostile", [HOSTILE, HOSTILE.replace("\\", "")], ids=["bs", "pct"])
+def test_hostile_remote_dir(transport: Transport, tmp_path: Path, hostile: str) -> None:
+    sched = SlurmScheduler(transport)
+    d = case_dir(tmp_path / hostile, "mqic_case_4_a1")
+    ref = sched.submit(spec(d, "mqic_case_4_a1", "pwd > where.txt"))
+    status = wait_until(sched, ref, finished)
+    assert status.state is JobState.SUCCEEDED, status
+    assert (Path(d) / "where.txt").read_text() == d + "\n"
+    assert (Path(d) / MQI_DIR / JOB_ID_FILE).read_text() == ref.job_id + "\n"
+    # slurm's own log: only where its filename patterns allow (no backslash)
+    assert (Path(d) / MQI_DIR / f"slurm-{ref.job_id}.out").exists() is ("\\" not in d)
+    assert not list(tmp_path.rglob("PWNED*"))
+    assert not Path("PWNED").exists()
+    again = SlurmScheduler(transport).find_by_label("mqic_case_4_a1", d)
+    assert again == ref
+
+
+def test_find_by_label_after_a_crash(transport: Transport, tmp_path: Path) -> None:
+    d = case_dir(tmp_path, "mqic_case_5_a1")
+    ref = SlurmScheduler(transport).submit(spec(d, "mqic_case_5_a1", "sleep 300"))
+    fresh = SlurmScheduler(transport)  # a new process after a crash knows nothing
+    assert fresh.find_by_label("mqic_case_5_a1", d) == ref
+    assert fresh.find_by_label("mqic_case_5_a2", case_dir(tmp_path, "mqic_case_5_a2")) is None
+    fresh.kill(ref)
+    assert wait_until(fresh, ref, finished).state is JobState.KILLED
+
+
+def test_poll_of_50_jobs_is_one_remote_command(transport: Transport, tmp_path: Path) -> None:
+    counting = CountingTransport(transport)
+    # --hold keeps them PENDING: 50 real jobs, nothing to run on the 2 CPUs.
+    sched = SlurmScheduler(counting, extra_sbatch_args=("--hold",))
+    refs = [
+        sched.submit(spec(case_dir(tmp_path, f"mqic_case_{i}_a1"), f"mqic_case_{i}_a1", "true"))
+        for i in range(100, 150)
+    ]
+    assert counting.calls == 50  # one remote command per submit, too
+    counting.calls = 0
+    statuses = sched.poll(refs)
+    assert counting.calls == 1
+    assert {s.state for s in statuses.values()} == {JobState.QUEUED}
+    assert all(s.processes_gone is True for s in statuses.values())
+    for ref in refs[:3]:
+        sched.kill(ref)
+    counting.calls = 0
+    statuses = sched.poll(refs)
+    assert counting.calls == 1
+    assert [statuses[r].state for r in refs[:4]] == [JobState.KILLED] * 3 + [JobState.QUEUED]
+    cancel = transport.run(["scancel", *(r.job_id for r in refs[3:])], timeout=60)
+    assert cancel.exit_code == 0, cancel
+
+
+def test_gres_gpu_job_sees_cuda_visible_devices(local: LocalTransport, tmp_path: Path) -> None:
+    show = 'echo "CVD=${CUDA_VISIBLE_DEVICES-unset}"'
+    by_binding = SlurmScheduler(local)
+    d1 = case_dir(tmp_path, "mqic_case_6_a1")
+    r1 = by_binding.submit(spec(d1, "mqic_case_6_a1", show, GpuBinding("g", slurm_gres="gpu:2")))
+    by_default = SlurmScheduler(local, default_gres="gpu:1")
+    d2 = case_dir(tmp_path, "mqic_case_7_a1")
+    r2 = by_default.submit(spec(d2, "mqic_case_7_a1", show))
+    d3 = case_dir(tmp_path, "mqic_case_8_a1")
+    r3 = by_binding.submit(spec(d3, "mqic_case_8_a1", show))
+    for sched, ref in ((by_binding, r1), (by_default, r2), (by_binding, r3)):
+        assert wait_until(sched, ref, finished).state is JobState.SUCCEEDED
+    logs = [(Path(d) / MQI_DIR / "job.log").read_text().strip() for d in (d1, d2, d3)]
+    cvd = [line.removeprefix("CVD=") for line in logs]
+    assert len(cvd[0].split(",")) == 2, logs
+    assert cvd[1].isdigit(), logs
+    assert cvd[2] == "unset", logs
+
+
+def test_forgotten_id_and_foreign_name_let_markers_decide(
+    local: LocalTransport, tmp_path: Path
+) -> None:
+    sched = SlurmScheduler(local)
+    da = case_dir(tmp_path, "mqic_case_10_a1")
+    a = sched.submit(spec(da, "mqic_case_10_a1", "sleep 300"))
+    db = case_dir(tmp_path, "mqic_case_11_a1")
+    b = sched.submit(spec(db, "mqic_case_11_a1", "exit 0"))
+    dc = case_dir(tmp_path, "mqic_case_12_a1")
+    c = sched.submit(spec(dc, "mqic_case_12_a1", "echo broken; exit 7"))
+    wait_until(sched, a, started)
+    wait_until(sched, b, finished)
+    wait_until(sched, c, finished)
+    forgotten_alive = JobRef("987654", a.label, a.remote_dir)  # slurm never heard of it
+    foreign_ok = JobRef(a.job_id, b.label, b.remote_dir)  # id now names another job
+    foreign_bad = JobRef(a.job_id, c.label, c.remote_dir)
+    nothing = JobRef(a.job_id, "mqic_case_13_a1", str(tmp_path / "mqic_case_13_a1"))
+    got = sched.poll([forgotten_alive, foreign_ok, foreign_bad, nothing])
+    assert got[forgotten_alive].state is JobState.RUNNING
+    assert got[forgotten_alive].processes_gone is False
+    assert got[foreign_ok].state is JobState.SUCCEEDED
+    assert (got[foreign_bad].state, got[foreign_bad].exit_code) == (JobState.FAILED, 7)
+    assert "broken" in got[foreign_bad].log_tail
+    assert got[nothing].state is JobState.ABSENT
+    # kill with the wrong label must not cancel job a (scancel --name)
+    sched.kill(JobRef(a.job_id, "mqic_case_11_a1", db))
+    sched.kill(forgotten_alive)  # unknown id: a request that finds nothing, not an error
+    assert sched.poll([a])[a].state is JobState.RUNNING
+    sched.kill(a)
+    assert wait_until(sched, a, finished).state is JobState.KILLED
+
+
+def test_rejected_submission(local: LocalTransport, tmp_path: Path) -> None:
+    sched = SlurmScheduler(local)
+    d = case_dir(tmp_path, "mqic_case_20_a1")
+    with pytest.raises(SubmissionRejectedError) as err:
+        sched.submit(spec(d, "mqic_case_20_a1", "true", GpuBinding("g", slurm_partition="nope")))
+    assert "partition" in err.value.stderr.lower()
+    with pytest.raises(SubmissionRejectedError):
+        sched.submit(spec(d, "mqic_case_20_a1", "true", GpuBinding("g", slurm_gres="gpu:99")))
+
+
+def test_unreachable_controller(slurm: SlurmCluster, tmp_path: Path) -> None:
+    # A real client pointed at a port nobody listens on.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    conf = slurm.slurm_conf.read_text().replace(
+        f"SlurmctldPort={slurm.ctld_port}", f"SlurmctldPort={dead_port}"
+    )
+    dead = tmp_path / "dead.conf"
+    dead.write_text(conf + "MessageTimeout=1\n")
+    shutil.copy(slurm.root / "gres.conf", tmp_path / "gres.conf")
+    sched = SlurmScheduler(LocalTransport(env={"SLURM_CONF": str(dead)}))
+    d = case_dir(tmp_path, "mqic_case_21_a1")
+    with pytest.raises(SchedulerUnavailableError):
+        sched.submit(spec(d, "mqic_case_21_a1", "true"))
+    ref = JobRef("1", "mqic_case_21_a1", d)
+    with pytest.raises(SchedulerUnavailableError):
+        sched.poll([ref])
+    with pytest.raises(SchedulerUnavailableError):
+        sched.kill(ref)
+    with pytest.raises(SchedulerUnavailableError):
+        sched.find_by_label(ref.label, d)
+
+
+@pytest.mark.slow
+def test_time_limit_is_timeout_failed(timeout_job: tuple[SlurmScheduler, JobRef]) -> None:
+    sched, ref = timeout_job
+    status = wait_until(sched, ref, finished, timeout=150)
+    assert status.state is JobState.FAILED, status
+    assert "TIMEOUT" in status.detail
+    # slurm sends TERM, then KILL after KillWait: the group may outlive the state change
+    status = wait_until(sched, ref, lambda s: s.processes_gone is True)
+    assert status.state is JobState.FAILED, status
+    assert status.exit_code == 143  # the wrapper's TERM exit
+
+
+@pytest.mark.slow
+def test_controller_restart_keeps_or_forgets(
+    slurm: SlurmCluster, local: LocalTransport, tmp_path: Path
+) -> None:
+    sched = SlurmScheduler(local)
+    ok_dir = case_dir(tmp_path, "mqic_case_30_a1")
+    ok = sched.submit(spec(ok_dir, "mqic_case_30_a1", "echo fine"))
+    bad = sched.submit(spec(case_dir(tmp_path, "mqic_case_31_a1"), "mqic_case_31_a1", "exit 5"))
+    assert wait_until(sched, ok, finished).state is JobState.SUCCEEDED
+    assert wait_until(sched, bad, finished).state is JobState.FAILED
+
+    slurm.restart_controller(clean=False)  # state kept: slurm still answers
+    kept = sched.poll([ok, bad])
+    assert "slurm COMPLETED" in kept[ok].detail
+    assert (kept[bad].state, kept[bad].exit_code) == (JobState.FAILED, 5)
+
+    slurm.restart_controller(clean=True)  # state wiped: the markers decide
+    after = sched.poll([ok, bad])
+    assert after[ok].state is JobState.SUCCEEDED
+    assert "not known to slurm" in after[ok].detail
+    assert (after[bad].state, after[bad].exit_code) == (JobState.FAILED, 5)
+    # the id is recovered from slurm's output file in the case directory
+    assert SlurmScheduler(local).find_by_label(ok.label, ok_dir) == ok
+
+    # a job id that now names another job: the name tells them apart
+    new = sched.submit(spec(case_dir(tmp_path, "mqic_case_32_a1"), "mqic_case_32_a1", "true"))
+    reused = JobRef(new.job_id, ok.label, ok.remote_dir)
+    assert sched.poll([reused])[reused].state is JobState.SUCCEEDED
+    assert wait_until(sched, new, finished).state is JobState.SUCCEEDED
