@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -72,10 +73,8 @@ class Workspace:
 
     def kill_leftover_jobs(self) -> None:
         for pgid_file in self.remote_base.glob("*/.mqi/pgid"):
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
                 os.killpg(int(pgid_file.read_text().strip()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError, PermissionError):
-                pass
 
 
 @pytest.fixture

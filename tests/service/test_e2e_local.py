@@ -84,7 +84,7 @@ HOSTILE = [
     "with space",
     'quote\'s "double"',
     "$(touch PWNED) `touch PWNED2`",
-    "환자 01 – ü",
+    "환자 01 \u2013 ü",
     "semi;colon & amp | pipe > gt",
     "-leading-dash",
 ]
