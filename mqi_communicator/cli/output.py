@@ -8,18 +8,17 @@ ISO-8601 times.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
 from pathlib import PurePath
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import click
 
-from ..errors import ConfigError, MqiError, NotFoundError, SchemaMismatchError
+from ..errors import ConfigError, MqiError, SchemaMismatchError
 
 __all__ = [
     "EXIT_FAILURE",
@@ -30,7 +29,6 @@ __all__ = [
     "exit_code_for",
     "fail",
     "fmt_time",
-    "guarded",
     "render_table",
     "to_jsonable",
 ]
@@ -40,8 +38,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 #: The command was used wrongly, or the configuration is invalid or missing.
 EXIT_USAGE = 2
-
-T = TypeVar("T")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -120,19 +116,5 @@ def cli_errors() -> Iterator[None]:
     """
     try:
         yield
-    except NotFoundError as err:
-        fail(str(err), EXIT_FAILURE)
     except MqiError as err:
         fail(str(err), exit_code_for(err))
-
-
-def guarded(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorator form of :func:`cli_errors` for click command callbacks."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        with cli_errors():
-            return fn(*args, **kwargs)
-        raise AssertionError("unreachable")  # pragma: no cover - fail() exits
-
-    return wrapper
