@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
 
 from mqi_communicator.errors import (
     RemoteCommandError,
@@ -25,11 +23,9 @@ from mqi_communicator.errors import (
 )
 from mqi_communicator.remote.markers import (
     MQI_DIR,
-    MarkerInfo,
     install_snippet,
     parse_probe,
     probe_snippet,
-    status_from_markers,
     wrapper_argv,
 )
 from mqi_communicator.remote.protocol import (
@@ -45,14 +41,12 @@ from mqi_communicator.remote.slurm_parse import (
     SQUEUE_END,
     SQUEUE_FORMAT,
     SlurmError,
-    SqueueAnswer,
-    SqueueJob,
     classify_stderr,
     parse_sbatch_id,
-    parse_squeue_section,
 )
+from mqi_communicator.remote.slurm_status import poll_statuses, read_answer, unavailable_error
 
-__all__ = ["JOB_ID_FILE", "SlurmScheduler", "decide_status"]
+__all__ = ["JOB_ID_FILE", "SlurmScheduler"]
 
 _log = logging.getLogger(__name__)
 
@@ -61,12 +55,6 @@ _ID_RECORD = "@@mqi-slurm-id"
 #: Written by the job itself (``$SLURM_JOB_ID``) into ``<case>/.mqi/`` when it starts.
 JOB_ID_FILE = "slurm_job_id"
 _SQUEUE_BASE = ("squeue", "-h", "-t", "all", "-O", SQUEUE_FORMAT)
-
-
-def _epoch(marker: MarkerInfo | None) -> datetime | None:
-    if marker is None or marker.started is None:
-        return None
-    return datetime.fromtimestamp(marker.started, UTC)
 
 
 def _output_path(remote_dir: str) -> str:
@@ -88,75 +76,6 @@ def _minutes(seconds: int) -> str:
     """``--time`` as ``M:SS`` (slurm enforces whole minutes, rounding up)."""
     minutes, secs = divmod(max(1, seconds), 60)
     return f"{minutes}:{secs:02d}"
-
-
-def _processes_gone(marker: MarkerInfo | None) -> bool | None:
-    """``marker.processes_gone``, plus one case it leaves open.
-
-    The wrapper starts the command only after writing ``pgid`` and ``started``; an exit
-    marker without either (a TERM during the wrapper's first lines) means the command
-    never ran and the wrapper has exited.
-    """
-    if marker is None:
-        return None
-    gone = marker.processes_gone
-    if gone is None and marker.exit_code is not None and marker.pgid is None:
-        return True if marker.started is None else None
-    return gone
-
-
-def decide_status(
-    ref: JobRef, job: SqueueJob | None, trusted: bool, marker: MarkerInfo | None
-) -> JobStatus:
-    """Combine squeue's line for ``ref`` (if any) with the wrapper's markers.
-
-    Args:
-        ref: The job asked about.
-        job: squeue's line with ``ref.job_id``, or None.
-        trusted: Whether squeue's answer was complete (a missing line then means
-            "the controller does not know this job").
-        marker: The markers of ``ref.remote_dir``, None when the probe gave no record.
-
-    Returns:
-        The status; never terminal on missing or unreadable evidence.
-    """
-    gone = _processes_gone(marker)
-    tail = marker.log_tail if marker is not None else ""
-    if job is not None and job.name == ref.label:
-        detail = f"slurm {job.slurm_state} ({job.reason})"
-        # The wrapper's epoch marker, not squeue's naive local time: one timezone-aware clock.
-        started = _epoch(marker)
-        if job.state in (JobState.QUEUED, JobState.RUNNING):
-            return JobStatus(job.state, detail=detail, started_at=started, processes_gone=gone)
-        if job.state is JobState.KILLED and gone is not True:
-            # scancel is a request: hold on until the wrapper's group has really ended.
-            return JobStatus(
-                JobState.RUNNING,
-                detail=detail + "; waiting for the wrapper's processes to end",
-                started_at=started,
-                processes_gone=gone,
-            )
-        if job.state is JobState.UNKNOWN:
-            return JobStatus(JobState.UNKNOWN, detail=f"unknown slurm line {job.raw!r}")
-        # A job cancelled while pending reports wait status 0: not an exit code.
-        exit_code = None if job.state is JobState.KILLED else job.exit_code
-        if exit_code is None and marker is not None:
-            exit_code = marker.exit_code
-        if exit_code is None and job.signal is not None:
-            exit_code = 128 + job.signal
-        return JobStatus(
-            job.state,
-            exit_code=exit_code,
-            detail=detail,
-            log_tail=tail,
-            started_at=started,
-            processes_gone=gone,
-        )
-    why = "not known to slurm" if job is None else f"slurm job {job.job_id} is {job.name!r}"
-    if not trusted:
-        return JobStatus(JobState.UNKNOWN, detail=f"{why}, but squeue's answer was incomplete")
-    status = status_from_markers(marker, ref.label)
-    return replace(status, detail=f"{why}; markers: {status.detail}".rstrip("; :"))
 
 
 class SlurmScheduler:
@@ -190,10 +109,7 @@ class SlurmScheduler:
         return self._transport.run(command, timeout=self._timeout)
 
     def _unavailable(self, what: str, result: CommandResult) -> SchedulerUnavailableError:
-        return SchedulerUnavailableError(
-            f"{self._transport.host_name}: {what}: slurm controller unreachable: "
-            f"{result.stderr.strip()[-500:]}"
-        )
+        return unavailable_error(f"{self._transport.host_name}: {what}", result)
 
     def sbatch_argv(self, spec: JobSpec) -> list[str]:
         """The ``sbatch`` argv for ``spec`` (pure; exposed for tests and logs)."""
@@ -252,28 +168,6 @@ class SlurmScheduler:
         _log.info("%s: submitted %s as slurm job %s", self._transport.host_name, spec.label, job_id)
         return JobRef(job_id=job_id, label=spec.label, remote_dir=spec.remote_dir)
 
-    def _answer(self, result: CommandResult, what: str) -> tuple[SqueueAnswer, bool]:
-        """squeue's part of ``result`` and whether to trust a missing line as "unknown id"."""
-        answer = parse_squeue_section(result.stdout)
-        kind = classify_stderr(result.stderr)
-        if kind is SlurmError.UNREACHABLE:
-            raise self._unavailable(what, result)
-        if answer.exit_code == 0:
-            trusted = answer.complete
-        else:
-            # exit 1 + "Invalid job id specified": the (single) id is unknown -> absent.
-            trusted = answer.complete and kind is SlurmError.INVALID_JOB_ID
-        if not trusted:
-            _log.warning(
-                "%s: %s: untrusted squeue answer (exit %s, stderr %r, bad lines %r)",
-                self._transport.host_name,
-                what,
-                answer.exit_code,
-                result.stderr[-500:],
-                answer.bad_lines[:5],
-            )
-        return answer, trusted
-
     def poll(self, refs: Sequence[JobRef]) -> dict[JobRef, JobStatus]:
         """Status of every ref from ONE remote command (squeue + marker probe).
 
@@ -289,14 +183,7 @@ class SlurmScheduler:
         squeue = join_argv([*_SQUEUE_BASE, "-j", ",".join(ids)]) if ids else "true"
         command = f'{squeue}; echo "{SQUEUE_END} $?"; {probe_snippet(dirs)}'
         result = self._run(command)
-        answer, trusted = self._answer(result, f"poll of {len(refs)} jobs")
-        markers = parse_probe(answer.rest)
-        return {
-            ref: decide_status(
-                ref, answer.jobs.get(ref.job_id), trusted, markers.get(ref.remote_dir)
-            )
-            for ref in refs
-        }
+        return poll_statuses(refs, result, where=self._transport.host_name)
 
     def kill(self, ref: JobRef) -> None:
         """Ask slurm to cancel the job; a later poll confirms (``killed``).
@@ -350,7 +237,7 @@ class SlurmScheduler:
             f'[ -f {id_file} ] && IFS= read -r v <{id_file} && echo "{_ID_RECORD} $v"; true'
         )
         result = self._run(command)
-        answer, trusted = self._answer(result, f"find_by_label {label}")
+        answer, trusted = read_answer(result, f"{self._transport.host_name}: find {label}")
         if not trusted:
             raise SchedulerOutputError(
                 f"{self._transport.host_name}: squeue answer for {label!r} incomplete: "

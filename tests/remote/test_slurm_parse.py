@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -9,10 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqi_communicator.errors import SchedulerOutputError
+from mqi_communicator.errors import SchedulerOutputError, SchedulerUnavailableError
 from mqi_communicator.remote.markers import MarkerInfo
-from mqi_communicator.remote.protocol import JobRef, JobState
-from mqi_communicator.remote.slurm import decide_status
+from mqi_communicator.remote.protocol import CommandResult, JobRef, JobState
 from mqi_communicator.remote.slurm_parse import (
     SQUEUE_END,
     STATE_MAP,
@@ -24,6 +24,7 @@ from mqi_communicator.remote.slurm_parse import (
     parse_squeue,
     parse_squeue_section,
 )
+from mqi_communicator.remote.slurm_status import decide_status, poll_statuses
 
 DATA = Path(__file__).parent / "data"
 
@@ -223,3 +224,70 @@ def test_slurm_failure_carries_exit_code_and_log_tail() -> None:
 def test_unknown_slurm_state_stays_unknown_whatever_the_markers() -> None:
     job = _job("12|WIBBLING|None|0|N/A|lab|\n")
     assert decide_status(REF, job, True, OK).state is JobState.UNKNOWN
+
+
+# A real poll command's output, captured from the live cluster (see the JSON's refs):
+# succeeded, failed (exit 3), running, held (queued), a forgotten id whose wrapper runs,
+# an id that names another job, and a job that never existed.
+CAPTURE = json.loads((DATA / "slurm_poll_capture.json").read_text())
+CAPTURED_REFS = [JobRef(*r) for r in CAPTURE["refs"]]
+EXPECTED = [JobState(s) for s in CAPTURE["expected"]]
+NON_TERMINAL = {JobState.UNKNOWN, JobState.QUEUED, JobState.RUNNING}
+
+
+def _result(stdout: str) -> CommandResult:
+    return CommandResult(CAPTURE["exit_code"], stdout, CAPTURE["stderr"])
+
+
+def test_captured_poll_output_decodes() -> None:
+    got = poll_statuses(CAPTURED_REFS, _result(CAPTURE["stdout"]))
+    assert [got[r].state for r in CAPTURED_REFS] == EXPECTED
+    assert EXPECTED == [
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.RUNNING,
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+        JobState.ABSENT,
+    ]
+    assert "dose grid exploded" in got[CAPTURED_REFS[1]].log_tail
+
+
+def test_truncated_poll_output_never_invents_a_result() -> None:
+    full = CAPTURE["stdout"]
+    for cut in range(len(full)):
+        got = poll_statuses(CAPTURED_REFS, _result(full[:cut]))
+        for ref, expected in zip(CAPTURED_REFS, EXPECTED, strict=True):
+            state = got[ref].state
+            assert state is expected or state in NON_TERMINAL, (cut, ref, got[ref])
+
+
+def test_empty_poll_output_is_unknown() -> None:
+    got = poll_statuses(CAPTURED_REFS, CommandResult(0, "", ""))
+    assert {s.state for s in got.values()} == {JobState.UNKNOWN}
+
+
+def test_unreachable_controller_raises() -> None:
+    stderr = _data("slurm_squeue_unreachable.stderr.txt")
+    with pytest.raises(SchedulerUnavailableError):
+        poll_statuses(CAPTURED_REFS, CommandResult(0, f"{SQUEUE_END} 1\n", stderr))
+
+
+def test_single_unknown_id_exit_1_is_a_trusted_empty_answer() -> None:
+    ref = CAPTURED_REFS[6]  # never existed: no directory
+    stdout = f"{SQUEUE_END} 1\n" + CAPTURE["stdout"].partition(f"{SQUEUE_END} 0\n")[2]
+    stderr = _data("slurm_squeue_invalid_id.stderr.txt")
+    assert poll_statuses([ref], CommandResult(0, stdout, stderr))[ref].state is JobState.ABSENT
+    other = CommandResult(0, stdout, "squeue: error: something else\n")
+    assert poll_statuses([ref], other)[ref].state is JobState.UNKNOWN
+
+
+@given(st.integers(min_value=0), st.text(max_size=20))
+def test_garbage_spliced_into_poll_output_never_invents_success(pos: int, junk: str) -> None:
+    full = CAPTURE["stdout"]
+    pos %= len(full) + 1
+    got = poll_statuses(CAPTURED_REFS, _result(full[:pos] + junk + full[pos:]))
+    for ref, expected in zip(CAPTURED_REFS, EXPECTED, strict=True):
+        if got[ref].state is JobState.SUCCEEDED:
+            assert expected is JobState.SUCCEEDED, (pos, junk, got[ref])

@@ -1,0 +1,153 @@
+"""Pure: combine squeue's answer with the wrapper's markers into a :class:`JobStatus`.
+
+Slurm's word counts while the controller remembers the job under our label. Once it has
+forgotten it (``MinJobAge``, a controller that lost its state) or the id names another
+job, the wrapper's markers decide (:func:`~mqi_communicator.remote.markers.status_from_markers`).
+Missing or unreadable evidence is never terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from mqi_communicator.errors import SchedulerUnavailableError
+from mqi_communicator.remote.markers import MarkerInfo, parse_probe, status_from_markers
+from mqi_communicator.remote.protocol import CommandResult, JobRef, JobState, JobStatus
+from mqi_communicator.remote.slurm_parse import (
+    SlurmError,
+    SqueueAnswer,
+    SqueueJob,
+    classify_stderr,
+    parse_squeue_section,
+)
+
+__all__ = ["decide_status", "poll_statuses", "read_answer", "unavailable_error"]
+
+_log = logging.getLogger(__name__)
+
+
+def _epoch(marker: MarkerInfo | None) -> datetime | None:
+    if marker is None or marker.started is None:
+        return None
+    return datetime.fromtimestamp(marker.started, UTC)
+
+
+def _processes_gone(marker: MarkerInfo | None) -> bool | None:
+    """``marker.processes_gone``, plus one case it leaves open.
+
+    The wrapper starts the command only after writing ``pgid`` and ``started``; an exit
+    marker without either (a TERM during the wrapper's first lines) means the command
+    never ran and the wrapper has exited.
+    """
+    if marker is None:
+        return None
+    gone = marker.processes_gone
+    if gone is None and marker.exit_code is not None and marker.pgid is None:
+        return True if marker.started is None else None
+    return gone
+
+
+def decide_status(
+    ref: JobRef, job: SqueueJob | None, trusted: bool, marker: MarkerInfo | None
+) -> JobStatus:
+    """Combine squeue's line for ``ref`` (if any) with the wrapper's markers.
+
+    Args:
+        ref: The job asked about.
+        job: squeue's line with ``ref.job_id``, or None.
+        trusted: Whether squeue's answer was complete (a missing line then means
+            "the controller does not know this job").
+        marker: The markers of ``ref.remote_dir``, None when the probe gave no record.
+
+    Returns:
+        The status; never terminal on missing or unreadable evidence.
+    """
+    gone = _processes_gone(marker)
+    tail = marker.log_tail if marker is not None else ""
+    if job is not None and job.name == ref.label:
+        detail = f"slurm {job.slurm_state} ({job.reason})"
+        # The wrapper's epoch marker, not squeue's naive local time: one timezone-aware clock.
+        started = _epoch(marker)
+        if job.state in (JobState.QUEUED, JobState.RUNNING):
+            return JobStatus(job.state, detail=detail, started_at=started, processes_gone=gone)
+        if job.state is JobState.KILLED and gone is not True:
+            # scancel is a request: hold on until the wrapper's group has really ended.
+            return JobStatus(
+                JobState.RUNNING,
+                detail=detail + "; waiting for the wrapper's processes to end",
+                started_at=started,
+                processes_gone=gone,
+            )
+        if job.state is JobState.UNKNOWN:
+            return JobStatus(JobState.UNKNOWN, detail=f"unknown slurm line {job.raw!r}")
+        # A job cancelled while pending reports wait status 0: not an exit code.
+        exit_code = None if job.state is JobState.KILLED else job.exit_code
+        if exit_code is None and marker is not None:
+            exit_code = marker.exit_code
+        if exit_code is None and job.signal is not None:
+            exit_code = 128 + job.signal
+        return JobStatus(
+            job.state,
+            exit_code=exit_code,
+            detail=detail,
+            log_tail=tail,
+            started_at=started,
+            processes_gone=gone,
+        )
+    why = "not known to slurm" if job is None else f"slurm job {job.job_id} is {job.name!r}"
+    if not trusted:
+        return JobStatus(JobState.UNKNOWN, detail=f"{why}, but squeue's answer was incomplete")
+    status = status_from_markers(marker, ref.label)
+    return replace(status, detail=f"{why}; markers: {status.detail or status.state.value}")
+
+
+def unavailable_error(what: str, result: CommandResult) -> SchedulerUnavailableError:
+    """The error for "slurmctld did not answer", with the client's message."""
+    return SchedulerUnavailableError(
+        f"{what}: slurm controller unreachable: {result.stderr.strip()[-500:]}"
+    )
+
+
+def read_answer(result: CommandResult, what: str) -> tuple[SqueueAnswer, bool]:
+    """squeue's part of a command's output, and whether a missing job means "unknown id".
+
+    Raises:
+        SchedulerUnavailableError: the client could not reach slurmctld.
+    """
+    answer = parse_squeue_section(result.stdout)
+    kind = classify_stderr(result.stderr)
+    if kind is SlurmError.UNREACHABLE:
+        raise unavailable_error(what, result)
+    if answer.exit_code == 0:
+        trusted = answer.complete
+    else:
+        # exit 1 + "Invalid job id specified": the (single) id is unknown -> absent.
+        trusted = answer.complete and kind is SlurmError.INVALID_JOB_ID
+    if not trusted:
+        _log.warning(
+            "%s: untrusted squeue answer (exit %s, stderr %r, bad lines %r)",
+            what,
+            answer.exit_code,
+            result.stderr[-500:],
+            answer.bad_lines[:5],
+        )
+    return answer, trusted
+
+
+def poll_statuses(
+    refs: Sequence[JobRef], result: CommandResult, *, where: str = "slurm"
+) -> dict[JobRef, JobStatus]:
+    """The status of every ref from one poll command's result (squeue + marker probe).
+
+    Raises:
+        SchedulerUnavailableError: the client could not reach slurmctld.
+    """
+    answer, trusted = read_answer(result, f"{where}: poll of {len(refs)} jobs")
+    markers = parse_probe(answer.rest)
+    return {
+        ref: decide_status(ref, answer.jobs.get(ref.job_id), trusted, markers.get(ref.remote_dir))
+        for ref in refs
+    }
