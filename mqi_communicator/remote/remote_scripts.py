@@ -21,7 +21,8 @@ __all__ = [
     "cleanup_script",
     "download_manifest_script",
     "download_tar_script",
-    "upload_script",
+    "upload_commit_script",
+    "upload_receive_script",
 ]
 
 #: Exit status of the upload script when ``remote_dir`` already exists.
@@ -29,18 +30,23 @@ EXIT_DEST_EXISTS = 17
 #: Exit status of the download scripts when the source directory is missing.
 EXIT_NO_SOURCE = 30
 
-_UPLOAD = """trap '' PIPE
-dest={dest}; part={part}; man={man}; parent={parent}; nfiles={nfiles}; hasher={hasher}
+_UPLOAD_RECEIVE = """trap '' PIPE
+dest={dest}; part={part}; parent={parent}
 say() {{ echo "mqi-upload: $1" >&2; }}
-fail() {{ rm -rf -- "$part" "$man"; say "$1"; exit "$2"; }}
 if [ -e "$dest" ] || [ -L "$dest" ]; then say "destination already exists: $dest"; exit 17; fi
 mkdir -p -- "$parent" || {{ say "cannot create parent directory $parent"; exit 18; }}
 mkdir -- "$part" || {{ say "cannot create $part"; exit 18; }}
-IFS= read -r n || fail "stream ended before the manifest header" 19
-case "$n" in ''|*[!0-9]*) fail "bad manifest header" 19;; esac
-head -c "$n" > "$man" || fail "cannot store the manifest (disk full?)" 20
-[ "$(wc -c < "$man")" -eq "$n" ] || fail "stream ended inside the manifest" 20
-(cd -- "$part" && exec tar -x -f - --no-same-owner) || fail "tar extraction failed (exit $?)" 21
+if ! (cd -- "$part" && exec tar -x -f - --no-same-owner); then
+  rc=$?; rm -rf -- "$part"; say "tar extraction failed (exit $rc)"; exit 21
+fi
+exit 0
+"""
+
+_UPLOAD_COMMIT = """dest={dest}; part={part}; man={man}; nfiles={nfiles}; hasher={hasher}
+say() {{ echo "mqi-upload: $1" >&2; }}
+fail() {{ rm -rf -- "$part" "$man"; say "$1"; exit "$2"; }}
+[ -d "$part" ] || {{ say "partial directory $part vanished"; exit 24; }}
+cat > "$man" || fail "cannot store the manifest (disk full?)" 20
 if [ -z "${{MQI_REMOTE_NO_PYTHON:-}}" ] && command -v python3 >/dev/null 2>&1; then
   python3 -c "$hasher" check "$part" "$man" || fail "sha256 verification failed" 22
 else
@@ -71,17 +77,28 @@ if [ -z "${{MQI_REMOTE_NO_PYTHON:-}}" ] && command -v python3 >/dev/null 2>&1; t
 """
 
 
-def upload_script(remote_dir: str, partial: str, nfiles: int) -> str:
-    """Receive ``<len>\\n<manifest><tar>`` on stdin into ``partial``; verify; rename.
+def upload_receive_script(remote_dir: str, partial: str) -> str:
+    """Refuse an existing ``remote_dir``; extract the tar on stdin into ``partial``.
 
-    The manifest is stored at ``<partial>.sha256``. On any failure both are removed
-    before exiting non-zero; ``remote_dir`` only ever appears verified.
+    Exits 0 leaving ``partial`` for :func:`upload_commit_script`; on failure removes it.
     """
-    return _UPLOAD.format(
+    return _UPLOAD_RECEIVE.format(
+        dest=quote(remote_dir),
+        part=quote(partial),
+        parent=quote(posixpath.dirname(remote_dir) or "."),
+    )
+
+
+def upload_commit_script(remote_dir: str, partial: str, nfiles: int) -> str:
+    """Verify ``partial`` against the manifest on stdin, then rename it to ``remote_dir``.
+
+    The manifest is kept at ``<partial>.sha256`` meanwhile. On failure both are
+    removed; ``remote_dir`` only ever appears verified (``mv -n`` never replaces).
+    """
+    return _UPLOAD_COMMIT.format(
         dest=quote(remote_dir),
         part=quote(partial),
         man=quote(partial + ".sha256"),
-        parent=quote(posixpath.dirname(remote_dir) or "."),
         nfiles=int(nfiles),
         hasher=quote(REMOTE_HASHER_PY),
     )

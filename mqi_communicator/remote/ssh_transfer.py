@@ -1,19 +1,13 @@
-"""Verified tree transfers as ONE tar stream over ONE exec channel (never per-file SFTP).
+"""Verified tree downloads, and the helpers both transfer directions share.
 
-Upload: the channel runs a small POSIX shell script. Its stdin carries
-``<manifest length>\\n<manifest text><tar archive>``. The far side refuses an existing
-destination, extracts into ``<remote_dir>.partial-<random>``, checks every file with
-``sha256sum -c`` plus the file count, and only then renames the partial directory to
-``remote_dir`` (``mv -n``, so a directory that appeared meanwhile is never replaced).
-Any failure removes the partial directory before the script exits, so nothing ever
-appears at ``remote_dir`` unverified. When the connection drops, the far side's tar
-sees EOF and the same cleanup runs; the caller also re-runs it on the next connection.
+Every transfer is ONE tar archive streamed over ONE exec channel (never per-file
+SFTP); uploads live in :mod:`~mqi_communicator.remote.ssh_upload`.
 
 Download: two channels run at once on the same connection: one prints
-``<total bytes>\n<tar archive>``, the other hashes the remote tree (its manifest
+``<total bytes>\\n<tar archive>``, the other hashes the remote tree (its manifest
 text), so remote hashing overlaps the transfer. We extract into a temp sibling of
 ``local_dir``, check every file against the remote manifest (set of paths and
-sha256), then rename into place.
+sha256), then rename into place; ``local_dir`` never holds an unverified tree.
 
 The far-side scripts live in :mod:`~mqi_communicator.remote.remote_scripts`.
 Figures against ``scp -r``: bench/bench_transfer.py.
@@ -21,7 +15,6 @@ Figures against ``scp -r``: bench/bench_transfer.py.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import shutil
 import time
@@ -40,28 +33,26 @@ from mqi_communicator.remote.manifest import Manifest, manifest_of_files, parse_
 from mqi_communicator.remote.protocol import ProgressCallback
 from mqi_communicator.remote.quoting import render_command
 from mqi_communicator.remote.remote_scripts import (
-    EXIT_DEST_EXISTS,
     EXIT_NO_SOURCE,
     cleanup_script,
     download_manifest_script,
     download_tar_script,
-    upload_script,
 )
 from mqi_communicator.remote.ssh_exec import ChannelDrain, connection_lost, remaining
 from mqi_communicator.remote.tarstream import (
     CHUNK,
-    CaseTree,
     TarExtractor,
     enumerate_tree,
-    iter_tar_chunks,
 )
 
 __all__ = [
     "cleanup_command",
     "download_over_channel",
+    "finish_channel",
     "normalize_remote_dir",
+    "open_command",
     "partial_name",
-    "upload_over_channel",
+    "report_progress",
 ]
 
 
@@ -83,93 +74,10 @@ def cleanup_command(partials: list[str]) -> str:
     return cleanup_script(partials)
 
 
-def _report(progress: ProgressCallback | None, done: int, total: int) -> None:
+def report_progress(progress: ProgressCallback | None, done: int, total: int) -> None:
+    """Call ``progress`` (if any) with ``done`` clamped to ``total``."""
     if progress is not None:
         progress(min(done, total), total)
-
-
-def upload_over_channel(
-    transport: paramiko.Transport,
-    tree: CaseTree,
-    manifest: Manifest,
-    remote_dir: str,
-    partial: str,
-    *,
-    env: Mapping[str, str],
-    where: str,
-    progress: ProgressCallback | None,
-    timeout: float,
-) -> None:
-    """Stream ``tree`` to ``remote_dir`` through ``partial``; see the module docstring.
-
-    Raises:
-        HostUnreachableError: connect/drop/timeout (the partial dir may need cleanup).
-        RemoteCommandError: ``remote_dir`` already exists.
-        TransferError: remote extraction, disk space or verification failed.
-        CaseContentError: a local file could not be read while streaming.
-    """
-    deadline = time.monotonic() + timeout
-    script = upload_script(remote_dir, partial, manifest.files)
-    mbytes = manifest.to_bytes()
-    total = manifest.total_bytes
-    try:
-        chan = transport.open_session(timeout=timeout)
-    except (paramiko.SSHException, OSError, EOFError) as err:
-        raise HostUnreachableError(f"{where}: cannot open a channel: {err}") from err
-    send_error: BaseException | None = None
-    try:
-        chan.settimeout(timeout)
-        chan.exec_command(render_command(script, env))
-        out = ChannelDrain(chan, stderr=False)
-        errs = ChannelDrain(chan, stderr=True)
-        sent = 0
-        _report(progress, 0, total)
-        try:
-            chan.sendall(f"{len(mbytes)}\n".encode() + mbytes)
-            # closing(): stop the local tar at once if sending fails
-            with contextlib.closing(iter_tar_chunks(tree)) as chunks:
-                for chunk in chunks:
-                    chan.sendall(chunk)
-                    sent += len(chunk)
-                    _report(progress, sent, total)
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("transfer deadline")
-            chan.shutdown_write()
-        except CaseContentError:
-            raise
-        except TimeoutError:
-            raise
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            send_error = exc  # the far side may have exited early; its status says why
-        out.join(remaining(deadline))
-        errs.join(remaining(deadline))
-        chan.status_event.wait(remaining(deadline))
-        status = chan.exit_status if chan.status_event.is_set() else -1
-        if status == -1:
-            if not chan.status_event.is_set() and not connection_lost(transport, 0.0):
-                raise TimeoutError("no exit status before the deadline")
-            raise HostUnreachableError(
-                f"{where}: connection dropped during upload to {remote_dir}"
-                + (f": {send_error}" if send_error else "")
-            ) from send_error
-        stderr = (errs.text() + out.text()).strip()
-        if status == EXIT_DEST_EXISTS:
-            raise RemoteCommandError(
-                f"{where}: upload refused: {stderr}", exit_code=status, stderr=stderr
-            )
-        if status != 0:
-            raise TransferError(f"{where}: upload to {remote_dir} failed (exit {status}): {stderr}")
-        if send_error is not None:
-            raise TransferError(f"{where}: upload to {remote_dir} ended oddly: {send_error}")
-        _report(progress, total, total)
-    except TimeoutError as exc:
-        raise HostUnreachableError(
-            f"{where}: upload to {remote_dir} exceeded its {timeout:g} s timeout"
-        ) from exc
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise HostUnreachableError(f"{where}: connection failed during upload: {exc}") from exc
-    finally:
-        chan.close()
 
 
 def _read_header(chan: paramiko.Channel, where: str) -> tuple[bytes, bytes]:
@@ -185,7 +93,10 @@ def _read_header(chan: paramiko.Channel, where: str) -> tuple[bytes, bytes]:
     return head, rest
 
 
-def _open(transport: paramiko.Transport, text: str, timeout: float, where: str) -> paramiko.Channel:
+def open_command(
+    transport: paramiko.Transport, text: str, timeout: float, where: str, *, eof: bool = True
+) -> paramiko.Channel:
+    """Start ``text`` on a new channel; with ``eof`` its stdin is closed at once."""
     try:
         chan = transport.open_session(timeout=timeout)
     except (paramiko.SSHException, OSError, EOFError) as err:
@@ -193,16 +104,22 @@ def _open(transport: paramiko.Transport, text: str, timeout: float, where: str) 
     try:
         chan.settimeout(timeout)
         chan.exec_command(text)
-        chan.shutdown_write()
+        if eof:
+            chan.shutdown_write()
     except (paramiko.SSHException, OSError, EOFError) as err:
         chan.close()
         raise HostUnreachableError(f"{where}: cannot start a remote command: {err}") from err
     return chan
 
 
-def _finish(
+def finish_channel(
     chan: paramiko.Channel, transport: paramiko.Transport, deadline: float, what: str, where: str
 ) -> int:
+    """Wait for ``chan``'s exit status; a drop raises ``HostUnreachableError``.
+
+    Raises:
+        TimeoutError: no status before ``deadline`` (callers map it).
+    """
     chan.status_event.wait(remaining(deadline))
     if not chan.status_event.is_set():
         raise TimeoutError(f"no exit status from {what} before the deadline")
@@ -237,7 +154,7 @@ def download_over_channel(
         raise RemoteCommandError(f"{where}: download destination {local_dir} already exists")
     local_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = local_dir.with_name(f"{local_dir.name}.partial-{secrets.token_hex(6)}")
-    hasher = _open(
+    hasher = open_command(
         transport, render_command(download_manifest_script(remote_dir), env), timeout, where
     )
     chan: paramiko.Channel | None = None
@@ -245,7 +162,7 @@ def download_over_channel(
     try:
         h_out = ChannelDrain(hasher, stderr=False)
         h_err = ChannelDrain(hasher, stderr=True)
-        chan = _open(
+        chan = open_command(
             transport, render_command(download_tar_script(remote_dir), env), timeout, where
         )
         errs = ChannelDrain(chan, stderr=True)
@@ -258,17 +175,17 @@ def download_over_channel(
             tmp.mkdir()
             extractor = TarExtractor(tmp)
             received = len(rest)
-            _report(progress, 0, total)
+            report_progress(progress, 0, total)
             if rest:
                 extractor.write(rest)
             while data := chan.recv(CHUNK):
                 extractor.write(data)
                 received += len(data)
-                _report(progress, received, total)
+                report_progress(progress, received, total)
                 if time.monotonic() > deadline:
                     raise TimeoutError("transfer deadline")
         errs.join(remaining(deadline))
-        status = _finish(chan, transport, deadline, f"download of {remote_dir}", where)
+        status = finish_channel(chan, transport, deadline, f"download of {remote_dir}", where)
         stderr = errs.text().strip()
         if status == EXIT_NO_SOURCE:
             raise RemoteCommandError(f"{where}: {stderr}", exit_code=status, stderr=stderr)
@@ -280,7 +197,7 @@ def download_over_channel(
         extractor = None
         h_out.join(remaining(deadline))
         h_err.join(remaining(deadline))
-        h_status = _finish(hasher, transport, deadline, f"hashing {remote_dir}", where)
+        h_status = finish_channel(hasher, transport, deadline, f"hashing {remote_dir}", where)
         if h_status != 0:
             raise TransferError(
                 f"{where}: hashing {remote_dir} failed (exit {h_status}): {h_err.text().strip()}"
@@ -291,7 +208,7 @@ def download_over_channel(
                 f"{where}: download destination {local_dir} appeared meanwhile"
             )
         tmp.rename(local_dir)
-        _report(progress, manifest.total_bytes, manifest.total_bytes)
+        report_progress(progress, manifest.total_bytes, manifest.total_bytes)
         return manifest
     except TimeoutError as exc:
         raise HostUnreachableError(

@@ -26,7 +26,6 @@ from fabric import Connection
 
 from mqi_communicator.errors import HostUnreachableError
 from mqi_communicator.remote.host_keys import default_known_hosts
-from mqi_communicator.remote.manifest import manifest_of_files
 from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
 from mqi_communicator.remote.quoting import render_command
 from mqi_communicator.remote.ssh_connect import SshTarget, open_connection
@@ -36,8 +35,8 @@ from mqi_communicator.remote.ssh_transfer import (
     download_over_channel,
     normalize_remote_dir,
     partial_name,
-    upload_over_channel,
 )
+from mqi_communicator.remote.ssh_upload import upload_over_channel
 from mqi_communicator.remote.tarstream import enumerate_tree
 
 __all__ = ["SshTransport"]
@@ -187,14 +186,12 @@ class SshTransport:
         started = time.monotonic()
         remote_dir = normalize_remote_dir(remote_dir)
         tree = enumerate_tree(local_dir)
-        manifest = manifest_of_files((f.rel, f.path) for f in tree.files)
         transport = self._transport()
         partial = partial_name(remote_dir)
         try:
-            upload_over_channel(
+            manifest = upload_over_channel(
                 transport,
                 tree,
-                manifest,
                 remote_dir,
                 partial,
                 env=self._env,
