@@ -23,7 +23,7 @@ from .dblock import EngineLock, sqlite_file, sqlite_lock_path
 from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
 from .engine.runtime import HostRuntime, TransferProgress, utcnow
-from .errors import CaseContentError, ConflictError, InvalidTransitionError
+from .errors import CaseContentError, ConfigError, ConflictError, InvalidTransitionError
 from .intake import Intake, case_problem
 from .migrations.api import upgrade
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
@@ -77,6 +77,13 @@ class Communicator:
                 _create_sqlite_if_missing(config.database_url)
             store = Store.open(config.database_url)
         try:
+            if hosts is not None:
+                missing = sorted({g.host for g in config.gpus} - set(hosts))
+                if missing:
+                    raise ConfigError(
+                        f"hosts given to Communicator lack {', '.join(missing)}, "
+                        "which the config's GPUs use"
+                    )
             parts = build_engine_parts(
                 config, store=store, hosts=dict(hosts) if hosts is not None else None
             )

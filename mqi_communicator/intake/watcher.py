@@ -159,7 +159,16 @@ class Intake:
                 log.info("intake: %s is no longer a folder; ignored", top)
                 continue
             log.info("intake: %s settled; registering", top)
-            self._register(top)
+            try:
+                self._register(top)
+            except Exception:
+                # Never lose a case to a passing error (database busy, share hiccup):
+                # forget that it settled and try again after another quiet period.
+                log.exception("intake: registering %s failed; will try again", top)
+                with self._lock:
+                    self._known.discard(top)
+                    self._tracker.note(top, now)
+                continue
             done.append(top)
         return done
 

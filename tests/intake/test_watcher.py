@@ -228,3 +228,31 @@ def test_ready_marker_mode_registers_when_marker_appears(tmp_path: Path) -> None
         assert intake.poll() == [case]
     finally:
         intake.stop()
+
+
+def test_failed_registration_is_retried_not_lost(tmp_path: Path) -> None:
+    watch = tmp_path / "watch"
+    case = drop_case(watch, "c")
+    clock = Clock()
+    attempts: list[Path] = []
+
+    def register(path: Path) -> None:
+        attempts.append(path)
+        if len(attempts) == 1:
+            raise OSError("database is busy")
+
+    intake = Intake(
+        watch,
+        register=register,
+        is_known=lambda p: False,
+        quiescence_s=1,
+        scan_interval_s=3600,
+        clock=clock,
+    )
+    intake.scan()
+    clock.sync()
+    clock.advance(1)
+    assert intake.poll() == [] and intake.pending() == [case]
+    clock.advance(1)
+    assert intake.poll() == [case]
+    assert attempts == [case, case]
