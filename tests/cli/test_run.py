@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -122,3 +123,49 @@ def test_run_refuses_an_old_schema(cli: Cli, tmp_path: Path) -> None:
     result = cli("run", "--once", "--config", str(path))
     assert result.exit_code == 2
     assert "db upgrade" in result.stderr
+
+
+def test_cancel_and_retry_a_running_case_through_the_cli(cli: Cli, tmp_path: Path) -> None:
+    cfg = local_config(tmp_path, command=["sh", "-c", "sleep 60"])
+    path = write_config(tmp_path, cfg)
+    upgrade(cfg["database_url"])
+    (tmp_path / "watch" / "long").mkdir()
+    (tmp_path / "watch" / "long" / "plan.dcm").write_bytes(b"DICM")
+    out = (tmp_path / "run.out").open("w")
+    proc = subprocess.Popen(
+        [*console_script(), "run", "--config", str(path)], stdout=out, stderr=subprocess.STDOUT
+    )
+    try:
+
+        def status_is(state: str, attempt: int) -> Callable[[], bool]:
+            def check() -> bool:
+                with Store.open(cfg["database_url"]) as store:
+                    cases = store.list_cases()
+                return bool(cases) and (cases[0].status.value, cases[0].attempt) == (
+                    state,
+                    attempt,
+                )
+
+            return check
+
+        for attempt in (1, 2):
+            _wait_for(f"attempt {attempt} running", status_is("running", attempt))
+            result = cli("cases", "cancel", "1", "--config", str(path))
+            assert result.exit_code == 0, result.stderr
+            assert "cancel requested while running" in result.stdout
+            _wait_for(f"attempt {attempt} cancelled", status_is("cancelled", attempt))
+            if attempt == 1:
+                retried = cli("cases", "retry", "1", "--config", str(path))
+                assert retried.exit_code == 0, retried.stderr
+                assert "submitted, attempt 2" in retried.stdout
+        shown = json.loads(cli("cases", "show", "1", "--json", "--config", str(path)).stdout)
+        releases = [h for h in shown["history"] if h["trigger"] == "release"]
+        assert len(releases) == 2
+        for h in releases:  # freed only on evidence that the killed job is gone
+            assert h["evidence"]["kind"] in {"kill_confirmed", "observed_terminal"}
+        gpus = json.loads(cli("gpus", "list", "--json", "--config", str(path)).stdout)
+        assert {g["status"] for g in gpus} == {"available"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=BOUND_S) == 0
+        out.close()
