@@ -6,8 +6,9 @@ each naming the file, the key path and what was expected, e.g.::
     config.yaml: hosts.gpu1.scheduler.kind: expected one of 'local', 'pueue', 'slurm', got 'pueu'
 
 Environment overrides: ``MQI__ENGINE__POLL_INTERVAL_S=5`` sets ``engine.poll_interval_s``
-(a double underscore separates levels; list items are addressed by index, e.g.
-``MQI__GPUS__0__CUDA_DEVICES``); values are parsed as YAML scalars. ``MQI_DATABASE_URL``
+(a double underscore separates levels; keys match case-insensitively with ``-`` written
+as ``_``; list items are addressed by index, e.g. ``MQI__GPUS__0__CUDA_DEVICES``);
+values are parsed as YAML scalars. ``MQI_DATABASE_URL``
 overrides ``database_url``.
 """
 
@@ -139,8 +140,9 @@ def _set_path(root: dict[str, Any], parts: list[str], value: Any, var: str) -> s
             key: Any = int(raw)
             shown[-1] += f"[{key}]"
         elif isinstance(node, dict):
-            # Keys are matched case-insensitively: env names are upper case, keys may not be.
-            key = next((k for k in node if str(k).lower() == raw.lower()), raw.lower())
+            # Keys match case-insensitively and with '-' as '_': shells cannot export
+            # MQI__HOSTS__GPU-SERVER__..., so GPU_SERVER reaches host "gpu-server".
+            key = next((k for k in node if _env_key(str(k)) == _env_key(raw)), raw.lower())
             shown.append(str(key))
         else:
             raise ConfigError(
@@ -153,6 +155,10 @@ def _set_path(root: dict[str, Any], parts: list[str], value: Any, var: str) -> s
                 node[key] = {}
             node = node[key]
     return ".".join(shown)
+
+
+def _env_key(name: str) -> str:
+    return name.lower().replace("-", "_")
 
 
 def _deep_copy(value: Any) -> Any:

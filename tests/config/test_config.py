@@ -146,7 +146,7 @@ def test_env_overrides_nested_values_and_database_url(tmp_path: Path) -> None:
     env = {
         "MQI__ENGINE__POLL_INTERVAL_S": "2.5",
         "MQI__INTAKE__READY_MARKER": "READY",
-        "MQI__HOSTS__GPU-SERVER__SCHEDULER__TIMEOUT_S": "7",
+        "MQI__HOSTS__GPU_SERVER__SCHEDULER__TIMEOUT_S": "7",
         "MQI__GPUS__0__CUDA_DEVICES": "3",
         "MQI_DATABASE_URL": "postgresql://u@db/mqi",
         "UNRELATED": "x",
