@@ -20,8 +20,8 @@ from mqi_communicator.persistence import CaseRecord, GpuRecord, Store
 from mqi_communicator.statemachine import CaseState, Evidence, EvidenceKind, GpuState
 
 WORKERS = 4
-CASES = 40
-GPUS = 6
+CASES = 30
+GPUS = 5
 
 
 def _plan(case: CaseRecord, gpu: GpuRecord) -> tuple[str, str]:
