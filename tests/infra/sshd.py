@@ -2,7 +2,8 @@
 
 Fixtures:
     sshd: session-scoped :class:`SshServer` (keys made fresh in a temp dir outside
-        the repo; port ``MQI_TEST_SSHD_PORT``, default 22222). Torn down at the end.
+        the repo; port ``MQI_TEST_SSHD_PORT``, default 22222, or a free port when
+        22222 is taken by a parallel test session). Torn down at the end.
     ssh_transport: a connected :class:`SshTransport` to it, closed after the test.
 
 Use :func:`make_ssh_transport` to build more transports (other known_hosts, env...).
@@ -14,6 +15,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -180,6 +182,25 @@ def start_sshd(base: Path, port: int) -> SshServer:
     return server
 
 
+def _port_busy(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _choose_port() -> int:
+    """``MQI_TEST_SSHD_PORT`` if set; else 22222, or a free port when another test
+    session (a helper running in parallel) already holds 22222."""
+    if "MQI_TEST_SSHD_PORT" in os.environ:
+        return int(os.environ["MQI_TEST_SSHD_PORT"])
+    if not _port_busy(22222):
+        return 22222
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 @pytest.fixture(scope="session")
 def sshd() -> Iterator[SshServer]:
     """A loopback OpenSSH server for the whole test session."""
@@ -187,7 +208,7 @@ def sshd() -> Iterator[SshServer]:
         unavailable("sshd", f"{SSHD_BIN} is missing (apt-get install openssh-server)")
     if shutil.which("ssh-keygen") is None:
         unavailable("sshd", "ssh-keygen is missing (apt-get install openssh-client)")
-    port = int(os.environ.get("MQI_TEST_SSHD_PORT", "22222"))
+    port = _choose_port()
     base = Path(tempfile.mkdtemp(prefix="mqi-sshd-"))
     try:
         server = start_sshd(base, port)

@@ -29,6 +29,10 @@ LogLevel VERBOSE
 Subsystem sftp internal-sftp
 CFG
 "$SSHD" -t -f "$DIR/sshd_config"
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  echo "sshd_up: port $PORT is already in use (another sshd? set another port)" >&2; exit 5
+fi
+rm -f "$DIR/sshd.pid"
 "$SSHD" -f "$DIR/sshd_config" -E "$DIR/sshd.log"
 for _ in $(seq 100); do
   if ssh-keyscan -p "$PORT" -t ed25519 127.0.0.1 >"$DIR/known_hosts.new" 2>/dev/null \
@@ -38,5 +42,8 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -s "$DIR/known_hosts" ] || { echo "sshd_up: sshd did not answer on port $PORT" >&2; exit 4; }
+# The server that answered must be ours (not another one that won the port).
+grep -qF "$(cut -d' ' -f2 "$DIR/host_ed25519.pub")" "$DIR/known_hosts" \
+  || { echo "sshd_up: port $PORT answered with a foreign host key" >&2; exit 6; }
 ssh -p "$PORT" -i "$DIR/id_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes \
   -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$DIR/known_hosts" root@127.0.0.1 true
