@@ -12,7 +12,6 @@ transport's ``env``.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 
 from mqi_communicator.errors import (
@@ -22,11 +21,7 @@ from mqi_communicator.errors import (
     SubmissionRejectedError,
 )
 from mqi_communicator.remote.markers import (
-    MQI_DIR,
-    install_snippet,
     parse_probe,
-    probe_snippet,
-    wrapper_argv,
 )
 from mqi_communicator.remote.protocol import (
     CommandResult,
@@ -36,46 +31,26 @@ from mqi_communicator.remote.protocol import (
     JobStatus,
     Transport,
 )
-from mqi_communicator.remote.quoting import env_prefix, join_argv, quote
+from mqi_communicator.remote.slurm_commands import (
+    ID_RECORD,
+    MARKER_KILL_RECORD,
+    find_command,
+    is_job_id,
+    kill_script,
+    poll_command,
+    sbatch_argv,
+    submit_script,
+)
 from mqi_communicator.remote.slurm_parse import (
-    SQUEUE_END,
-    SQUEUE_FORMAT,
     SlurmError,
     classify_stderr,
     parse_sbatch_id,
 )
 from mqi_communicator.remote.slurm_status import poll_statuses, read_answer, unavailable_error
 
-__all__ = ["JOB_ID_FILE", "SlurmScheduler"]
+__all__ = ["SlurmScheduler"]
 
 _log = logging.getLogger(__name__)
-
-_JOB_ID = re.compile(r"[0-9]+\Z")
-_ID_RECORD = "@@mqi-slurm-id"
-#: Written by the job itself (``$SLURM_JOB_ID``) into ``<case>/.mqi/`` when it starts.
-JOB_ID_FILE = "slurm_job_id"
-_SQUEUE_BASE = ("squeue", "-h", "-t", "all", "-O", SQUEUE_FORMAT)
-
-
-def _output_path(remote_dir: str) -> str:
-    """slurm's --output for a case directory, safe from slurm's filename patterns.
-
-    slurmstepd prefixes a relative path with the work dir and THEN expands ``%`` patterns
-    in the whole string, and any backslash disables patterns and is deleted. So: relative
-    for plain directories, absolute with ``%%`` when the directory holds ``%``, and
-    /dev/null when it holds a backslash (the wrapper keeps its own log in job.log).
-    """
-    if "\\" in remote_dir:
-        return "/dev/null"
-    if "%" in remote_dir:
-        return f"{remote_dir.rstrip('/').replace('%', '%%')}/{MQI_DIR}/slurm-%j.out"
-    return f"{MQI_DIR}/slurm-%j.out"
-
-
-def _minutes(seconds: int) -> str:
-    """``--time`` as ``M:SS`` (slurm enforces whole minutes, rounding up)."""
-    minutes, secs = divmod(max(1, seconds), 60)
-    return f"{minutes}:{secs:02d}"
 
 
 class SlurmScheduler:
@@ -88,6 +63,8 @@ class SlurmScheduler:
         extra_sbatch_args: Appended to every ``sbatch`` (site options such as ``--qos``).
         timeout: Seconds for each remote command. Slurm clients retry for ~10-20 s
             before reporting an unreachable controller, so keep this above that.
+        kill_grace_s: TERM-to-KILL delay when ``kill`` must signal the wrapper group
+            itself (slurm forgot the job); slurm's own ``KillWait`` applies otherwise.
     """
 
     def __init__(
@@ -98,12 +75,14 @@ class SlurmScheduler:
         default_gres: str | None = None,
         extra_sbatch_args: Sequence[str] = (),
         timeout: float = 60.0,
+        kill_grace_s: float = 10.0,
     ) -> None:
         self._transport = transport
         self._partition = partition
         self._default_gres = default_gres
         self._extra = tuple(extra_sbatch_args)
         self._timeout = timeout
+        self._kill_grace = kill_grace_s
 
     def _run(self, command: str) -> CommandResult:
         return self._transport.run(command, timeout=self._timeout)
@@ -113,35 +92,18 @@ class SlurmScheduler:
 
     def sbatch_argv(self, spec: JobSpec) -> list[str]:
         """The ``sbatch`` argv for ``spec`` (pure; exposed for tests and logs)."""
-        partition = spec.gpu.slurm_partition or self._partition
-        gres = spec.gpu.slurm_gres or self._default_gres
-        env = dict(spec.env)
-        if not gres and spec.gpu.cuda_devices is not None:
-            env.setdefault("CUDA_VISIBLE_DEVICES", spec.gpu.cuda_devices)
-        # --wrap, not the wrapper as the batch script: slurm copies a batch script to its
-        # spool dir, and the wrapper finds its case directory from its own path. The job
-        # id is recorded first (relative to --chdir) so find_by_label can recover it
-        # after the controller has forgotten the job.
-        wrap = (
-            f'echo "$SLURM_JOB_ID" >{MQI_DIR}/{JOB_ID_FILE}; exec '
-            + env_prefix(env)
-            + join_argv(wrapper_argv(spec.remote_dir, spec.label, spec.command))
+        return sbatch_argv(
+            spec,
+            partition=spec.gpu.slurm_partition or self._partition,
+            gres=spec.gpu.slurm_gres or self._default_gres,
+            extra=self._extra,
         )
-        return [
-            "sbatch",
-            "--parsable",
-            f"--job-name={spec.label}",
-            f"--chdir={spec.remote_dir}",
-            f"--output={_output_path(spec.remote_dir)}",
-            *([f"--partition={partition}"] if partition else []),
-            *([f"--gres={gres}"] if gres else []),
-            *([f"--time={_minutes(spec.time_limit_s)}"] if spec.time_limit_s is not None else []),
-            *self._extra,
-            f"--wrap={wrap}",
-        ]
 
     def submit(self, spec: JobSpec) -> JobRef:
         """Install the wrapper and ``sbatch`` the job, as one remote command.
+
+        Safe to repeat: a second call for the same case directory returns the job the
+        first one queued (see :func:`~mqi_communicator.remote.slurm_commands.submit_script`).
 
         Raises:
             SubmissionRejectedError: sbatch (or the wrapper install) said no.
@@ -149,12 +111,7 @@ class SlurmScheduler:
             SchedulerOutputError: sbatch succeeded but printed no job id.
             HostUnreachableError: from the transport.
         """
-        command = (
-            install_snippet(spec.remote_dir, spec.label)
-            + " && "
-            + join_argv(self.sbatch_argv(spec))
-        )
-        result = self._run(command)
+        result = self._run(submit_script(spec, self.sbatch_argv(spec)))
         if result.exit_code != 0:
             if classify_stderr(result.stderr) is SlurmError.UNREACHABLE:
                 raise self._unavailable(f"sbatch {spec.label}", result)
@@ -177,11 +134,7 @@ class SlurmScheduler:
         """
         if not refs:
             return {}
-        ids = sorted({r.job_id for r in refs if _JOB_ID.match(r.job_id)}, key=int)
-        dirs = list(dict.fromkeys(r.remote_dir for r in refs))
-        # With no id slurm could know, the markers alone decide.
-        squeue = join_argv([*_SQUEUE_BASE, "-j", ",".join(ids)]) if ids else "true"
-        command = f'{squeue}; echo "{SQUEUE_END} $?"; {probe_snippet(dirs)}'
+        command = poll_command(refs)
         result = self._run(command)
         return poll_statuses(refs, result, where=self._transport.host_name)
 
@@ -196,13 +149,16 @@ class SlurmScheduler:
             SchedulerUnavailableError: slurmctld did not answer.
             RemoteCommandError: scancel refused for another reason.
         """
-        if not _JOB_ID.match(ref.job_id):
+        if not is_job_id(ref.job_id):
             return
-        argv = ["scancel"]
-        if "," not in ref.label:  # --name takes a comma-separated list
-            argv.append(f"--name={ref.label}")
-        argv.append(ref.job_id)
-        result = self._run(join_argv(argv))
+        result = self._run(kill_script(ref, self._kill_grace))
+        if MARKER_KILL_RECORD in result.stdout:
+            _log.warning(
+                "%s: slurm does not know job %s (%s); signalled the wrapper group directly",
+                self._transport.host_name,
+                ref.job_id,
+                ref.label,
+            )
         kind = classify_stderr(result.stderr)
         if kind is SlurmError.UNREACHABLE:
             raise self._unavailable(f"scancel {ref.job_id}", result)
@@ -228,14 +184,7 @@ class SlurmScheduler:
             SchedulerOutputError: squeue's answer could not be trusted.
             SchedulerUnavailableError: slurmctld did not answer.
         """
-        argv = list(_SQUEUE_BASE)
-        if "," not in label:
-            argv += ["-n", label]
-        id_file = quote(f"{remote_dir.rstrip('/')}/{MQI_DIR}/{JOB_ID_FILE}")
-        command = (
-            f'{join_argv(argv)}; echo "{SQUEUE_END} $?"; {probe_snippet([remote_dir])}; '
-            f'[ -f {id_file} ] && IFS= read -r v <{id_file} && echo "{_ID_RECORD} $v"; true'
-        )
+        command = find_command(label, remote_dir)
         result = self._run(command)
         answer, trusted = read_answer(result, f"{self._transport.host_name}: find {label}")
         if not trusted:
@@ -252,9 +201,9 @@ class SlurmScheduler:
         ids = [
             line.split(" ", 1)[1].strip()
             for line in answer.rest.splitlines()
-            if line.startswith(_ID_RECORD + " ")
+            if line.startswith(ID_RECORD + " ")
         ]
-        out_ids = [int(i) for i in ids if _JOB_ID.match(i)]
+        out_ids = [int(i) for i in ids if is_job_id(i)]
         marker = parse_probe(answer.rest).get(remote_dir)
         if marker is None:
             raise SchedulerOutputError(

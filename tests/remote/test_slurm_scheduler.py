@@ -31,7 +31,8 @@ from mqi_communicator.remote.protocol import (
     TransferReport,
     Transport,
 )
-from mqi_communicator.remote.slurm import JOB_ID_FILE, SlurmScheduler
+from mqi_communicator.remote.slurm import SlurmScheduler
+from mqi_communicator.remote.slurm_commands import JOB_ID_FILE
 from tests.infra.slurm import SlurmCluster
 
 pytestmark = pytest.mark.slurm
@@ -304,10 +305,37 @@ def test_forgotten_id_and_foreign_name_let_markers_decide(
     assert got[nothing].state is JobState.ABSENT
     # kill with the wrong label must not cancel job a (scancel --name)
     sched.kill(JobRef(a.job_id, "mqic_case_11_a1", db))
-    sched.kill(forgotten_alive)  # unknown id: a request that finds nothing, not an error
     assert sched.poll([a])[a].state is JobState.RUNNING
-    sched.kill(a)
-    assert wait_until(sched, a, finished).state is JobState.KILLED
+    # slurm does not know this id, the markers say the wrapper is ours and running: the
+    # kill signals the wrapper group itself
+    pgid = pgid_of(da)
+    sched.kill(forgotten_alive)
+    status = wait_until(sched, forgotten_alive, lambda s: finished(s) and bool(s.processes_gone))
+    assert status.state is JobState.KILLED, status
+    assert not group_exists(pgid)
+    assert wait_until(sched, a, finished).state is JobState.FAILED  # its batch script got TERM
+
+
+def test_submit_is_safe_to_repeat(local: LocalTransport, tmp_path: Path) -> None:
+    sched = SlurmScheduler(local, extra_sbatch_args=("--hold",))
+    d = case_dir(tmp_path, "mqic_case_40_a1")
+    job = spec(d, "mqic_case_40_a1", "true")
+    ref = sched.submit(job)
+    assert sched.submit(job) == ref  # the reply was lost, the engine asks again
+    # sbatch went through but the command died before recording the id
+    (Path(d) / MQI_DIR / "slurm_submitted").unlink()
+    assert sched.submit(job) == ref
+    names = local.run(["squeue", "-h", "-t", "all", "-n", job.label, "-o", "%i"], timeout=60)
+    assert names.stdout.split() == [ref.job_id]
+    # the command died after taking the lock but before sbatch: submit goes ahead
+    d2 = case_dir(tmp_path, "mqic_case_41_a1")
+    (Path(d2) / MQI_DIR / "slurm_submit.lock").mkdir(parents=True)
+    ref2 = sched.submit(spec(d2, "mqic_case_41_a1", "true"))
+    assert ref2.job_id != ref.job_id
+    assert sched.poll([ref2])[ref2].state is JobState.QUEUED
+    for r in (ref, ref2):
+        sched.kill(r)
+        assert wait_until(sched, r, finished).state is JobState.KILLED
 
 
 def test_rejected_submission(local: LocalTransport, tmp_path: Path) -> None:
