@@ -4,6 +4,8 @@
 set -u
 R=${MQI_SLURM_ROOT:-/tmp/mqi-slurm}
 [ -d "$R" ] || exit 0
+# Refuse to delete a directory slurm_up.sh did not make (MQI_SLURM_ROOT is user input).
+[ -f "$R/slurm.conf" ] || [ -d "$R/munge" ] || { echo "slurm_down: $R is not a slurm_up.sh root; not removing it" >&2; exit 1; }
 export PATH="$PATH:/usr/sbin:/sbin"
 export SLURM_CONF=$R/slurm.conf
 if [ -s "$R/slurmctld.fgpid" ] && kill -0 "$(cat "$R/slurmctld.fgpid")" 2>/dev/null; then
