@@ -1,11 +1,15 @@
 """MQI Communicator: runs MOQUI QA cases on remote GPU servers, crash-safely.
 
-The public names are re-exported here; everything else is internal.
+The public names are re-exported here; everything else is internal. Names other than
+the errors are imported on first use (PEP 562), so ``import mqi_communicator`` (and
+every CLI command) does not pay for SQLAlchemy, Fabric and watchdog up front.
 """
 
-from .config import Config, load_config
-from .dblock import EngineLockedError
-from .engine import Reconciler, TickReport
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CaseContentError,
     ConfigError,
@@ -25,9 +29,41 @@ from .errors import (
     TransferError,
     TransientError,
 )
-from .persistence import CaseRecord, GpuRecord, TransitionRecord
-from .service import Communicator
-from .statemachine import CaseState, Evidence, EvidenceKind, GpuState
+
+if TYPE_CHECKING:
+    from .config import Config, load_config
+    from .dblock import EngineLockedError
+    from .engine import Reconciler, TickReport
+    from .persistence import CaseRecord, GpuRecord, TransitionRecord
+    from .service import Communicator
+    from .statemachine import CaseState, Evidence, EvidenceKind, GpuState
+
+#: Public name -> the module (relative to this package) that defines it.
+_LAZY = {
+    "CaseRecord": ".persistence",
+    "CaseState": ".statemachine",
+    "Communicator": ".service",
+    "Config": ".config",
+    "EngineLockedError": ".dblock",
+    "Evidence": ".statemachine",
+    "EvidenceKind": ".statemachine",
+    "GpuRecord": ".persistence",
+    "GpuState": ".statemachine",
+    "Reconciler": ".engine",
+    "TickReport": ".engine",
+    "TransitionRecord": ".persistence",
+    "load_config": ".config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
 
 __all__ = [
     "CaseContentError",
