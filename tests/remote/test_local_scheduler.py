@@ -14,16 +14,32 @@ import pytest
 from mqi_communicator.errors import RemoteCommandError
 from mqi_communicator.remote.local_scheduler import LocalScheduler
 from mqi_communicator.remote.local_transport import LocalTransport
-from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec, JobState, JobStatus
+from mqi_communicator.remote.protocol import (
+    GpuBinding,
+    JobRef,
+    JobSpec,
+    JobState,
+    JobStatus,
+    Transport,
+)
 
 from .test_markers import HOSTILE_NAMES
 
 TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.KILLED}
 
 
+@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.ssh)])
+def transport(request: pytest.FixtureRequest) -> Iterator[Transport]:
+    """The same host reached directly and through the loopback sshd."""
+    if request.param == "local":
+        yield LocalTransport()
+    else:
+        yield request.getfixturevalue("ssh_transport")
+
+
 @pytest.fixture
-def sched() -> Iterator[LocalScheduler]:
-    scheduler = LocalScheduler(LocalTransport(), kill_grace_s=0.5, timeout=30)
+def sched(transport: Transport) -> Iterator[LocalScheduler]:
+    scheduler = LocalScheduler(transport, kill_grace_s=0.5, timeout=30)
     started: list[JobRef] = []
     original = scheduler.submit
 
@@ -126,10 +142,12 @@ def test_kill_refuses_a_group_the_markers_do_not_name(
     assert sched.poll([ref])[ref].state is JobState.RUNNING
 
 
-def test_survives_a_restart_and_is_found_by_label(sched: LocalScheduler, tmp_path: Path) -> None:
+def test_survives_a_restart_and_is_found_by_label(
+    sched: LocalScheduler, transport: Transport, tmp_path: Path
+) -> None:
     case = tmp_path / "case"
     ref = sched.submit(spec(case, ["sleep", "60"], label="mqic-7-a1"))
-    fresh = LocalScheduler(LocalTransport(), timeout=30)
+    fresh = LocalScheduler(transport, timeout=30)
     assert fresh.find_by_label("mqic-7-a1", str(case)) == ref
     assert fresh.find_by_label("someone-else", str(case)) is None
     assert fresh.poll([ref])[ref].state is JobState.RUNNING
