@@ -57,10 +57,12 @@ __all__ = [
 
 
 def normalize_remote_dir(remote_dir: str) -> str:
-    """Strip trailing slashes; refuse an empty path or ``/``."""
+    """Strip trailing slashes, prefix ``./`` to a leading ``-``; refuse ``""``, ``/``, ``.``."""
     norm = remote_dir.rstrip("/")
     if not norm or norm in (".", ".."):
         raise ValueError(f"unusable remote directory: {remote_dir!r}")
+    if norm.startswith("-"):  # so no tool (find, tar) can mistake it for an option
+        norm = "./" + norm
     return norm
 
 
