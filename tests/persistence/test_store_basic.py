@@ -174,9 +174,12 @@ def test_invalid_trigger_and_missing_rows(store: Store) -> None:
     assert store.get_case(rec.id).version == 1
 
 
-def test_stale_expected_version_is_a_conflict_and_writes_nothing(store: Store) -> None:
+def test_stale_expected_version_is_a_conflict_and_writes_nothing(
+    store: Store, store_url: str
+) -> None:
     rec, _ = store.register_case("/c1", T0)
-    store.update_case(rec.id, at(1), detail="someone else", progress=5)  # version 2
+    with Store.open(store_url) as other:  # another writer, its own connections
+        other.update_case(rec.id, at(1), detail="someone else", progress=5)  # version 2
     before = store.history()
     with pytest.raises(ConflictError):
         store.apply(
