@@ -204,7 +204,10 @@ class SlurmScheduler:
             if line.startswith(ID_RECORD + " ")
         ]
         out_ids = [int(i) for i in ids if is_job_id(i)]
-        marker = parse_probe(answer.rest).get(remote_dir)
+        try:
+            marker = parse_probe(answer.rest).get(remote_dir)
+        except ValueError:  # the marker parser choked on garbage: no evidence
+            marker = None
         if marker is None:
             raise SchedulerOutputError(
                 f"{self._transport.host_name}: no marker record for {remote_dir!r}: "

@@ -82,6 +82,8 @@ STATE_MAP: Mapping[str, JobState] = {
 }
 
 _JOB_ID = re.compile(r"[0-9]+\Z")
+# ASCII digits only: str.isdigit() accepts "²", which int() refuses.
+_DIGITS = _JOB_ID
 _SBATCH_ID = re.compile(r"([0-9]+)(?:;[^\s;]+)?\Z")
 
 
@@ -162,7 +164,7 @@ def decode_wait_status(raw: str) -> tuple[int | None, int | None]:
     Returns ``(None, None)`` when ``raw`` is not a non-negative integer.
     """
     raw = raw.strip()
-    if not raw.isdigit():
+    if not _DIGITS.match(raw):
         return None, None
     status = int(raw)
     sig = status & 0x7F
@@ -236,7 +238,7 @@ def parse_squeue_section(text: str) -> SqueueAnswer:
         return SqueueAnswer(jobs=jobs, exit_code=None, bad_lines=bad, rest=text)
     rc_text, _, rest = tail.partition("\n")
     rc_text = rc_text.strip()
-    exit_code = int(rc_text) if rc_text.isdigit() else None
+    exit_code = int(rc_text) if _DIGITS.match(rc_text) else None
     jobs, bad = parse_squeue(head)
     return SqueueAnswer(jobs=jobs, exit_code=exit_code, bad_lines=bad, rest=rest)
 

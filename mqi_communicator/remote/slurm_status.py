@@ -146,7 +146,11 @@ def poll_statuses(
         SchedulerUnavailableError: the client could not reach slurmctld.
     """
     answer, trusted = read_answer(result, f"{where}: poll of {len(refs)} jobs")
-    markers = parse_probe(answer.rest)
+    try:
+        markers = parse_probe(answer.rest)
+    except ValueError:  # garbage the marker parser chokes on: no marker evidence at all
+        _log.warning("%s: unparseable marker probe output: %r", where, answer.rest[-2000:])
+        markers = {}
     return {
         ref: decide_status(ref, answer.jobs.get(ref.job_id), trusted, markers.get(ref.remote_dir))
         for ref in refs
