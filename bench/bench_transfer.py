@@ -54,16 +54,6 @@ def digest(path: Path) -> str:
     return manifest_of_files((f.rel, f.path) for f in tree.files).digest()
 
 
-def timed(fn: Callable[[], object], cleanup: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        cleanup()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0)
@@ -105,81 +95,44 @@ def main() -> None:
         remote.mkdir()
         dst = remote / "dst"
 
-        def clean() -> None:
-            shutil.rmtree(dst, ignore_errors=True)
+        back = base / "back"
+        dl_src = remote / "dl_src"  # what downloads read: a plain copy of the case
+        subprocess.run(["cp", "-r", str(src), str(dl_src)], check=True)
 
         t = SshTransport(
             "bench", "127.0.0.1", port=args.port, user="root", key_filename=key, known_hosts=known
         )
         t.run(["true"], timeout=30)
-        rows: list[tuple[str, float]] = []
 
-        rows.append(
-            (
-                "local cp -r (ceiling)",
-                timed(
-                    lambda: subprocess.run(["cp", "-r", str(src), str(dst)], check=True),
-                    clean,
-                    args.repeat,
-                ),
-            )
-        )
-        rows.append(
-            (
-                "scp -r upload",
-                timed(
-                    lambda: subprocess.run([*scp, str(src), f"root@127.0.0.1:{dst}"], check=True),
-                    clean,
-                    args.repeat,
-                ),
-            )
-        )
-        rows.append(
+        def sh(cmd: str) -> Callable[[], object]:
+            return lambda: subprocess.run(cmd, shell=True, check=True)
+
+        q = " ".join(scp)
+        methods: list[tuple[str, Path, Callable[[], object]]] = [
+            ("local cp -r (ceiling)", dst, sh(f"cp -r {src} {dst}")),
+            ("scp -r upload", dst, sh(f"{q} {src} root@127.0.0.1:{dst}")),
             (
                 "OpenSSH tar pipe upload",
-                timed(
-                    lambda: subprocess.run(
-                        f"tar -C {src} -cf - . | {' '.join(ssh)} "
-                        f"'mkdir -p {dst} && tar -C {dst} -xf -'",
-                        shell=True,
-                        check=True,
-                    ),
-                    clean,
-                    args.repeat,
+                dst,
+                sh(
+                    f"tar -C {src} -cf - . | {' '.join(ssh)} 'mkdir -p {dst} && tar -C {dst} -xf -'"
                 ),
-            )
-        )
-        rows.append(
-            (
-                "upload_tree (verified)",
-                timed(lambda: t.upload_tree(src, str(dst)), clean, args.repeat),
-            )
-        )
-        assert digest(dst) == src_digest, "upload_tree result differs from source"
-
-        # Downloads read `dst` (a finished upload) into `back`.
-        back = base / "back"
-
-        def clean_back() -> None:
-            shutil.rmtree(back, ignore_errors=True)
-
-        rows.append(
-            (
-                "scp -r download",
-                timed(
-                    lambda: subprocess.run([*scp, f"root@127.0.0.1:{dst}", str(back)], check=True),
-                    clean_back,
-                    args.repeat,
-                ),
-            )
-        )
-        rows.append(
-            (
-                "download_tree (verified)",
-                timed(lambda: t.download_tree(str(dst), back), clean_back, args.repeat),
-            )
-        )
-        assert digest(back) == src_digest, "download_tree result differs from source"
+            ),
+            ("upload_tree (verified)", dst, lambda: t.upload_tree(src, str(dst))),
+            ("scp -r download", back, sh(f"{q} root@127.0.0.1:{dl_src} {back}")),
+            ("download_tree (verified)", back, lambda: t.download_tree(str(dl_src), back)),
+        ]
+        # Round-robin over the methods so load changes from other processes hit all alike.
+        samples: dict[str, list[float]] = {name: [] for name, _, _ in methods}
+        for _ in range(args.repeat):
+            for name, out, fn in methods:
+                shutil.rmtree(out, ignore_errors=True)
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t0)
+                if "_tree" in name:
+                    assert digest(out) == src_digest, f"{name}: result differs from source"
+        rows = [(name, statistics.median(v)) for name, v in samples.items()]
 
         scp_up = dict(rows)["scp -r upload"]
         scp_down = dict(rows)["scp -r download"]
