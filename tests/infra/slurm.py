@@ -134,6 +134,18 @@ class SlurmCluster:
         self.stop_controller()
         self.start_controller(clean=clean)
 
+    def set_min_job_age(self, seconds: int) -> None:
+        """Change ``MinJobAge`` live (``scontrol reconfigure``): how long finished jobs stay.
+
+        A finished job is purged within about ``seconds + min(seconds, 60)`` s.
+        """
+        conf = self.slurm_conf.read_text()
+        lines = [ln for ln in conf.splitlines() if not ln.startswith("MinJobAge=")]
+        self.slurm_conf.write_text("\n".join([*lines, f"MinJobAge={seconds}"]) + "\n")
+        res = self.client("scontrol", "reconfigure")
+        if res.returncode != 0:
+            raise RuntimeError(f"scontrol reconfigure failed: {res.stderr}")
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until the controller answers and the node can run jobs."""
         deadline = time.monotonic() + timeout

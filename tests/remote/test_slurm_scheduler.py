@@ -1,9 +1,11 @@
 """SlurmScheduler against the REAL loopback Slurm, through LocalTransport and SshTransport.
 
 Order matters in this module: the ``--time`` job is submitted when the module starts and
-checked near the end (Slurm's time limits have a one-minute granularity), and the test
-that wipes the controller's state (``slurmctld -c``) runs last because it kills every
-running job.
+checked near the end (Slurm's time limits have a one-minute granularity and are checked
+every 30 s); the restart/aging test runs FIRST, well inside the job's minute, so the short MinJobAge
+it sets cannot purge the time-limited job's record;
+the test that wipes the controller's state (``slurmctld -c``) runs last because slurm
+then kills every running job.
 """
 
 from __future__ import annotations
@@ -164,6 +166,42 @@ def timeout_job(
 @pytest.fixture(autouse=True, scope="module")
 def _start_timeout_job_early(timeout_job: tuple[SlurmScheduler, JobRef]) -> None:
     """Submit the time-limited job before anything else runs."""
+
+
+def test_controller_restart_and_aging(
+    slurm: SlurmCluster, local: LocalTransport, tmp_path: Path
+) -> None:
+    sched = SlurmScheduler(local)
+    ok_dir = case_dir(tmp_path, "mqic_case_30_a1")
+    ok = sched.submit(spec(ok_dir, "mqic_case_30_a1", "echo fine"))
+    bad = sched.submit(spec(case_dir(tmp_path, "mqic_case_31_a1"), "mqic_case_31_a1", "exit 5"))
+    assert wait_until(sched, ok, finished).state is JobState.SUCCEEDED
+    assert wait_until(sched, bad, finished).state is JobState.FAILED
+
+    slurm.restart_controller(clean=False)  # state kept: slurm still answers
+    kept = sched.poll([ok, bad])
+    assert "slurm COMPLETED" in kept[ok].detail
+    assert (kept[bad].state, kept[bad].exit_code) == (JobState.FAILED, 5)
+
+    # MinJobAge: finished jobs age out of the controller; the markers decide
+    slurm.set_min_job_age(2)
+    try:
+        deadline = time.monotonic() + 90
+        while slurm.client("squeue", "-h", "-t", "all", "-j", ok.job_id).returncode == 0:
+            assert time.monotonic() < deadline, "job never aged out"
+            time.sleep(0.5)
+        for ref in (ok, bad):  # one id at a time: squeue exits 1 "Invalid job id specified"
+            alone = sched.poll([ref])[ref]
+            assert "not known to slurm" in alone.detail
+            assert alone.processes_gone is True
+        both = sched.poll([ok, bad])  # several unknown ids: squeue prints nothing, exit 0
+        assert both[ok].state is JobState.SUCCEEDED
+        assert (both[bad].state, both[bad].exit_code) == (JobState.FAILED, 5)
+        assert "not known to slurm" in both[bad].detail
+        # the id is recovered from the file the job wrote in its case directory
+        assert SlurmScheduler(local).find_by_label(ok.label, ok_dir) == ok
+    finally:
+        slurm.set_min_job_age(300)
 
 
 def test_submit_poll_to_success(transport: Transport, tmp_path: Path) -> None:
@@ -385,28 +423,26 @@ def test_time_limit_is_timeout_failed(timeout_job: tuple[SlurmScheduler, JobRef]
 
 
 @pytest.mark.slow
-def test_controller_restart_keeps_or_forgets(
+def test_state_loss_kills_orphans_and_markers_see_it(
     slurm: SlurmCluster, local: LocalTransport, tmp_path: Path
 ) -> None:
     sched = SlurmScheduler(local)
-    ok_dir = case_dir(tmp_path, "mqic_case_30_a1")
-    ok = sched.submit(spec(ok_dir, "mqic_case_30_a1", "echo fine"))
-    bad = sched.submit(spec(case_dir(tmp_path, "mqic_case_31_a1"), "mqic_case_31_a1", "exit 5"))
+    ok_dir = case_dir(tmp_path, "mqic_case_34_a1")
+    ok = sched.submit(spec(ok_dir, "mqic_case_34_a1", "echo fine"))
     assert wait_until(sched, ok, finished).state is JobState.SUCCEEDED
-    assert wait_until(sched, bad, finished).state is JobState.FAILED
-
-    slurm.restart_controller(clean=False)  # state kept: slurm still answers
-    kept = sched.poll([ok, bad])
-    assert "slurm COMPLETED" in kept[ok].detail
-    assert (kept[bad].state, kept[bad].exit_code) == (JobState.FAILED, 5)
-
-    slurm.restart_controller(clean=True)  # state wiped: the markers decide
-    after = sched.poll([ok, bad])
-    assert after[ok].state is JobState.SUCCEEDED
-    assert "not known to slurm" in after[ok].detail
-    assert (after[bad].state, after[bad].exit_code) == (JobState.FAILED, 5)
-    # the id is recovered from slurm's output file in the case directory
-    assert SlurmScheduler(local).find_by_label(ok.label, ok_dir) == ok
+    # state wiped while a job runs: slurm kills the orphan; the markers see it end
+    run_dir = case_dir(tmp_path, "mqic_case_33_a1")
+    running = sched.submit(spec(run_dir, "mqic_case_33_a1", "sleep 300"))
+    wait_until(sched, running, started)
+    pgid = pgid_of(run_dir)
+    slurm.restart_controller(clean=True)
+    gone = wait_until(sched, running, lambda s: finished(s) and bool(s.processes_gone))
+    assert gone.state is JobState.KILLED, gone
+    assert "not known to slurm" in gone.detail
+    assert not group_exists(pgid)
+    after = sched.poll([ok])[ok]
+    assert after.state is JobState.SUCCEEDED
+    assert "not known to slurm" in after.detail
 
     # a job id that now names another job: the name tells them apart
     new = sched.submit(spec(case_dir(tmp_path, "mqic_case_32_a1"), "mqic_case_32_a1", "true"))
