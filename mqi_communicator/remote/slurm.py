@@ -20,9 +20,7 @@ from mqi_communicator.errors import (
     SchedulerUnavailableError,
     SubmissionRejectedError,
 )
-from mqi_communicator.remote.markers import (
-    parse_probe,
-)
+from mqi_communicator.remote.markers import parse_probe
 from mqi_communicator.remote.protocol import (
     CommandResult,
     JobRef,
@@ -41,11 +39,7 @@ from mqi_communicator.remote.slurm_commands import (
     sbatch_argv,
     submit_script,
 )
-from mqi_communicator.remote.slurm_parse import (
-    SlurmError,
-    classify_stderr,
-    parse_sbatch_id,
-)
+from mqi_communicator.remote.slurm_parse import SlurmError, classify_stderr, parse_sbatch_id
 from mqi_communicator.remote.slurm_status import poll_statuses, read_answer, unavailable_error
 
 __all__ = ["SlurmScheduler"]
