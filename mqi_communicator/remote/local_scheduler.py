@@ -24,6 +24,7 @@ from mqi_communicator.remote.markers import (
     install_snippet,
     parse_probe,
     probe_snippet,
+    run_script,
     status_from_markers,
     wrapper_argv,
 )
@@ -126,7 +127,7 @@ class LocalScheduler:
         if not refs:
             return {}
         dirs = list(dict.fromkeys(ref.remote_dir for ref in refs))
-        result = self._transport.run(probe_snippet(dirs), timeout=self._timeout)
+        result = run_script(self._transport, probe_snippet(dirs), timeout=self._timeout)
         infos = parse_probe(result.stdout)
         statuses: dict[JobRef, JobStatus] = {}
         for ref in refs:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 
-from mqi_communicator.remote.protocol import JobState, JobStatus
+from mqi_communicator.remote.protocol import CommandResult, JobState, JobStatus, Transport
 
 __all__ = [
     "MQI_DIR",
@@ -29,11 +29,16 @@ __all__ = [
     "install_snippet",
     "parse_probe",
     "probe_snippet",
+    "run_script",
     "status_from_markers",
     "wrapper_argv",
     "wrapper_path",
     "wrapper_source",
 ]
+
+#: Scripts longer than this go to the far shell on stdin: Linux caps ONE argv string
+#: (the ``sh -c`` text) at 128 KiB, and a probe of ~1,000 directories exceeds it.
+_ARGV_SAFE_BYTES = 64 * 1024
 
 #: The marker directory inside a case directory.
 MQI_DIR = ".mqi"
@@ -298,4 +303,18 @@ def status_from_markers(info: MarkerInfo | None, label: str) -> JobStatus:
     where = "case directory exists" if info.dir_exists else "case directory missing"
     return JobStatus(
         JobState.ABSENT, detail=f"wrapper never started ({where})", processes_gone=gone
+    )
+
+
+def run_script(transport: Transport, script: str, *, timeout: float) -> CommandResult:
+    """Run a shell ``script`` on ``transport``, however long it is.
+
+    Short scripts are passed as the command text. Long ones (polls of many jobs) are
+    read whole from stdin by ``cat`` and then ``eval``-ed, so no argv limit applies and
+    no command in the script can swallow the rest of it by reading stdin.
+    """
+    if len(script.encode("utf-8")) <= _ARGV_SAFE_BYTES:
+        return transport.run(script, timeout=timeout)
+    return transport.run(
+        ["sh", "-c", 'eval "$(cat)"'], timeout=timeout, stdin=script.encode("utf-8")
     )

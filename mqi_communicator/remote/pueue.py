@@ -32,6 +32,7 @@ from mqi_communicator.remote.markers import (
     install_snippet,
     parse_probe,
     probe_snippet,
+    run_script,
     status_from_markers,
     wrapper_argv,
 )
@@ -203,7 +204,7 @@ class PueueScheduler:
         script = f"echo {_BEGIN}\n{status_cmd}\nprintf '\\n{_END} %s\\n' \"$?\"\n" + probe_snippet(
             dirs
         )
-        result = self._transport.run(script, timeout=self._timeout)
+        result = run_script(self._transport, script, timeout=self._timeout)
         out = result.stdout
         _banner, sep, rest = out.partition(f"{_BEGIN}\n")
         body, sep2, after = rest.partition(f"\n{_END} ")
