@@ -14,6 +14,9 @@
 # A job killed with SIGKILL leaves no exit marker: the pollers then see "pgid present,
 # exit absent, group gone", which they report as killed.
 #
+# On TERM/INT/HUP the wrapper TERMs its whole process group, so it expects to lead a group
+# of its own (or share pueue's/slurm's per-task group), never its caller's.
+#
 # The wrapper prints nothing on stdout/stderr (its own diagnostics go to .mqi/wrapper.log),
 # so it can never disturb the output the schedulers parse (e.g. `pueue add -p`).
 
@@ -56,9 +59,13 @@ own_pgid() {
 
 child=
 on_signal() {
+    # Ignore further signals, then TERM the whole process group: the command is usually
+    # `sh -c 'a && b'`, so the process doing the work is a grandchild that a signal to
+    # $child alone would miss. (INT is not forwarded as INT: background children of a
+    # non-interactive shell ignore it.)
+    trap '' TERM INT HUP
     put signal "$1"
-    # Forward as TERM: background children of a non-interactive shell ignore INT.
-    [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
+    kill -TERM 0 2>/dev/null
     # Wait for the child so "exit present" keeps meaning "the command has ended"; a
     # stubborn child is left to the SIGKILL that follows a TERM from our killers.
     [ -n "$child" ] && wait "$child" 2>/dev/null
@@ -69,6 +76,7 @@ trap 'on_signal TERM 143' TERM
 trap 'on_signal INT 130' INT
 trap 'on_signal HUP 129' HUP
 
+: >>.mqi/job.log  # exists from the start, even if a signal arrives before the child
 put label "$label"
 put pgid "$(own_pgid)"
 put started "$(date +%s)"

@@ -89,8 +89,8 @@ def test_signal_to_wrapper_ends_job_and_records_it(
     tmp_path: Path, sig: signal.Signals, name: str, code: int
 ) -> None:
     case = tmp_path / "case"
-    proc = start(case, ["sleep", "60"])
-    wait_for(case / ".mqi" / "pgid")
+    proc = start(case, ["sh", "-c", "touch running; sleep 60"])
+    wait_for(case / "running")
     # Only the wrapper gets the signal: it must forward it to the child itself.
     os.kill(proc.pid, sig)
     proc.wait(timeout=10)
@@ -102,8 +102,8 @@ def test_signal_to_wrapper_ends_job_and_records_it(
 
 def test_term_to_group_is_recorded(tmp_path: Path) -> None:
     case = tmp_path / "case"
-    proc = start(case, ["sh", "-c", "sleep 60; echo never"])
-    wait_for(case / ".mqi" / "pgid")
+    proc = start(case, ["sh", "-c", "touch running; sleep 60; echo never"])
+    wait_for(case / "running")
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=10)
     assert marker(case, "exit") == "143"
@@ -113,8 +113,8 @@ def test_term_to_group_is_recorded(tmp_path: Path) -> None:
 
 def test_sigkill_leaves_no_exit_marker(tmp_path: Path) -> None:
     case = tmp_path / "case"
-    proc = start(case, ["sleep", "60"])
-    wait_for(case / ".mqi" / "pgid")
+    proc = start(case, ["sh", "-c", "touch running; sleep 60"])
+    wait_for(case / "running")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     assert marker(case, "exit") is None
@@ -141,3 +141,21 @@ def test_child_inherits_the_wrappers_process_group(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_signal_before_the_child_started_still_records(tmp_path: Path) -> None:
+    case = tmp_path / "case"
+    install(case)
+    # SIGTERM arrives at once; wherever the wrapper is, it must end with consistent markers.
+    proc = subprocess.Popen(
+        markers.wrapper_argv(str(case), "job", ["sleep", "60"]), start_new_session=True
+    )
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+    assert group_gone(proc.pid)
+    exit_marker = marker(case, "exit")
+    # Killed before the traps were set: nothing recorded (no pgid either, or a pgid of a
+    # gone group); after: signal TERM + exit 143. Never a success.
+    assert exit_marker in (None, "143")
+    if exit_marker == "143":
+        assert marker(case, "signal") == "TERM"
