@@ -1,0 +1,360 @@
+"""The Hypothesis machine: the REAL Reconciler and Store (SQLite) against a simulated world.
+
+Each example gets a fresh SQLite file, copied from a template upgraded once per session
+with ``migrations.api.upgrade`` (running Alembic per example would dominate the run).
+The clock is a :class:`~.sim_world.FakeClock`; the remote world is a
+:class:`~.sim_world.SimWorld` that knows which of our jobs are alive and where.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from mqi_communicator.engine import Backoff, EngineSettings, GpuRuntime, HostRuntime, Reconciler
+from mqi_communicator.migrations.api import upgrade
+from mqi_communicator.persistence import CaseRecord, GpuRecord, Store
+from mqi_communicator.remote.protocol import GpuBinding, JobState
+from mqi_communicator.statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind
+from mqi_communicator.statemachine.decide import Policy
+
+from .checks import agreement, replay, safety
+from .sim_world import FakeClock, SimScheduler, SimTransport, SimulatedCrash, SimWorld
+
+__all__ = ["HEAL_TICKS_PER_CASE", "STATS", "SafetyMachine", "heal_bound"]
+
+HOST = "sim"
+GPUS = ("sim/gpu0", "sim/gpu1")
+MAX_CASES = 4
+T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+POLICY = Policy(
+    job_timeout=timedelta(hours=1), kill_confirm_window=timedelta(minutes=2), max_attempts=3
+)
+#: Host backoff capped at 8 s: a small time step is enough to try a host again.
+BACKOFF = Backoff(base_s=1.0, factor=2.0, cap_s=8.0)
+#: Liveness: a case that holds a GPU needs at most 3 ticks once the world is healed
+#: (submit; observe the end; retrieve) and at worst cases get a GPU one at a time; a
+#: leftover (submit to recover, zombie to recover, kill to confirm) costs one more tick.
+HEAL_TICKS_PER_CASE = 4
+#: Figures across examples, printed by the test.
+STATS: dict[str, int] = {"examples": 0, "steps": 0, "crashes": 0, "max_heal_ticks": 0}
+
+
+def heal_bound(n_cases: int) -> int:
+    """Ticks the healed system may take to bring ``n_cases`` home (see above)."""
+    return HEAL_TICKS_PER_CASE * n_cases + 4
+
+
+def _scratch() -> str | None:
+    """RAM-backed scratch space when there is one: SQLite commits cost less there."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+@functools.cache
+def template_db() -> Path:
+    """An empty database at head, made once per process; examples copy it."""
+    root = Path(tempfile.mkdtemp(prefix="mqi-safety-template-", dir=_scratch()))
+    atexit.register(shutil.rmtree, root, True)
+    path = root / "template.db"
+    upgrade(f"sqlite:///{path}")
+    for extra in ("-wal", "-shm"):
+        leftover = path.with_name(path.name + extra)
+        assert not leftover.exists() or leftover.stat().st_size == 0, leftover
+    return path
+
+
+class SafetyMachine(RuleBasedStateMachine):
+    """Rules are the world's moves, the operator's, the engine's ticks and crashes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="mqi-safety-", dir=_scratch()))
+        db = self.tmp / "state.db"
+        shutil.copyfile(template_db(), db)
+        self.url = f"sqlite:///{db}"
+        self.world = SimWorld(self.tmp / "remote")
+        self.world.remote_root.mkdir()
+        self.clock = FakeClock(T0)
+        self.case_ids: list[int] = []
+        self.busy = False  # True while a rule or check runs: teardown skips liveness then
+        self.dirty = True
+        self.gpus: list[GpuRecord] = []
+        self._open()
+        STATS["examples"] += 1
+
+    def _open(self) -> None:
+        self.store = Store.open(self.url)
+        host = HostRuntime(HOST, SimTransport(self.world), SimScheduler(self.world), "/work")
+        gpus = [GpuRuntime(n, HOST, GpuBinding(n, pueue_group=n.split("/")[1])) for n in GPUS]
+        self.reconciler = Reconciler(
+            self.store,
+            {HOST: host},
+            gpus,
+            policy=POLICY,
+            settings=EngineSettings(command=("moqui",), results_dir=self.tmp / "results"),
+            clock=self.clock,
+            backoff=BACKOFF,
+        )
+
+    def _crash(self) -> None:
+        """Drop the reconciler and the store; rebuild both from the database file alone."""
+        STATS["crashes"] += 1
+        self.store.close()
+        self._open()
+
+    def _step(self) -> None:
+        STATS["steps"] += 1
+        self.busy = True
+        self.dirty = True  # the database may change: the next check re-reads it
+
+    # -- cases and the engine ------------------------------------------------------------
+    @precondition(lambda self: len(self.case_ids) < MAX_CASES)
+    @rule()
+    def case_arrives(self) -> None:
+        self._step()
+        folder = self.tmp / "cases" / f"case{len(self.case_ids)}"
+        folder.mkdir(parents=True)
+        (folder / "plan.txt").write_text("beam 1\n", encoding="utf-8")
+        case, created = self.store.register_case(str(folder), self.clock())
+        assert created
+        self.case_ids.append(case.id)
+        self.busy = False
+
+    @rule()
+    def tick(self) -> None:
+        self._step()
+        self.clock.now += timedelta(seconds=5)
+        self.reconciler.tick()
+        self.busy = False
+
+    @rule(calls=st.integers(-1, 4), after_effect=st.booleans())
+    def crash(self, calls: int, after_effect: bool) -> None:
+        """The process dies between ticks (``calls`` -1), or in a tick before (or right
+        after) its remote call number ``calls``; then everything is rebuilt from the DB."""
+        self._step()
+        if calls < 0:
+            self._crash()
+            self.busy = False
+            return
+        self.clock.now += timedelta(seconds=5)
+        self.world.crash_countdown, self.world.crash_after_effect = calls, after_effect
+        try:
+            self.reconciler.tick()
+        except SimulatedCrash:
+            self._crash()
+        finally:
+            self.world.crash_countdown = None
+        self.busy = False
+
+    @rule(calls=st.integers(0, 3))
+    def network_drops_during_tick(self, calls: int) -> None:
+        """The server becomes unreachable after ``calls`` remote calls of this tick."""
+        self._step()
+        self.clock.now += timedelta(seconds=5)
+        self.world.drop_countdown = calls
+        try:
+            self.reconciler.tick()
+        finally:
+            self.world.drop_countdown = None
+        self.busy = False
+
+    # -- the environment -----------------------------------------------------------------
+    @rule(up=st.booleans())
+    def network(self, up: bool) -> None:
+        self.world.reachable = up
+
+    @rule(mode=st.sampled_from(["ok", "unavailable", "rejected", "timeout_after_create"]))
+    def submit_mode(self, mode: str) -> None:
+        self.world.submit_mode = mode
+
+    @rule(works=st.booleans())
+    def kills(self, works: bool) -> None:
+        self.world.kills_work = works
+
+    @rule(upload=st.booleans(), download=st.booleans())
+    def transfers(self, upload: bool, download: bool) -> None:
+        self.world.upload_ok, self.world.download_ok = upload, download
+
+    @rule(
+        seconds=st.sampled_from([10, 130, 3700]),
+    )
+    def time_passes(self, seconds: int) -> None:
+        """10 s: backoff over; 130 s: past the kill window; 3700 s: past the job timeout."""
+        self.clock.now += timedelta(seconds=seconds)
+
+    @rule(
+        pick=st.integers(0, 7),
+        event=st.sampled_from(
+            [
+                "start",
+                "succeed",
+                "fail",
+                "killed_outside",
+                "vanish",
+                "record_lost",
+                "kill_takes_effect",
+                "reported_killed_but_lingers",
+                "processes_die",
+            ]
+        ),
+    )
+    def job_event(self, pick: int, event: str) -> None:
+        """Something happens to one of our jobs on the remote side."""
+        jobs = [j for j in self.world.jobs if j.ours and (j.alive or j.listed)]
+        if not jobs:
+            return
+        job = jobs[pick % len(jobs)]
+        w = self.world
+        running = job.alive and job.state in (JobState.QUEUED, JobState.RUNNING)
+        if event == "start" and running:
+            job.state = JobState.RUNNING
+        elif event == "succeed" and running:
+            w.finish(job, JobState.SUCCEEDED, 0)
+        elif event == "fail" and running:
+            w.finish(job, JobState.FAILED, 3)
+        elif event == "killed_outside" and running:
+            w.finish(job, JobState.KILLED)
+        elif event == "vanish" and running:
+            w.finish(job, JobState.ABSENT)
+            job.listed = False
+        elif event == "record_lost" and job.alive:
+            job.listed = False  # the scheduler forgot it; the processes run on
+        elif event == "kill_takes_effect" and job.kill_pending:
+            w.finish(job, JobState.KILLED)
+        elif event == "reported_killed_but_lingers" and job.kill_pending:
+            job.state, job.kill_pending = JobState.KILLED, False
+        elif event == "processes_die" and job.alive and not running:
+            job.alive = False
+
+    @rule()
+    def scheduler_purges_records(self) -> None:
+        """Ended records are forgotten; their ids become free for reuse."""
+        self.world.purge()
+
+    @precondition(lambda self: self.world.strangers < 2)
+    @rule(gpu=st.sampled_from(GPUS))
+    def stranger_submits(self, gpu: str) -> None:
+        """Someone else's job takes the smallest free id -- maybe one we still remember."""
+        self.world.add_stranger(gpu)
+
+    # -- the operator --------------------------------------------------------------------
+    @precondition(lambda self: bool(self.case_ids))
+    @rule(pick=st.integers(0, MAX_CASES - 1))
+    def operator_cancels(self, pick: int) -> None:
+        """As ``Communicator.cancel``: flag a busy case; cancel a waiting one at once."""
+        self._step()
+        case = self.store.get_case(self.case_ids[pick % len(self.case_ids)])
+        now = self.clock()
+        if case.status in (CaseState.SUBMITTING, CaseState.RUNNING):
+            self.store.update_case(case.id, now, detail="cancel", cancel_requested=True)
+        elif case.status not in TERMINAL_CASE_STATES:
+            ev = Evidence(EvidenceKind.OPERATOR, case.label, now, detail="cancel")
+            self.store.apply(case.id, "cancel", None, None, evidence=ev, now=now)
+        self.busy = False
+
+    @precondition(lambda self: bool(self.case_ids))
+    @rule(pick=st.integers(0, MAX_CASES - 1))
+    def operator_retries(self, pick: int) -> None:
+        """As ``Communicator.retry``: a failed or cancelled case gets another attempt."""
+        self._step()
+        case = self.store.get_case(self.case_ids[pick % len(self.case_ids)])
+        if case.status in (CaseState.FAILED, CaseState.CANCELLED) and case.attempt < 5:
+            now = self.clock()
+            ev = Evidence(EvidenceKind.OPERATOR, None, now, detail="retry")
+            self.store.apply(case.id, "retry", None, None, evidence=ev, now=now)
+            self.store.update_case(
+                case.id, now, detail="retry", transient_failures=0, next_attempt_at=None
+            )
+        self.busy = False
+
+    @rule(gpu=st.sampled_from(GPUS), offline=st.booleans())
+    def operator_sets_gpu_offline(self, gpu: str, offline: bool) -> None:
+        self._step()
+        self.store.set_gpu_offline(gpu, self.clock(), offline)
+        self.busy = False
+
+    # -- invariants ----------------------------------------------------------------------
+    @invariant()
+    def safe_and_consistent(self) -> None:
+        """Rows vs. truth, rows vs. rows, rows vs. audit trail.
+
+        The world's own moves never revive a process nor touch a row, so after them
+        only ``safety`` is re-run, on the rows read last.
+        """
+        self.busy = True
+        broken = []
+        if self.dirty:
+            cases, self.gpus = self.store.list_cases(), self.store.list_gpus()
+            broken += agreement(cases, self.gpus)
+            broken += replay(self.store.history(), cases, self.gpus)
+            self.dirty = False
+        broken += safety(self.gpus, self.world)
+        assert not broken, "\n".join(broken)
+        self.busy = False
+
+    # -- liveness, then clean up -----------------------------------------------------------
+    def teardown(self) -> None:
+        try:
+            if not self.busy:
+                self._liveness()
+        finally:
+            self.store.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _liveness(self) -> None:
+        """Heal the world, then at most ``heal_bound`` ticks bring every case home."""
+        w = self.world
+        w.reachable, w.kills_work, w.upload_ok, w.download_ok = True, True, True, True
+        w.submit_mode, w.crash_countdown = "ok", None
+        if all(g.offline_requested for g in self.store.list_gpus()):
+            self.store.set_gpu_offline(GPUS[0], self.clock(), False)
+        bound = heal_bound(len(self.case_ids))
+        for used in range(bound + 1):
+            self._settle_jobs()
+            cases, gpus = self.store.list_cases(), self.store.list_gpus()
+            home = all(c.status in TERMINAL_CASE_STATES for c in cases) and all(
+                g.status.value == ("offline" if g.offline_requested else "available") for g in gpus
+            )
+            if home:
+                STATS["max_heal_ticks"] = max(STATS["max_heal_ticks"], used)
+                return
+            if used == bound:
+                break
+            self.clock.now += timedelta(minutes=10)
+            self.reconciler.tick()
+            broken = safety(self.store.list_gpus(), w)
+            assert not broken, "while healing: " + "\n".join(broken)
+        raise AssertionError(f"not home after {bound} healed ticks:\n{_rows(self.store)}")
+
+    def _settle_jobs(self) -> None:
+        """Kills take effect, lingering processes die, every other job of ours succeeds."""
+        for job in self.world.alive_ours():
+            if job.kill_pending:
+                self.world.finish(job, JobState.KILLED)
+            elif job.state in (JobState.QUEUED, JobState.RUNNING):
+                self.world.finish(job, JobState.SUCCEEDED, 0)
+            else:
+                job.alive = False
+
+
+def _rows(store: Store) -> str:
+    def case_line(c: CaseRecord) -> str:
+        return f"  case {c.id}: {c.status.value} a{c.attempt} {c.label} gpu={c.gpu_name}"
+
+    lines: list[Any] = [case_line(c) for c in store.list_cases()]
+    lines += [
+        f"  {g.name}: {g.status.value} case={g.case_id} job={g.job_label} "
+        f"offline_requested={g.offline_requested}"
+        for g in store.list_gpus()
+    ]
+    return "\n".join(lines)
