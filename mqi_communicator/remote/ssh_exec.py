@@ -102,9 +102,14 @@ def exec_command(
         chan.exec_command(command)
         out = ChannelDrain(chan, stderr=False)
         err_drain = ChannelDrain(chan, stderr=True)
-        if stdin:
-            chan.sendall(stdin)
-        chan.shutdown_write()
+        try:
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            # The command may have exited without reading its stdin; its exit status
+            # (or the transport's death) below tells which.
+            pass
         done = out.join(remaining(deadline)) and err_drain.join(remaining(deadline))
         if done:
             chan.status_event.wait(remaining(deadline))

@@ -124,6 +124,12 @@ def test_run_passes_stdin(side: Side) -> None:
     assert r.stdout.encode() == data
 
 
+def test_run_with_unread_stdin_still_returns_the_exit_code(side: Side) -> None:
+    # The host answered (exit 4) without reading 8 MB of stdin: not "unreachable".
+    r = side.transport.run("exit 4", timeout=60, stdin=b"x" * 8_000_000)
+    assert r.exit_code == 4
+
+
 def test_run_timeout_raises_host_unreachable_and_transport_survives(side: Side) -> None:
     with pytest.raises(HostUnreachableError, match="timeout"):
         side.transport.run(["sleep", "10"], timeout=0.5)
