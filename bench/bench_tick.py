@@ -105,9 +105,11 @@ def populate_running(
         case, _ = store.register_case(str(path), now)
         label = f"mqic-{case.id}-a{case.attempt}"
         rdir = remote_case_dir(str(remote_base), case.id, case.attempt)
-        claimed = store.claim(
-            case.id, now, plan=lambda c, g, lb=label, rd=rdir: (lb, rd), candidates=[gpu_names[i]]
-        )
+
+        def plan(_c: object, _g: object, lb: str = label, rd: str = rdir) -> tuple[str, str]:
+            return lb, rd
+
+        claimed = store.claim(case.id, now, plan=plan, candidates=[gpu_names[i]])
         assert claimed is not None
         mqi = Path(rdir) / MQI_DIR
         mqi.mkdir(parents=True)

@@ -51,20 +51,29 @@ PHASES = ("upload", "submit", "running", "retrieve", "anytime")
 
 
 def _kill_at(
-    ws: CrashWorkspace, watcher: DbWatcher, target: str, rng: random.Random, tally: Counter[str]
-) -> None:
-    """Start an engine and kill -9 it once a case shows ``target`` (or at a random time)."""
+    ws: CrashWorkspace,
+    watcher: DbWatcher,
+    target: str,
+    dropped: int,
+    rng: random.Random,
+    tally: Counter[str],
+) -> bool:
+    """Start an engine and kill -9 it once a case shows ``target`` (or at a random time).
+
+    Returns True when the kill landed in ``target`` (the database still shows it).
+    """
     proc = ws.start()
     seen: list[str] = []
 
     def hit() -> bool:
         if proc.poll() is not None:
             return True
-        phases = {phase_of(s, p) for _, s, p in watcher.cases()}
-        if target in phases:
+        cases = watcher.cases()
+        if target in {phase_of(s, p) for _, s, p in cases}:
             seen.append(target)
             return True
-        return False
+        # Every dropped case already ended: that phase will not come again.
+        return len(cases) == dropped and all(s in TERMINAL for _, s, _ in cases)
 
     if target == "anytime":
         time.sleep(rng.uniform(0.3, 6.0))  # start-up (imports) included
@@ -72,15 +81,14 @@ def _kill_at(
     else:
         wait_for(hit, limit_s=20.0)
     assert proc.poll() is None, f"the engine died on its own: see {ws.root / 'logs'}"
-    time.sleep(rng.uniform(0, 0.03))  # land somewhere inside the phase, not at its edge
+    time.sleep(rng.uniform(0, 0.004))  # not always at the very start of the phase
     ws.kill9(proc)
     # What the database shows right after the kill is the phase that was cut short.
     after = {phase_of(s, p) for _, s, p in watcher.cases()} - {None}
     tally["kills"] += 1
-    if seen and (target == "anytime" or target in after):
-        tally[f"kill in {target}"] += 1
-    else:
-        tally[f"missed {target}"] += 1
+    landed = bool(seen) and (target == "anytime" or target in after)
+    tally[f"kill in {target}" if landed else f"missed {target}"] += 1
+    return landed
 
 
 def _one_scenario(root: Path, targets: list[str], rng: random.Random, tally: Counter[str]) -> None:
@@ -93,10 +101,15 @@ def _one_scenario(root: Path, targets: list[str], rng: random.Random, tally: Cou
     # by the watcher of a running one.
     arrivals = {0: [good[0], bad], 1: [good[1], good[2]], 2: [good[3]], 3: [good[4]]}
     try:
+        dropped = 0
         for i, target in enumerate(targets):
             for name in arrivals.pop(i, []):
                 ws.drop_case(name, failing=name == bad)
-            _kill_at(ws, watcher, target, rng, tally)
+                dropped += 1
+            # A phase can be short (a local upload of a few MB): aim again if missed.
+            for _ in range(3):
+                if _kill_at(ws, watcher, target, dropped, rng, tally):
+                    break
         for names in arrivals.values():
             for name in names:
                 ws.drop_case(name, failing=name == bad)
@@ -121,8 +134,7 @@ def _one_scenario(root: Path, targets: list[str], rng: random.Random, tally: Cou
             for name in good:
                 assert cases[name].status is CaseState.COMPLETED, cases[name]
             assert cases[bad].status is CaseState.FAILED
-            assert cases[bad].failure_reason is not None
-            assert "job exited with code 3" in cases[bad].failure_reason
+            assert "job exited with code 3" in (cases[bad].failure_reason or "")
             tally["cases"] += len(cases)
             tally["retries after a cut-short submit"] += sum(c.attempt - 1 for c in cases.values())
             tally["gpu assignments"] += check_gpu_audit(store)

@@ -9,6 +9,7 @@ reported ABSENT, which only a probe that really ran can say.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def _refs(base: Path) -> list[JobRef]:
 
 
 @pytest.fixture
-def transport(live_sshd: SshServer) -> SshTransport:
+def transport(live_sshd: SshServer) -> Iterator[SshTransport]:
     t = live_sshd.transport()
     yield t
     t.close()
