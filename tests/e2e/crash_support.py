@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -53,6 +54,10 @@ class CrashWorkspace:
     """One crash-test run: its folders, config, and the engine processes it started."""
 
     root: Path
+    #: The ``hosts.local`` entry (default: local transport + local scheduler).
+    host: dict[str, Any] | None = None
+    #: Extra keys of every GPU entry (e.g. ``pueue_group``).
+    gpu_keys: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -89,14 +94,16 @@ class CrashWorkspace:
             },
             "log": {"file": "logs/run.log", "level": "INFO"},
             "hosts": {
-                "local": {
+                "local": self.host
+                or {
                     "transport": "local",
                     "scheduler": {"kind": "local", "kill_grace_s": 1},
                     "remote_base": "remote",
                 }
             },
             "gpus": [
-                {"name": g, "host": "local", "cuda_devices": str(i)} for i, g in enumerate(GPUS)
+                {"name": g, "host": "local", "cuda_devices": str(i), **self.gpu_keys}
+                for i, g in enumerate(GPUS)
             ],
         }
         self.config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

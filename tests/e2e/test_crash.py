@@ -26,12 +26,16 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mqi_communicator import CaseState, GpuState
 from mqi_communicator.persistence import Store
+from tests.infra.pueue import PueueStandin
+from tests.infra.sshd import SshServer
 
+from .conftest import ssh_host
 from .crash_support import (
     TERMINAL,
     CrashWorkspace,
@@ -91,8 +95,15 @@ def _kill_at(
     return landed
 
 
-def _one_scenario(root: Path, targets: list[str], rng: random.Random, tally: Counter[str]) -> None:
-    ws = CrashWorkspace(root)
+def _one_scenario(
+    root: Path,
+    targets: list[str],
+    rng: random.Random,
+    tally: Counter[str],
+    host: dict[str, Any] | None = None,
+    gpu_keys: dict[str, str] | None = None,
+) -> None:
+    ws = CrashWorkspace(root, host=host, gpu_keys=gpu_keys or {})
     ws.write_config()
     watcher = DbWatcher(ws.db)
     good = [f"patient {i:02d}" for i in range(5)]
@@ -176,3 +187,34 @@ def test_kill_9_at_random_moments_keeps_every_promise(tmp_path: Path) -> None:
     # The phases that matter most were really hit (not just aimed at).
     for phase in ("upload", "running", "retrieve"):
         assert tally[f"kill in {phase}"] > 0, f"no kill landed in {phase}: {dict(tally)}"
+
+
+@pytest.mark.ssh
+def test_kill_9_over_ssh_with_the_pueue_stand_in(
+    tmp_path: Path, live_sshd: SshServer, pueue: PueueStandin
+) -> None:
+    """The same promises with the Pueue stand-in behind the real sshd (one scenario)."""
+    rng = random.Random(SEED + 1)
+    print(f"\ncrash test over SSH + Pueue: seed {SEED + 1}")
+    pueue.cli("parallel", "2", "-g", "default", check=True)  # both GPUs map to one group
+    root = tmp_path / "pueue-ssh"
+    scheduler = {
+        "kind": "pueue",
+        "pueue_command": pueue.command,
+        "kill_grace_s": 1,
+        "timeout_s": 30,
+    }
+    host = ssh_host(live_sshd, scheduler, root / "remote")
+    targets = ["upload", "submit", "running", "retrieve"]
+    rng.shuffle(targets)
+    tally: Counter[str] = Counter()
+    started = time.monotonic()
+    _one_scenario(root, targets, rng, tally, host=host, gpu_keys={"pueue_group": "default"})
+    print(
+        f"crash test over SSH + Pueue: seed {SEED + 1}: "
+        f"{tally['kills'] + tally['scenarios']} engine runs ({tally['kills']} ended by "
+        f"kill -9), {tally['cases']} cases, {time.monotonic() - started:.0f} s"
+    )
+    for key in sorted(tally):
+        print(f"  {key}: {tally[key]}")
+    assert tally["scenarios"] == 1
