@@ -6,40 +6,30 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mqi_communicator.errors import RemoteCommandError
 from mqi_communicator.remote.local_scheduler import LocalScheduler
-from mqi_communicator.remote.local_transport import LocalTransport
 from mqi_communicator.remote.protocol import (
     GpuBinding,
     JobRef,
     JobSpec,
     JobState,
-    JobStatus,
     Transport,
 )
 
+from .conftest import poll_until
 from .test_markers import HOSTILE_NAMES
 
 TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.KILLED}
 
 
-@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.ssh)])
-def transport(request: pytest.FixtureRequest) -> Iterator[Transport]:
-    """The same host reached directly and through the loopback sshd."""
-    if request.param == "local":
-        yield LocalTransport()
-    else:
-        yield request.getfixturevalue("ssh_transport")
-
-
 @pytest.fixture
-def sched(transport: Transport) -> Iterator[LocalScheduler]:
-    scheduler = LocalScheduler(transport, kill_grace_s=0.5, timeout=30)
+def sched(job_transport: Transport) -> Iterator[LocalScheduler]:
+    scheduler = LocalScheduler(job_transport, kill_grace_s=0.5, timeout=30)
     started: list[JobRef] = []
     original = scheduler.submit
 
@@ -64,17 +54,6 @@ def spec(case: Path, command: list[str], label: str = "job", cuda: str | None = 
         gpu=GpuBinding(name="gpu1", cuda_devices=cuda),
         env={"MQI_TEST": "x y"},
     )
-
-
-def poll_until(
-    sched: LocalScheduler, ref: JobRef, done: Callable[[JobStatus], bool], timeout: float = 20
-) -> JobStatus:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = sched.poll([ref])[ref]
-        if done(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.05)
 
 
 def test_submit_runs_detached_group_with_cuda_devices(
@@ -143,11 +122,11 @@ def test_kill_refuses_a_group_the_markers_do_not_name(
 
 
 def test_survives_a_restart_and_is_found_by_label(
-    sched: LocalScheduler, transport: Transport, tmp_path: Path
+    sched: LocalScheduler, job_transport: Transport, tmp_path: Path
 ) -> None:
     case = tmp_path / "case"
     ref = sched.submit(spec(case, ["sleep", "60"], label="mqic-7-a1"))
-    fresh = LocalScheduler(transport, timeout=30)
+    fresh = LocalScheduler(job_transport, timeout=30)
     assert fresh.find_by_label("mqic-7-a1", str(case)) == ref
     assert fresh.find_by_label("someone-else", str(case)) is None
     assert fresh.poll([ref])[ref].state is JobState.RUNNING

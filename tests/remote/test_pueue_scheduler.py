@@ -6,13 +6,11 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from mqi_communicator.errors import SchedulerUnavailableError, SubmissionRejectedError
-from mqi_communicator.remote.local_transport import LocalTransport
 from mqi_communicator.remote.protocol import (
     GpuBinding,
     JobRef,
@@ -24,22 +22,16 @@ from mqi_communicator.remote.protocol import (
 from mqi_communicator.remote.pueue import MARKER_ONLY_PREFIX, PueueScheduler
 from tests.infra.pueue import PueueStandin
 
+from .conftest import poll_until
+
 TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.KILLED}
 GPU = GpuBinding(name="gpu0", pueue_group="gpu0", cuda_devices="0")
 
 
-@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.ssh)])
-def transport(request: pytest.FixtureRequest) -> Iterator[Transport]:
-    if request.param == "local":
-        yield LocalTransport()
-    else:
-        yield request.getfixturevalue("ssh_transport")
-
-
 @pytest.fixture
-def sched(pueue: PueueStandin, transport: Transport) -> PueueScheduler:
+def sched(pueue: PueueStandin, job_transport: Transport) -> PueueScheduler:
     pueue.cli("group", "add", "gpu0", "-p", "4", check=True)
-    return PueueScheduler(transport, pueue.command, timeout=30, kill_grace_s=3)
+    return PueueScheduler(job_transport, pueue.command, timeout=30, kill_grace_s=3)
 
 
 def spec(case: Path, command: list[str], label: str | None = None) -> JobSpec:
@@ -47,17 +39,6 @@ def spec(case: Path, command: list[str], label: str | None = None) -> JobSpec:
     return JobSpec(
         label=label or f"mqic-{case.name}", remote_dir=str(case), command=command, gpu=GPU
     )
-
-
-def poll_until(
-    sched: PueueScheduler, ref: JobRef, done: Callable[[JobStatus], bool], timeout: float = 20
-) -> JobStatus:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = sched.poll([ref])[ref]
-        if done(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.1)
 
 
 def terminal_and_gone(s: JobStatus) -> bool:
@@ -155,10 +136,10 @@ def test_hard_daemon_crash(pueue: PueueStandin, sched: PueueScheduler, tmp_path:
 
 
 def test_find_by_label_after_restart(
-    pueue: PueueStandin, sched: PueueScheduler, transport: Transport, tmp_path: Path
+    pueue: PueueStandin, sched: PueueScheduler, job_transport: Transport, tmp_path: Path
 ) -> None:
     ref = sched.submit(spec(tmp_path / "f", ["sleep", "60"], label="mqic_case_3_a1"))
-    fresh = PueueScheduler(transport, pueue.command, timeout=30)
+    fresh = PueueScheduler(job_transport, pueue.command, timeout=30)
     assert fresh.find_by_label("mqic_case_3_a1", ref.remote_dir) == ref
     assert fresh.find_by_label("mqic_case_4_a1", str(tmp_path / "nothing")) is None
     poll_until(sched, ref, lambda s: s.state is JobState.RUNNING)
@@ -172,9 +153,9 @@ def test_find_by_label_after_restart(
     assert poll_until(fresh, found, terminal_and_gone).state is JobState.KILLED
 
 
-def test_garbage_status_is_unknown_never_success(transport: Transport, tmp_path: Path) -> None:
+def test_garbage_status_is_unknown_never_success(job_transport: Transport, tmp_path: Path) -> None:
     (tmp_path / "q").mkdir()
-    liar = PueueScheduler(transport, ("echo", '{"tasks": {"0": {"status": "Don'), timeout=30)
+    liar = PueueScheduler(job_transport, ("echo", '{"tasks": {"0": {"status": "Don'), timeout=30)
     ref = JobRef("0", "mqic-q", str(tmp_path / "q"))
     status = liar.poll([ref])[ref]
     assert status.state is JobState.UNKNOWN and "JSON" in status.detail
