@@ -20,7 +20,7 @@ from mqi_communicator.errors import (
     SchedulerUnavailableError,
     SubmissionRejectedError,
 )
-from mqi_communicator.remote.markers import parse_probe
+from mqi_communicator.remote.markers import parse_probe, run_script
 from mqi_communicator.remote.protocol import (
     CommandResult,
     JobRef,
@@ -128,8 +128,8 @@ class SlurmScheduler:
         """
         if not refs:
             return {}
-        command = poll_command(refs)
-        result = self._run(command)
+        # Through stdin when long: a poll of ~1,000 jobs exceeds the 128 KiB argv cap.
+        result = run_script(self._transport, poll_command(refs), timeout=self._timeout)
         return poll_statuses(refs, result, where=self._transport.host_name)
 
     def kill(self, ref: JobRef) -> None:

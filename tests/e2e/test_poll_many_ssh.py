@@ -17,8 +17,10 @@ import pytest
 from mqi_communicator.remote.local_scheduler import LocalScheduler
 from mqi_communicator.remote.protocol import JobRef, JobState, remote_case_dir
 from mqi_communicator.remote.pueue import PueueScheduler
+from mqi_communicator.remote.slurm import SlurmScheduler
 from mqi_communicator.remote.ssh_transport import SshTransport
 from tests.infra.pueue import PueueStandin
+from tests.infra.slurm import SlurmCluster
 from tests.infra.sshd import SshServer
 
 pytestmark = pytest.mark.ssh
@@ -48,5 +50,22 @@ def test_pueue_polls_1500_jobs_in_one_go(
     transport: SshTransport, pueue: PueueStandin, tmp_path: Path
 ) -> None:
     statuses = PueueScheduler(transport, pueue.command, timeout=60).poll(_refs(tmp_path))
+    assert len(statuses) == JOBS
+    assert {s.state for s in statuses.values()} == {JobState.ABSENT}
+
+
+@pytest.mark.slurm
+def test_slurm_polls_1500_jobs_in_one_go(
+    live_sshd: SshServer, slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    t = live_sshd.transport(env=slurm.env)
+    try:
+        # Ids far above anything the loopback cluster handed out: Slurm does not know them.
+        refs = [
+            JobRef(str(60_000_000 + int(r.job_id)), r.label, r.remote_dir) for r in _refs(tmp_path)
+        ]
+        statuses = SlurmScheduler(t, timeout=60).poll(refs)
+    finally:
+        t.close()
     assert len(statuses) == JOBS
     assert {s.state for s in statuses.values()} == {JobState.ABSENT}
