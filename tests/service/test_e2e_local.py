@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from importlib import resources
+from pathlib import Path
 
-from mqi_communicator import CaseState, EvidenceKind, GpuState
+from mqi_communicator import CaseState, Communicator, EvidenceKind, GpuState, load_config
 
 from .conftest import Workspace, only_case, status_is, tick_until
 
@@ -135,3 +137,24 @@ def test_register_by_path_is_idempotent(ws: Workspace) -> None:
     assert first.id == again.id and first.status is CaseState.SUBMITTED
     tick_until(comm, status_is(comm, first.id, CaseState.COMPLETED), "completed")
     assert (ws.results / "case A" / "dose.txt").exists()
+
+
+def test_shipped_local_example_runs_a_case(tmp_path: Path) -> None:
+    """The local example is usable as shipped: copy it, drop a case, get results."""
+    example = resources.files("mqi_communicator") / "examples" / "local.yaml"
+    config_path = tmp_path / "local.yaml"
+    config_path.write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    overrides = {"MQI__INTAKE__QUIESCENCE_S": "0.2", "MQI__ENGINE__POLL_INTERVAL_S": "0.2"}
+    comm = Communicator(load_config(config_path, env=overrides))
+    space = Workspace(tmp_path, comms=[comm])
+    try:
+        space.drop_case("example case")
+        tick_until(
+            comm,
+            lambda: bool(comm.cases()) and only_case(comm).status is CaseState.COMPLETED,
+            "the example's stand-in job completed",
+        )
+        assert (tmp_path / "results" / "example case" / "dose.txt").read_text() == "dose\n"
+    finally:
+        comm.close()
+        space.kill_leftover_jobs()
