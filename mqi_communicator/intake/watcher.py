@@ -76,6 +76,8 @@ class Intake:
         self._known: set[Path] = set()
         self._next_scan: float | None = None
         self._observer: Any = None
+        self._started = False
+        self._observer_failed = False
 
     # -- observer thread -------------------------------------------------------------
 
@@ -101,19 +103,49 @@ class Intake:
     # -- engine thread ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the observer and scan once (finds directories created while down)."""
-        if self._observer is not None:
+        """Start the observer and scan once (finds directories created while down).
+
+        Never raises: without file-system events (inotify limit, a network share that
+        offers none, the folder missing) intake carries on with the periodic scans and
+        tries to start the observer again at each one.
+        """
+        if self._started:
             return
-        self.watch_dir.mkdir(parents=True, exist_ok=True)
-        observer = Observer()
-        observer.schedule(_Handler(self), str(self.watch_dir), recursive=True)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
+        self._started = True
+        self._ensure_observer()
         self.scan()
+
+    def _ensure_observer(self) -> None:
+        observer = self._observer
+        if observer is not None and observer.is_alive():
+            return
+        if observer is not None:
+            log.warning("intake: the file-system observer stopped; restarting it")
+            self._observer = None
+        try:
+            self.watch_dir.mkdir(parents=True, exist_ok=True)
+            observer = Observer()
+            observer.schedule(_Handler(self), str(self.watch_dir), recursive=True)
+            observer.daemon = True
+            observer.start()
+        except OSError as err:
+            if not self._observer_failed:
+                log.warning(
+                    "intake: no file-system events for %s (%s); scanning every %.0f s instead",
+                    self.watch_dir,
+                    err,
+                    self._scan_interval,
+                )
+            self._observer_failed = True
+            return
+        if self._observer_failed:
+            log.info("intake: file-system events for %s are back", self.watch_dir)
+        self._observer_failed = False
+        self._observer = observer
 
     def stop(self) -> None:
         """Stop the observer thread. Safe to call twice."""
+        self._started = False
         observer, self._observer = self._observer, None
         if observer is not None:
             observer.stop()
@@ -123,6 +155,8 @@ class Intake:
         """Note every top-level directory not yet known; returns how many are new."""
         now = self._clock()
         self._next_scan = now + self._scan_interval
+        if self._started:
+            self._ensure_observer()
         if not self.watch_dir.is_dir():
             log.warning("intake: watch folder %s does not exist or is not a folder", self.watch_dir)
             return 0

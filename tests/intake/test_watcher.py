@@ -13,6 +13,10 @@ import pytest
 
 from mqi_communicator.intake import Intake
 
+# watchdog 7's recursive inotify adds a folder created during its own walk twice and
+# warns; the second callback replaces the first (harmless for us).
+pytestmark = pytest.mark.filterwarnings("ignore:Callback with id .* already exists:RuntimeWarning")
+
 
 class Clock:
     """Epoch seconds that only move when told (starts at the real time: mtimes are real)."""
@@ -256,3 +260,39 @@ def test_failed_registration_is_retried_not_lost(tmp_path: Path) -> None:
     clock.advance(1)
     assert intake.poll() == [case]
     assert attempts == [case, case]
+
+
+def test_without_file_system_events_intake_falls_back_to_scans(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "share"
+    blocker.write_text("the share is not mounted yet")  # a file where the folder should be
+    watch = blocker / "cases"
+    clock = Clock()
+    registry = Registry()
+    intake = Intake(
+        watch,
+        register=registry.register,
+        is_known=registry.is_known,
+        quiescence_s=1,
+        scan_interval_s=30,
+        clock=clock,
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="mqi_communicator.intake"):
+            intake.start()  # must not raise
+            assert intake.poll() == []
+        assert "no file-system events" in caplog.text
+        blocker.unlink()
+        case = drop_case(watch, "late share")
+        clock.sync()
+        clock.advance(30)
+        assert intake.poll() == []  # the rescan found it and restarted the observer
+        assert intake.pending() == [case]
+        clock.advance(1)
+        assert intake.poll() == [case]
+        # Events flow again: a new folder is seen without waiting for a scan.
+        second = drop_case(watch, "second")
+        wait_until(lambda: second in intake.pending(), "the restarted observer saw it")
+    finally:
+        intake.stop()
