@@ -326,6 +326,11 @@ class Rules:
             yield f"{ev}: mark started", _replace_case(w, ci, started=True)
         elif isinstance(d, D.RequestKill):
             yield from self._kill_case(w, ci, c, d.reason)
+        elif isinstance(d, D.Wait) and c.kill_requested and w.net_up:
+            # The engine sends the kill again while it waits for confirmation.
+            again = _deliver_kill(w, c.label)
+            if again != w:
+                yield f"{ev}: kill again", again
 
     def _kill_case(self, w: World, ci: int, c: ACase, reason: str) -> Iterator[tuple[str, World]]:
         noted = _replace_case(w, ci, kill_requested=True, kill_reason=reason, window_elapsed=False)

@@ -13,12 +13,19 @@ import functools
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from mqi_communicator.engine import Backoff, EngineSettings, GpuRuntime, HostRuntime, Reconciler
 from mqi_communicator.migrations.api import upgrade
@@ -30,7 +37,13 @@ from mqi_communicator.statemachine.decide import Policy
 from .checks import agreement, replay, safety
 from .sim_world import FakeClock, SimScheduler, SimTransport, SimulatedCrash, SimWorld
 
-__all__ = ["HEAL_TICKS_PER_CASE", "STATS", "SafetyMachine", "heal_bound"]
+__all__ = [
+    "HEAL_TICKS_PER_CASE",
+    "STATS",
+    "SafetyMachine",
+    "WarmSafetyMachine",
+    "heal_bound",
+]
 
 HOST = "sim"
 GPUS = ("sim/gpu0", "sim/gpu1")
@@ -46,7 +59,29 @@ BACKOFF = Backoff(base_s=1.0, factor=2.0, cap_s=8.0)
 #: leftover (submit to recover, zombie to recover, kill to confirm) costs one more tick.
 HEAL_TICKS_PER_CASE = 4
 #: Figures across examples, printed by the test.
-STATS: dict[str, int] = {"examples": 0, "steps": 0, "crashes": 0, "max_heal_ticks": 0}
+STATS: dict[str, int] = {
+    "examples": 0,
+    "rules": 0,  # every rule run
+    "steps": 0,  # rules that touch the database (engine, operator, crash)
+    "crashes": 0,
+    "max_heal_ticks": 0,
+}
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def traced(fn: F) -> F:
+    """Keep the rules run in this example, to print them with a broken invariant."""
+
+    @functools.wraps(fn)
+    def run(self: SafetyMachine, **kw: Any) -> None:
+        args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
+        self.trail.append(f"{fn.__name__}({args})")
+        STATS["rules"] += 1
+        fn(self, **kw)
+
+    return cast(F, run)
 
 
 def heal_bound(n_cases: int) -> int:
@@ -89,6 +124,7 @@ class SafetyMachine(RuleBasedStateMachine):
         self.busy = False  # True while a rule or check runs: teardown skips liveness then
         self.dirty = True
         self.gpus: list[GpuRecord] = []
+        self.trail: list[str] = []
         self._open()
         STATS["examples"] += 1
 
@@ -120,6 +156,7 @@ class SafetyMachine(RuleBasedStateMachine):
     # -- cases and the engine ------------------------------------------------------------
     @precondition(lambda self: len(self.case_ids) < MAX_CASES)
     @rule()
+    @traced
     def case_arrives(self) -> None:
         self._step()
         folder = self.tmp / "cases" / f"case{len(self.case_ids)}"
@@ -131,6 +168,7 @@ class SafetyMachine(RuleBasedStateMachine):
         self.busy = False
 
     @rule()
+    @traced
     def tick(self) -> None:
         self._step()
         self.clock.now += timedelta(seconds=5)
@@ -138,6 +176,7 @@ class SafetyMachine(RuleBasedStateMachine):
         self.busy = False
 
     @rule(calls=st.integers(-1, 4), after_effect=st.booleans())
+    @traced
     def crash(self, calls: int, after_effect: bool) -> None:
         """The process dies between ticks (``calls`` -1), or in a tick before (or right
         after) its remote call number ``calls``; then everything is rebuilt from the DB."""
@@ -157,6 +196,7 @@ class SafetyMachine(RuleBasedStateMachine):
         self.busy = False
 
     @rule(calls=st.integers(0, 3))
+    @traced
     def network_drops_during_tick(self, calls: int) -> None:
         """The server becomes unreachable after ``calls`` remote calls of this tick."""
         self._step()
@@ -170,24 +210,29 @@ class SafetyMachine(RuleBasedStateMachine):
 
     # -- the environment -----------------------------------------------------------------
     @rule(up=st.booleans())
+    @traced
     def network(self, up: bool) -> None:
         self.world.reachable = up
 
     @rule(mode=st.sampled_from(["ok", "unavailable", "rejected", "timeout_after_create"]))
+    @traced
     def submit_mode(self, mode: str) -> None:
         self.world.submit_mode = mode
 
     @rule(works=st.booleans())
+    @traced
     def kills(self, works: bool) -> None:
         self.world.kills_work = works
 
     @rule(upload=st.booleans(), download=st.booleans())
+    @traced
     def transfers(self, upload: bool, download: bool) -> None:
         self.world.upload_ok, self.world.download_ok = upload, download
 
     @rule(
         seconds=st.sampled_from([10, 130, 3700]),
     )
+    @traced
     def time_passes(self, seconds: int) -> None:
         """10 s: backoff over; 130 s: past the kill window; 3700 s: past the job timeout."""
         self.clock.now += timedelta(seconds=seconds)
@@ -208,6 +253,7 @@ class SafetyMachine(RuleBasedStateMachine):
             ]
         ),
     )
+    @traced
     def job_event(self, pick: int, event: str) -> None:
         """Something happens to one of our jobs on the remote side."""
         jobs = [j for j in self.world.jobs if j.ours and (j.alive or j.listed)]
@@ -237,12 +283,14 @@ class SafetyMachine(RuleBasedStateMachine):
             job.alive = False
 
     @rule()
+    @traced
     def scheduler_purges_records(self) -> None:
         """Ended records are forgotten; their ids become free for reuse."""
         self.world.purge()
 
     @precondition(lambda self: self.world.strangers < 2)
     @rule(gpu=st.sampled_from(GPUS))
+    @traced
     def stranger_submits(self, gpu: str) -> None:
         """Someone else's job takes the smallest free id -- maybe one we still remember."""
         self.world.add_stranger(gpu)
@@ -250,6 +298,7 @@ class SafetyMachine(RuleBasedStateMachine):
     # -- the operator --------------------------------------------------------------------
     @precondition(lambda self: bool(self.case_ids))
     @rule(pick=st.integers(0, MAX_CASES - 1))
+    @traced
     def operator_cancels(self, pick: int) -> None:
         """As ``Communicator.cancel``: flag a busy case; cancel a waiting one at once."""
         self._step()
@@ -264,6 +313,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: bool(self.case_ids))
     @rule(pick=st.integers(0, MAX_CASES - 1))
+    @traced
     def operator_retries(self, pick: int) -> None:
         """As ``Communicator.retry``: a failed or cancelled case gets another attempt."""
         self._step()
@@ -278,6 +328,7 @@ class SafetyMachine(RuleBasedStateMachine):
         self.busy = False
 
     @rule(gpu=st.sampled_from(GPUS), offline=st.booleans())
+    @traced
     def operator_sets_gpu_offline(self, gpu: str, offline: bool) -> None:
         self._step()
         self.store.set_gpu_offline(gpu, self.clock(), offline)
@@ -299,7 +350,7 @@ class SafetyMachine(RuleBasedStateMachine):
             broken += replay(self.store.history(), cases, self.gpus)
             self.dirty = False
         broken += safety(self.gpus, self.world)
-        assert not broken, "\n".join(broken)
+        assert not broken, "\n".join([*broken, "after the steps:", *self.trail[-40:]])
         self.busy = False
 
     # -- liveness, then clean up -----------------------------------------------------------
@@ -345,6 +396,20 @@ class SafetyMachine(RuleBasedStateMachine):
                 self.world.finish(job, JobState.SUCCEEDED, 0)
             else:
                 job.alive = False
+
+
+class WarmSafetyMachine(SafetyMachine):
+    """The same machine, started with two cases already running (for the planted hunt).
+
+    Every rule and check is inherited; only the first steps are fixed, so a short run
+    spends its steps on the kill paths instead of on getting jobs started.
+    """
+
+    @initialize()
+    def two_cases_running(self) -> None:
+        self.case_arrives()
+        self.case_arrives()
+        self.tick()
 
 
 def _rows(store: Store) -> str:
