@@ -79,6 +79,8 @@ class World(NamedTuple):
     jobs: tuple[AJob, ...]  # sorted by label
     net_up: bool = True
     kills_work: bool = True
+    #: Submits sent whose command has not reached the scheduler yet: (label, gpu).
+    in_flight: tuple[tuple[str, int], ...] = ()
 
 
 class Rejected(NamedTuple):
@@ -148,8 +150,12 @@ class Rules:
         policy: D.Policy,
         max_attempt: int = 3,
         plan: Callable[..., Any] = plan_step,
+        late_submits: bool = False,
     ) -> None:
         self.policy = policy
+        #: Let a submit whose outcome was unknown reach the scheduler LATER (after the
+        #: recovery lookup). Outside the protocol's contract; off by default.
+        self.late_submits = late_submits
         self.max_attempt = max_attempt
         self._plan = plan
         self._planned: dict[tuple[Any, ...], Any] = {}
@@ -282,7 +288,8 @@ class Rules:
     def _submitting(self, w: World, ci: int, c: ACase) -> Iterator[tuple[str, World]]:
         view = self.view(ci, c)
         assert c.gpu is not None and c.label is not None
-        if _job(w, c.label) is None and w.net_up:
+        sent = any(label == c.label for label, _ in w.in_flight)
+        if _job(w, c.label) is None and w.net_up and not sent:
             # First attempt to submit this label (or again after a crash found nothing).
             job = AJob(c.label, c.gpu)
             ok = self.step(
@@ -296,6 +303,9 @@ class Rules:
             )
             if isinstance(d, D.Wait):
                 yield f"submit-unknown(created) c{ci}", _put_job(w, job)
+                if self.late_submits and (c.label, c.gpu) not in w.in_flight:
+                    late = w._replace(in_flight=(*w.in_flight, (c.label, c.gpu)))
+                    yield f"submit-unknown(still in flight) c{ci}", late
             for name, permanent in (("submit-failed", False), ("submit-rejected", True)):
                 d = D.decide_after_submit_error(
                     view, "err", permanent=permanent, sent=False, now=NOW, policy=self.policy
@@ -420,6 +430,10 @@ class Rules:
                 yield f"time: kill window c{ci}", _replace_case(w, ci, window_elapsed=True)
         for j in w.jobs:
             yield from _job_events(w, j)
+        for label, gpu in w.in_flight:
+            rest = tuple(x for x in w.in_flight if x != (label, gpu))
+            landed = _put_job(w._replace(in_flight=rest), AJob(label, gpu))
+            yield f"late submit of {label} reaches the scheduler", landed
 
 
 def _job_events(w: World, j: AJob) -> Iterator[tuple[str, World]]:
