@@ -181,6 +181,11 @@ def _give_up_kill(case: CaseView, now: datetime, why: str) -> Apply:
 
 def decide_running(case: CaseView, obs: JobObservation, now: datetime, policy: Policy) -> Decision:
     """Decide for a ``running`` case given this tick's observation of its job."""
+    requested = case.kill_requested_at
+    if _ended(obs) and requested is not None and obs.observed_at <= requested:
+        # Only a later observation confirms a kill (the clock may have stepped back):
+        # offering this one as evidence would only make the guard refuse the step.
+        return Wait("the observation predates the kill request; waiting for a later one")
     if _ended(obs):
         if case.kill_requested_at is not None:
             ev = _evidence(
