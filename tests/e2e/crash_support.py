@@ -181,6 +181,23 @@ class DbWatcher:
         except sqlite3.Error:
             return []
 
+    def check_claims(self) -> None:
+        """While no engine runs: every assigned GPU belongs to one live case, and back."""
+        conn = self._c()
+        assert conn is not None
+        gpus = list(conn.execute("SELECT name, status, assigned_case_id FROM gpu_resources"))
+        cases = dict(conn.execute("SELECT id, status FROM cases"))
+        holders = [c for n, st, c in gpus if st == GpuState.ASSIGNED.value]
+        assert len(holders) == len(set(holders)), f"one case holds two GPUs: {gpus}"
+        for name, status, case_id in gpus:
+            if status == GpuState.ASSIGNED.value:
+                assert cases.get(case_id) in ("submitting", "running"), (name, case_id, cases)
+            else:
+                assert case_id is None, (name, status, case_id)
+        for case_id, status in cases.items():
+            if status in ("submitting", "running"):
+                assert case_id in holders, f"case {case_id} {status} without its GPU: {gpus}"
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -89,6 +89,7 @@ def _kill_at(
     ws.kill9(proc)
     # What the database shows right after the kill is the phase that was cut short.
     after = {phase_of(s, p) for _, s, p in watcher.cases()} - {None}
+    watcher.check_claims()  # the database as the crash left it: no leak, no double claim
     tally["kills"] += 1
     landed = bool(seen) and (target == "anytime" or target in after)
     tally[f"kill in {target}" if landed else f"missed {target}"] += 1
