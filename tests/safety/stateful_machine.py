@@ -237,6 +237,12 @@ class SafetyMachine(RuleBasedStateMachine):
         """10 s: backoff over; 130 s: past the kill window; 3700 s: past the job timeout."""
         self.clock.now += timedelta(seconds=seconds)
 
+    @rule()
+    @traced
+    def clock_steps_back(self) -> None:
+        """NTP steps the control PC's clock back by 90 s."""
+        self.clock.now -= timedelta(seconds=90)
+
     @rule(
         pick=st.integers(0, 7),
         event=st.sampled_from(
