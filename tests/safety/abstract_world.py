@@ -1,22 +1,24 @@
-"""The abstract world the exhaustive explorer walks: cases, GPUs, the truth, and the flags.
+"""The events of the abstract world, each through the REAL machines and decisions.
 
-A world is an immutable, hashable value. Every move of a case or a GPU goes through the
-REAL :func:`mqi_communicator.statemachine.plan_step` (hence the real tables and guards)
-and every reconciler choice through the REAL :mod:`mqi_communicator.statemachine.decide`
+Every move of a case or a GPU goes through the REAL
+:func:`mqi_communicator.statemachine.plan_step` (hence the real tables and guards) and
+every reconciler choice through the REAL :mod:`mqi_communicator.statemachine.decide`
 functions. Time is abstracted into per-case flags ("the job timeout has elapsed since the
 start", "the kill window has elapsed since the kill request"); each decision is handed
 datetimes built from those flags, so the decide functions see real timedeltas.
 
 What is abstracted away (the Hypothesis machine in ``test_stateful.py`` covers it with the
 real store and reconciler): scheduler ids and their reuse (the abstract world matches jobs
-by label only), file transfers, the database, the backoff clock.
+by label only), file transfers, the database, the backoff clock. The engine's steps are
+finer here than in a real tick (each case's decision is its own event), which only adds
+interleavings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import timedelta
+from typing import Any
 
 from mqi_communicator.errors import InvalidTransitionError
 from mqi_communicator.remote.protocol import JobState
@@ -31,109 +33,29 @@ from mqi_communicator.statemachine import (
 )
 from mqi_communicator.statemachine import decide as D
 
+from .abstract_state import (
+    NOW,
+    ACase,
+    AGpu,
+    AJob,
+    Rejected,
+    World,
+    case_effects,
+    deliver_kill,
+    find_job,
+    forget_dead,
+    gpu_effects,
+    initial_world,
+    job_events,
+    observe,
+    put_job,
+    replace_at,
+    replace_case,
+)
+
 __all__ = ["ACase", "AGpu", "AJob", "Rejected", "Rules", "World", "initial_world"]
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 _JUST = timedelta(seconds=1)
-
-
-class ACase(NamedTuple):
-    """The persisted facts about one case (what the database would hold)."""
-
-    status: CaseState
-    attempt: int = 1
-    label: str | None = None
-    gpu: int | None = None
-    started: bool = False
-    timed_out: bool = False  # the job timeout elapsed since ``started``
-    kill_requested: bool = False
-    kill_reason: str | None = None
-    window_elapsed: bool = False  # the kill-confirm window elapsed since the request
-    cancel_requested: bool = False
-
-
-class AGpu(NamedTuple):
-    """The persisted facts about one GPU."""
-
-    status: GpuState = GpuState.AVAILABLE
-    case: int | None = None
-    job_label: str | None = None
-    offline_requested: bool = False
-
-
-class AJob(NamedTuple):
-    """The truth about one job we placed: what the scheduler says and whether it runs."""
-
-    label: str
-    gpu: int
-    sched: JobState = JobState.QUEUED
-    alive: bool = True  # its process group exists (it may use the GPU)
-    kill_pending: bool = False  # a kill was delivered and will take effect later
-
-
-class World(NamedTuple):
-    """One state of the whole system: database rows, truth, and environment flags."""
-
-    cases: tuple[ACase, ...]
-    gpus: tuple[AGpu, ...]
-    jobs: tuple[AJob, ...]  # sorted by label
-    net_up: bool = True
-    kills_work: bool = True
-    #: Submits sent whose command has not reached the scheduler yet: (label, gpu).
-    in_flight: tuple[tuple[str, int], ...] = ()
-
-
-class Rejected(NamedTuple):
-    """A decision the real machine refused: a decide/step mismatch (a liveness defect)."""
-
-    event: str
-    error: str
-
-
-def initial_world(n_cases: int, n_gpus: int) -> World:
-    """Every case registered (``submitted``), every GPU ``available``, nothing running."""
-    return World(
-        cases=tuple(ACase(CaseState.SUBMITTED) for _ in range(n_cases)),
-        gpus=tuple(AGpu() for _ in range(n_gpus)),
-        jobs=(),
-    )
-
-
-def _set(tup: tuple[Any, ...], i: int, value: Any) -> tuple[Any, ...]:
-    return (*tup[:i], value, *tup[i + 1 :])
-
-
-def _job(w: World, label: str | None) -> AJob | None:
-    for j in w.jobs:
-        if j.label == label:
-            return j
-    return None
-
-
-def _put_job(w: World, job: AJob) -> World:
-    others = [j for j in w.jobs if j.label != job.label]
-    return w._replace(jobs=tuple(sorted([*others, job])))
-
-
-def _gc(w: World) -> World:
-    """Forget dead jobs nobody references: they can no longer matter (keeps states few)."""
-    refs = {c.label for c in w.cases if c.status in CASE_STATES_HOLDING_GPU}
-    refs |= {g.job_label for g in w.gpus}
-    jobs = tuple(j for j in w.jobs if j.alive or j.label in refs)
-    return w if jobs == w.jobs else w._replace(jobs=jobs)
-
-
-def observe(w: World, label: str | None) -> D.JobObservation:
-    """What an honest poll (and process-group probe) reports about ``label`` right now."""
-    if not w.net_up:
-        return D.JobObservation(reachable=False, observed_at=NOW)
-    job = _job(w, label)
-    if job is None:
-        return D.JobObservation(True, NOW, JobState.ABSENT, processes_gone=True)
-    gone: bool | None = not job.alive
-    if job.sched is JobState.QUEUED and job.alive:
-        gone = None  # not started: nothing to probe yet
-    return D.JobObservation(True, NOW, job.sched, processes_gone=gone)
 
 
 class Rules:
@@ -230,15 +152,17 @@ class Rules:
             return None
         if ci is not None and case is not None and planned.case_to is not None:
             w = w._replace(
-                cases=_set(
-                    w.cases, ci, _case_effects(case, case_trigger, planned.case_to, gi, label)
+                cases=replace_at(
+                    w.cases, ci, case_effects(case, case_trigger, planned.case_to, gi, label)
                 )
             )
         if gi is not None and gpu is not None and planned.gpu_to is not None:
             w = w._replace(
-                gpus=_set(w.gpus, gi, _gpu_effects(gpu, gpu_trigger, planned.gpu_to, ci, label))
+                gpus=replace_at(
+                    w.gpus, gi, gpu_effects(gpu, gpu_trigger, planned.gpu_to, ci, label)
+                )
             )
-        return _gc(w)
+        return forget_dead(w)
 
     def apply(
         self, w: World, event: str, ci: int | None, gi: int | None, d: D.Apply
@@ -289,11 +213,11 @@ class Rules:
         view = self.view(ci, c)
         assert c.gpu is not None and c.label is not None
         sent = any(label == c.label for label, _ in w.in_flight)
-        if _job(w, c.label) is None and w.net_up and not sent:
+        if find_job(w, c.label) is None and w.net_up and not sent:
             # First attempt to submit this label (or again after a crash found nothing).
             job = AJob(c.label, c.gpu)
             ok = self.step(
-                _put_job(w, job), f"submit-ok c{ci}", ci, "confirm_submitted", None, None, None
+                put_job(w, job), f"submit-ok c{ci}", ci, "confirm_submitted", None, None, None
             )
             if ok is not None:
                 yield f"submit-ok c{ci}", ok
@@ -302,7 +226,7 @@ class Rules:
                 view, "timeout", permanent=False, sent=True, now=NOW, policy=self.policy
             )
             if isinstance(d, D.Wait):
-                yield f"submit-unknown(created) c{ci}", _put_job(w, job)
+                yield f"submit-unknown(created) c{ci}", put_job(w, job)
                 if self.late_submits and (c.label, c.gpu) not in w.in_flight:
                     late = w._replace(in_flight=(*w.in_flight, (c.label, c.gpu)))
                     yield f"submit-unknown(still in flight) c{ci}", late
@@ -315,7 +239,7 @@ class Rules:
                     if nw is not None:
                         yield f"{name} c{ci}", nw
         # Recovery by label (after a crash or an unknown outcome).
-        job = _job(w, c.label)
+        job = find_job(w, c.label)
         found = job is not None and (job.sched is not JobState.ABSENT or job.alive)
         d = D.decide_submitting_recovery(
             view, c.label if found else None, w.net_up, NOW, self.policy
@@ -333,22 +257,22 @@ class Rules:
             if nw is not None:
                 yield ev, nw
         elif isinstance(d, D.MarkStarted):
-            yield f"{ev}: mark started", _replace_case(w, ci, started=True)
+            yield f"{ev}: mark started", replace_case(w, ci, started=True)
         elif isinstance(d, D.RequestKill):
             yield from self._kill_case(w, ci, c, d.reason)
         elif isinstance(d, D.Wait) and c.kill_requested and w.net_up:
             # The engine sends the kill again while it waits for confirmation.
-            again = _deliver_kill(w, c.label)
+            again = deliver_kill(w, c.label)
             if again != w:
                 yield f"{ev}: kill again", again
 
     def _kill_case(self, w: World, ci: int, c: ACase, reason: str) -> Iterator[tuple[str, World]]:
-        noted = _replace_case(w, ci, kill_requested=True, kill_reason=reason, window_elapsed=False)
+        noted = replace_case(w, ci, kill_requested=True, kill_reason=reason, window_elapsed=False)
         if w.net_up:
-            delivered = _deliver_kill(w, c.label)
+            delivered = deliver_kill(w, c.label)
             yield (
                 f"kill({reason}) c{ci}",
-                _replace_case(
+                replace_case(
                     delivered, ci, kill_requested=True, kill_reason=reason, window_elapsed=False
                 ),
             )
@@ -369,7 +293,7 @@ class Rules:
             if nw is not None:
                 yield ev, nw
         elif isinstance(d, D.RequestKill) and w.net_up:
-            nw = _deliver_kill(w, g.job_label)
+            nw = deliver_kill(w, g.job_label)
             if nw != w:
                 yield f"{ev}: kill", nw
 
@@ -380,7 +304,7 @@ class Rules:
                 if nw is not None:
                     yield f"cancel c{ci}", nw
             elif c.status in CASE_STATES_HOLDING_GPU and not c.cancel_requested:
-                yield f"cancel c{ci}", _replace_case(w, ci, cancel_requested=True)
+                yield f"cancel c{ci}", replace_case(w, ci, cancel_requested=True)
             elif (
                 c.status in (CaseState.FAILED, CaseState.CANCELLED) and c.attempt < self.max_attempt
             ):
@@ -391,7 +315,7 @@ class Rules:
             if not g.offline_requested:
                 if g.status is GpuState.AVAILABLE:
                     nw = self.step(
-                        w._replace(gpus=_set(w.gpus, gi, g._replace(offline_requested=True))),
+                        w._replace(gpus=replace_at(w.gpus, gi, g._replace(offline_requested=True))),
                         f"offline g{gi}",
                         None,
                         None,
@@ -400,11 +324,13 @@ class Rules:
                         None,
                     )
                 else:
-                    nw = w._replace(gpus=_set(w.gpus, gi, g._replace(offline_requested=True)))
+                    nw = w._replace(gpus=replace_at(w.gpus, gi, g._replace(offline_requested=True)))
                 if nw is not None:
                     yield f"offline g{gi}", nw
             else:
-                cleared = w._replace(gpus=_set(w.gpus, gi, g._replace(offline_requested=False)))
+                cleared = w._replace(
+                    gpus=replace_at(w.gpus, gi, g._replace(offline_requested=False))
+                )
                 if g.status is GpuState.OFFLINE:
                     nw = self.step(cleared, f"online g{gi}", None, None, gi, "bring_online", None)
                 else:
@@ -425,89 +351,12 @@ class Rules:
         )
         for ci, c in enumerate(w.cases):
             if c.status is CaseState.RUNNING and c.started and not c.timed_out:
-                yield f"time: job timeout c{ci}", _replace_case(w, ci, timed_out=True)
+                yield f"time: job timeout c{ci}", replace_case(w, ci, timed_out=True)
             if c.kill_requested and not c.window_elapsed:
-                yield f"time: kill window c{ci}", _replace_case(w, ci, window_elapsed=True)
+                yield f"time: kill window c{ci}", replace_case(w, ci, window_elapsed=True)
         for j in w.jobs:
-            yield from _job_events(w, j)
+            yield from job_events(w, j)
         for label, gpu in w.in_flight:
             rest = tuple(x for x in w.in_flight if x != (label, gpu))
-            landed = _put_job(w._replace(in_flight=rest), AJob(label, gpu))
+            landed = put_job(w._replace(in_flight=rest), AJob(label, gpu))
             yield f"late submit of {label} reaches the scheduler", landed
-
-
-def _job_events(w: World, j: AJob) -> Iterator[tuple[str, World]]:
-    name = f"job {j.label}"
-    dead = {"alive": False, "kill_pending": False}
-    if j.sched is JobState.QUEUED and j.alive:
-        yield f"{name} starts", _put_job(w, j._replace(sched=JobState.RUNNING))
-    if j.sched in (JobState.QUEUED, JobState.RUNNING) and j.alive:
-        yield f"{name} succeeds", _gc(_put_job(w, j._replace(sched=JobState.SUCCEEDED, **dead)))
-        yield f"{name} fails", _gc(_put_job(w, j._replace(sched=JobState.FAILED, **dead)))
-        yield (
-            f"{name} killed by a stranger",
-            _gc(_put_job(w, j._replace(sched=JobState.KILLED, **dead))),
-        )
-        yield f"{name} vanishes", _gc(_put_job(w, j._replace(sched=JobState.ABSENT, **dead)))
-        yield f"{name} record lost, process lives", _put_job(w, j._replace(sched=JobState.ABSENT))
-    if j.kill_pending:
-        yield (
-            f"{name} kill takes effect",
-            _gc(_put_job(w, j._replace(sched=JobState.KILLED, **dead))),
-        )
-        yield (
-            f"{name} reported killed, processes linger",
-            _put_job(w, j._replace(sched=JobState.KILLED, kill_pending=False)),
-        )
-    if j.alive and j.sched in (
-        JobState.SUCCEEDED,
-        JobState.FAILED,
-        JobState.KILLED,
-        JobState.ABSENT,
-    ):
-        yield f"{name} processes die", _gc(_put_job(w, j._replace(**dead)))
-
-
-def _deliver_kill(w: World, label: str | None) -> World:
-    job = _job(w, label)
-    if job is None or not job.alive or not w.kills_work or job.kill_pending:
-        return w  # "kill returned 0" and nothing happens: ignored, or nothing to kill
-    return _put_job(w, job._replace(kill_pending=True))
-
-
-def _replace_case(w: World, ci: int, **fields: Any) -> World:
-    return w._replace(cases=_set(w.cases, ci, w.cases[ci]._replace(**fields)))
-
-
-def _case_effects(
-    c: ACase, trigger: str | None, to: CaseState, gi: int | None, label: str | None
-) -> ACase:
-    if trigger == "claim":
-        return c._replace(status=to, label=label, gpu=gi)
-    if trigger in ("requeue", "retry"):
-        return ACase(to, attempt=c.attempt + 1)
-    if to in CASE_STATES_HOLDING_GPU:
-        return c._replace(status=to)
-    # Left the GPU-holding states: nothing about the job matters to decisions any more.
-    return c._replace(
-        status=to,
-        gpu=None,
-        cancel_requested=False,
-        kill_requested=False,
-        kill_reason=None,
-        window_elapsed=False,
-        started=False,
-        timed_out=False,
-    )
-
-
-def _gpu_effects(
-    g: AGpu, trigger: str | None, to: GpuState, ci: int | None, label: str | None
-) -> AGpu:
-    if trigger == "assign":
-        return g._replace(status=to, case=ci, job_label=label)
-    if trigger == "quarantine":
-        return g._replace(status=to, case=None)
-    if trigger in ("release", "recover"):
-        return g._replace(status=to, case=None, job_label=None)
-    return g._replace(status=to)

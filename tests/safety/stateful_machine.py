@@ -8,15 +8,10 @@ The clock is a :class:`~.sim_world.FakeClock`; the remote world is a
 
 from __future__ import annotations
 
-import atexit
-import functools
-import os
 import shutil
 import tempfile
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar, cast
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -27,85 +22,29 @@ from hypothesis.stateful import (
     rule,
 )
 
-from mqi_communicator.engine import Backoff, EngineSettings, GpuRuntime, HostRuntime, Reconciler
-from mqi_communicator.migrations.api import upgrade
-from mqi_communicator.persistence import CaseRecord, GpuRecord, Store
+from mqi_communicator.engine import EngineSettings, GpuRuntime, HostRuntime, Reconciler
+from mqi_communicator.persistence import GpuRecord, Store
 from mqi_communicator.remote.protocol import GpuBinding, JobState
 from mqi_communicator.statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind
-from mqi_communicator.statemachine.decide import Policy
 
 from .checks import agreement, replay, safety
 from .sim_world import FakeClock, SimScheduler, SimTransport, SimulatedCrash, SimWorld
-
-__all__ = [
-    "HEAL_TICKS_PER_CASE",
-    "STATS",
-    "SafetyMachine",
-    "WarmSafetyMachine",
-    "heal_bound",
-]
-
-HOST = "sim"
-GPUS = ("sim/gpu0", "sim/gpu1")
-MAX_CASES = 4
-T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
-POLICY = Policy(
-    job_timeout=timedelta(hours=1), kill_confirm_window=timedelta(minutes=2), max_attempts=3
+from .stateful_support import (
+    BACKOFF,
+    GPUS,
+    HOST,
+    MAX_CASES,
+    POLICY,
+    STATS,
+    T0,
+    heal_bound,
+    rows_text,
+    scratch_dir,
+    template_db,
+    traced,
 )
-#: Host backoff capped at 8 s: a small time step is enough to try a host again.
-BACKOFF = Backoff(base_s=1.0, factor=2.0, cap_s=8.0)
-#: Liveness: a case that holds a GPU needs at most 3 ticks once the world is healed
-#: (submit; observe the end; retrieve) and at worst cases get a GPU one at a time; a
-#: leftover (submit to recover, zombie to recover, kill to confirm) costs one more tick.
-HEAL_TICKS_PER_CASE = 4
-#: Figures across examples, printed by the test.
-STATS: dict[str, int] = {
-    "examples": 0,
-    "rules": 0,  # every rule run
-    "steps": 0,  # rules that touch the database (engine, operator, crash)
-    "crashes": 0,
-    "max_heal_ticks": 0,
-}
 
-
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def traced(fn: F) -> F:
-    """Keep the rules run in this example, to print them with a broken invariant."""
-
-    @functools.wraps(fn)
-    def run(self: SafetyMachine, **kw: Any) -> None:
-        args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
-        self.trail.append(f"{fn.__name__}({args})")
-        STATS["rules"] += 1
-        fn(self, **kw)
-
-    return cast(F, run)
-
-
-def heal_bound(n_cases: int) -> int:
-    """Ticks the healed system may take to bring ``n_cases`` home (see above)."""
-    return HEAL_TICKS_PER_CASE * n_cases + 4
-
-
-def _scratch() -> str | None:
-    """RAM-backed scratch space when there is one: SQLite commits cost less there."""
-    shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-
-
-@functools.cache
-def template_db() -> Path:
-    """An empty database at head, made once per process; examples copy it."""
-    root = Path(tempfile.mkdtemp(prefix="mqi-safety-template-", dir=_scratch()))
-    atexit.register(shutil.rmtree, root, True)
-    path = root / "template.db"
-    upgrade(f"sqlite:///{path}")
-    for extra in ("-wal", "-shm"):
-        leftover = path.with_name(path.name + extra)
-        assert not leftover.exists() or leftover.stat().st_size == 0, leftover
-    return path
+__all__ = ["STATS", "SafetyMachine", "WarmSafetyMachine"]
 
 
 class SafetyMachine(RuleBasedStateMachine):
@@ -113,7 +52,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.tmp = Path(tempfile.mkdtemp(prefix="mqi-safety-", dir=_scratch()))
+        self.tmp = Path(tempfile.mkdtemp(prefix="mqi-safety-", dir=scratch_dir()))
         db = self.tmp / "state.db"
         shutil.copyfile(template_db(), db)
         self.url = f"sqlite:///{db}"
@@ -391,7 +330,7 @@ class SafetyMachine(RuleBasedStateMachine):
             self.reconciler.tick()
             broken = safety(self.store.list_gpus(), w)
             assert not broken, "while healing: " + "\n".join(broken)
-        raise AssertionError(f"not home after {bound} healed ticks:\n{_rows(self.store)}")
+        raise AssertionError(f"not home after {bound} healed ticks:\n{rows_text(self.store)}")
 
     def _settle_jobs(self) -> None:
         """Kills take effect, lingering processes die, every other job of ours succeeds."""
@@ -416,16 +355,3 @@ class WarmSafetyMachine(SafetyMachine):
         self.case_arrives()
         self.case_arrives()
         self.tick()
-
-
-def _rows(store: Store) -> str:
-    def case_line(c: CaseRecord) -> str:
-        return f"  case {c.id}: {c.status.value} a{c.attempt} {c.label} gpu={c.gpu_name}"
-
-    lines: list[Any] = [case_line(c) for c in store.list_cases()]
-    lines += [
-        f"  {g.name}: {g.status.value} case={g.case_id} job={g.job_label} "
-        f"offline_requested={g.offline_requested}"
-        for g in store.list_gpus()
-    ]
-    return "\n".join(lines)
