@@ -121,11 +121,15 @@ def decide(
         gone = True if state is JobState.QUEUED else None
         return JobStatus(state, detail=f"pueue: {task.state}", processes_gone=gone)
     if task.state == "Done" and task.result in _NEVER_RAN:
+        # "Killed" with no markers may come from a hard daemon crash in the moment between
+        # `sh -c` starting and the wrapper writing its pgid: the wrapper may still start.
+        # We cannot prove its processes are gone, so we do not claim it (GPU stays held).
+        killed = task.result == "Killed"
         return JobStatus(
             _NEVER_RAN[task.result],
             exit_code=task.exit_code,
             detail=f"pueue: {task.result} before the wrapper started",
-            processes_gone=True,
+            processes_gone=None if killed else True,
         )
     # Success without markers, or a state/result this code does not know.
     _log.warning("pueue task %s: unmapped %s/%s", ref.job_id, task.state, task.result)
