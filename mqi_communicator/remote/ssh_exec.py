@@ -17,6 +17,12 @@ from mqi_communicator.remote.protocol import CommandResult
 __all__ = ["ChannelDrain", "connection_lost", "exec_command", "remaining"]
 
 
+def _brief(command: str, limit: int = 200) -> str:
+    """The command for an error message: a batched poll script can be hundreds of KB."""
+    text = repr(command)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(command)} chars)"
+
+
 def remaining(deadline: float) -> float:
     """Seconds left until ``deadline`` (monotonic), never negative."""
     return max(0.0, deadline - time.monotonic())
@@ -115,19 +121,21 @@ def exec_command(
             chan.status_event.wait(remaining(deadline))
         if not done or not chan.status_event.is_set():
             if not transport.is_active():
-                raise HostUnreachableError(f"{where}: connection dropped during {command!r}")
+                raise HostUnreachableError(f"{where}: connection dropped during {_brief(command)}")
             raise HostUnreachableError(
-                f"{where}: command exceeded its {timeout:g} s timeout: {command!r}"
+                f"{where}: command exceeded its {timeout:g} s timeout: {_brief(command)}"
             )
         status = chan.exit_status
         if status == -1 and connection_lost(transport):
-            raise HostUnreachableError(f"{where}: connection dropped during {command!r}")
+            raise HostUnreachableError(f"{where}: connection dropped during {_brief(command)}")
         return CommandResult(status, out.text(), err_drain.text())
     except TimeoutError as err:
         raise HostUnreachableError(
-            f"{where}: command exceeded its {timeout:g} s timeout: {command!r}"
+            f"{where}: command exceeded its {timeout:g} s timeout: {_brief(command)}"
         ) from err
     except (paramiko.SSHException, OSError, EOFError) as err:
-        raise HostUnreachableError(f"{where}: connection failed during {command!r}: {err}") from err
+        raise HostUnreachableError(
+            f"{where}: connection failed during {_brief(command)}: {err}"
+        ) from err
     finally:
         chan.close()
