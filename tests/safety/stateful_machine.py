@@ -23,9 +23,15 @@ from hypothesis.stateful import (
 )
 
 from mqi_communicator.engine import EngineSettings, GpuRuntime, HostRuntime, Reconciler
-from mqi_communicator.persistence import GpuRecord, Store
+from mqi_communicator.persistence import CaseRecord, GpuRecord, Store
 from mqi_communicator.remote.protocol import GpuBinding, JobState
-from mqi_communicator.statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind
+from mqi_communicator.statemachine import (
+    TERMINAL_CASE_STATES,
+    CaseState,
+    Evidence,
+    EvidenceKind,
+    GpuState,
+)
 
 from .checks import agreement, replay, safety
 from .sim_world import FakeClock, SimScheduler, SimTransport, SimulatedCrash, SimWorld
@@ -44,7 +50,10 @@ from .stateful_support import (
     traced,
 )
 
-__all__ = ["STATS", "SafetyMachine", "WarmSafetyMachine"]
+__all__ = ["REACHED", "STATS", "SafetyMachine", "WarmSafetyMachine"]
+
+#: In how many examples each hard situation was reached (filled by teardown).
+REACHED: dict[str, int] = {}
 
 
 class SafetyMachine(RuleBasedStateMachine):
@@ -64,6 +73,9 @@ class SafetyMachine(RuleBasedStateMachine):
         self.dirty = True
         self.gpus: list[GpuRecord] = []
         self.trail: list[str] = []
+        self.reached: set[str] = set()
+        self.zombies_seen: set[str] = set()
+        self.busy_offline: set[str] = set()
         self._open()
         STATS["examples"] += 1
 
@@ -93,6 +105,17 @@ class SafetyMachine(RuleBasedStateMachine):
         self.dirty = True  # the database may change: the next check re-reads it
 
     # -- cases and the engine ------------------------------------------------------------
+    @initialize(cases=st.integers(0, 2))
+    def warm_start(self, cases: int) -> None:
+        """Start cold, or with one or two cases already claimed and submitted."""
+        self._warm(cases)
+
+    def _warm(self, cases: int) -> None:
+        for _ in range(cases):
+            self.case_arrives()
+        if cases:
+            self.tick()
+
     @precondition(lambda self: len(self.case_ids) < MAX_CASES)
     @rule()
     @traced
@@ -148,59 +171,93 @@ class SafetyMachine(RuleBasedStateMachine):
         self.busy = False
 
     # -- the environment -----------------------------------------------------------------
-    @rule(up=st.booleans())
-    @traced
-    def network(self, up: bool) -> None:
-        self.world.reachable = up
-
-    @rule(mode=st.sampled_from(["ok", "unavailable", "rejected", "timeout_after_create"]))
-    @traced
-    def submit_mode(self, mode: str) -> None:
-        self.world.submit_mode = mode
-
-    @rule(works=st.booleans())
-    @traced
-    def kills(self, works: bool) -> None:
-        self.world.kills_work = works
-
-    @rule(upload=st.booleans(), download=st.booleans())
-    @traced
-    def transfers(self, upload: bool, download: bool) -> None:
-        self.world.upload_ok, self.world.download_ok = upload, download
-
+    # Few rules, many choices each: Hypothesis picks rules uniformly, and the engine's
+    # ticks (tick, crash, network_drops_during_tick) must stay a large share of the steps
+    # or the runs never get deep.
     @rule(
-        seconds=st.sampled_from([10, 130, 3700]),
+        change=st.sampled_from(
+            [
+                "network down",
+                "network up",
+                "submit ok",
+                "submit ok",
+                "submit: scheduler unavailable",
+                "submit: rejected",
+                "submit: times out after creating the job",
+                "kills ignored",
+                "kills work",
+                "upload fails",
+                "download fails",
+                "transfers work",
+                "clock steps back 90 s",
+                "scheduler purges ended records",
+                "stranger submits on gpu0",
+                "stranger submits on gpu1",
+            ]
+        )
     )
+    @traced
+    def environment(self, change: str) -> None:
+        """The server, its scheduler, the network and the clock change."""
+        w = self.world
+        modes = {
+            "submit ok": "ok",
+            "submit: scheduler unavailable": "unavailable",
+            "submit: rejected": "rejected",
+            "submit: times out after creating the job": "timeout_after_create",
+        }
+        if change in modes:
+            w.submit_mode = modes[change]
+        elif change.startswith("network"):
+            w.reachable = change == "network up"
+        elif change.startswith("kills"):
+            w.kills_work = change == "kills work"
+        elif change == "upload fails":
+            w.upload_ok = False
+        elif change == "download fails":
+            w.download_ok = False
+        elif change == "transfers work":
+            w.upload_ok = w.download_ok = True
+        elif change == "clock steps back 90 s":
+            self.clock.now -= timedelta(seconds=90)  # NTP on the control PC
+        elif change == "scheduler purges ended records":
+            w.purge()  # their ids become free for reuse
+        elif w.strangers < 2:
+            # Someone else's job takes the smallest free id -- maybe one we remember.
+            w.add_stranger(GPUS[0] if change.endswith("gpu0") else GPUS[1])
+
+    @rule(seconds=st.sampled_from([10, 130, 3700]))
     @traced
     def time_passes(self, seconds: int) -> None:
         """10 s: backoff over; 130 s: past the kill window; 3700 s: past the job timeout."""
         self.clock.now += timedelta(seconds=seconds)
-
-    @rule()
-    @traced
-    def clock_steps_back(self) -> None:
-        """NTP steps the control PC's clock back by 90 s."""
-        self.clock.now -= timedelta(seconds=90)
 
     @rule(
         pick=st.integers(0, 7),
         event=st.sampled_from(
             [
                 "start",
+                "start",
+                "succeed",
                 "succeed",
                 "fail",
                 "killed_outside",
                 "vanish",
                 "record_lost",
+                "processes_die",
+                "kill_takes_effect",
                 "kill_takes_effect",
                 "reported_killed_but_lingers",
-                "processes_die",
             ]
         ),
     )
     @traced
+    def remote_job(self, pick: int, event: str) -> None:
+        """Something happens to one of our jobs on the server."""
+        self.job_event(pick, event)
+
     def job_event(self, pick: int, event: str) -> None:
-        """Something happens to one of our jobs on the remote side."""
+        """Apply ``event`` to our ``pick``-th job still known or running (if it applies)."""
         jobs = [j for j in self.world.jobs if j.ours and (j.alive or j.listed)]
         if not jobs:
             return
@@ -227,42 +284,45 @@ class SafetyMachine(RuleBasedStateMachine):
         elif event == "processes_die" and job.alive and not running:
             job.alive = False
 
-    @rule()
-    @traced
-    def scheduler_purges_records(self) -> None:
-        """Ended records are forgotten; their ids become free for reuse."""
-        self.world.purge()
-
-    @precondition(lambda self: self.world.strangers < 2)
-    @rule(gpu=st.sampled_from(GPUS))
-    @traced
-    def stranger_submits(self, gpu: str) -> None:
-        """Someone else's job takes the smallest free id -- maybe one we still remember."""
-        self.world.add_stranger(gpu)
-
     # -- the operator --------------------------------------------------------------------
-    @precondition(lambda self: bool(self.case_ids))
-    @rule(pick=st.integers(0, MAX_CASES - 1))
+    @rule(
+        pick=st.integers(0, MAX_CASES - 1),
+        action=st.sampled_from(
+            [
+                "cancel",
+                "cancel",
+                "retry",
+                "gpu0 offline",
+                "gpu0 online",
+                "gpu1 offline",
+                "gpu1 online",
+            ]
+        ),
+    )
     @traced
-    def operator_cancels(self, pick: int) -> None:
-        """As ``Communicator.cancel``: flag a busy case; cancel a waiting one at once."""
+    def operator(self, pick: int, action: str) -> None:
+        """As ``Communicator``: cancel (flag a busy case, end a waiting one), retry, GPU offline."""
         self._step()
-        case = self.store.get_case(self.case_ids[pick % len(self.case_ids)])
+        if action.startswith("gpu"):
+            gpu = GPUS[0] if action.startswith("gpu0") else GPUS[1]
+            self.store.set_gpu_offline(gpu, self.clock(), action.endswith("offline"))
+        elif self.case_ids:
+            case = self.store.get_case(self.case_ids[pick % len(self.case_ids)])
+            if action == "cancel":
+                self._cancel(case)
+            else:
+                self._retry(case)
+        self.busy = False
+
+    def _cancel(self, case: CaseRecord) -> None:
         now = self.clock()
         if case.status in (CaseState.SUBMITTING, CaseState.RUNNING):
             self.store.update_case(case.id, now, detail="cancel", cancel_requested=True)
         elif case.status not in TERMINAL_CASE_STATES:
             ev = Evidence(EvidenceKind.OPERATOR, case.label, now, detail="cancel")
             self.store.apply(case.id, "cancel", None, None, evidence=ev, now=now)
-        self.busy = False
 
-    @precondition(lambda self: bool(self.case_ids))
-    @rule(pick=st.integers(0, MAX_CASES - 1))
-    @traced
-    def operator_retries(self, pick: int) -> None:
-        """As ``Communicator.retry``: a failed or cancelled case gets another attempt."""
-        self._step()
-        case = self.store.get_case(self.case_ids[pick % len(self.case_ids)])
+    def _retry(self, case: CaseRecord) -> None:
         if case.status in (CaseState.FAILED, CaseState.CANCELLED) and case.attempt < 5:
             now = self.clock()
             ev = Evidence(EvidenceKind.OPERATOR, None, now, detail="retry")
@@ -270,14 +330,6 @@ class SafetyMachine(RuleBasedStateMachine):
             self.store.update_case(
                 case.id, now, detail="retry", transient_failures=0, next_attempt_at=None
             )
-        self.busy = False
-
-    @rule(gpu=st.sampled_from(GPUS), offline=st.booleans())
-    @traced
-    def operator_sets_gpu_offline(self, gpu: str, offline: bool) -> None:
-        self._step()
-        self.store.set_gpu_offline(gpu, self.clock(), offline)
-        self.busy = False
 
     # -- invariants ----------------------------------------------------------------------
     @invariant()
@@ -294,9 +346,36 @@ class SafetyMachine(RuleBasedStateMachine):
             broken += agreement(cases, self.gpus)
             broken += replay(self.store.history(), cases, self.gpus)
             self.dirty = False
+            self._note_reached(cases)
         broken += safety(self.gpus, self.world)
         assert not broken, "\n".join([*broken, "after the steps:", *self.trail[-40:]])
         self.busy = False
+
+    def _note_reached(self, cases: list[CaseRecord]) -> None:
+        """Remember which hard situations this example got into (for the coverage figures)."""
+        ours = {j.job_id for j in self.world.jobs if j.ours}
+        remembered = {c.job_id for c in cases} | {g.job_id for g in self.gpus}
+        seen = {
+            "zombie": any(g.status is GpuState.ZOMBIE for g in self.gpus),
+            "zombie_recovered": any(
+                g.status is not GpuState.ZOMBIE and g.name in self.zombies_seen for g in self.gpus
+            ),
+            "kill_requested": any(c.kill_requested_at is not None for c in cases),
+            "offline_drained": any(
+                g.status is GpuState.OFFLINE and g.name in self.busy_offline for g in self.gpus
+            ),
+            "requeued": any(c.attempt > 1 for c in cases),
+            "completed": any(c.status is CaseState.COMPLETED for c in cases),
+            "id_reused_by_stranger": any(
+                j.listed and not j.ours and j.job_id in remembered and j.job_id in ours
+                for j in self.world.jobs
+            ),
+        }
+        self.zombies_seen |= {g.name for g in self.gpus if g.status is GpuState.ZOMBIE}
+        self.busy_offline |= {
+            g.name for g in self.gpus if g.offline_requested and g.status is GpuState.ASSIGNED
+        }
+        self.reached |= {name for name, hit in seen.items() if hit}
 
     # -- liveness, then clean up -----------------------------------------------------------
     def teardown(self) -> None:
@@ -304,6 +383,8 @@ class SafetyMachine(RuleBasedStateMachine):
             if not self.busy:
                 self._liveness()
         finally:
+            for name in self.reached:
+                REACHED[name] = REACHED.get(name, 0) + 1
             self.store.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -318,6 +399,8 @@ class SafetyMachine(RuleBasedStateMachine):
         for used in range(bound + 1):
             self._settle_jobs()
             cases, gpus = self.store.list_cases(), self.store.list_gpus()
+            self.gpus = gpus
+            self._note_reached(cases)  # the healing run counts too (zombies recover here)
             home = all(c.status in TERMINAL_CASE_STATES for c in cases) and all(
                 g.status.value == ("offline" if g.offline_requested else "available") for g in gpus
             )
@@ -351,7 +434,5 @@ class WarmSafetyMachine(SafetyMachine):
     """
 
     @initialize()
-    def two_cases_running(self) -> None:
-        self.case_arrives()
-        self.case_arrives()
-        self.tick()
+    def warm_start(self) -> None:  # type: ignore[override]
+        self._warm(2)

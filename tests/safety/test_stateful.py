@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from .planted import release_on_kill_request
-from .stateful_machine import STATS, SafetyMachine, WarmSafetyMachine
+from .stateful_machine import REACHED, STATS, SafetyMachine, WarmSafetyMachine
 
 RecordProperty = Callable[[str, object], None]
 
@@ -24,16 +24,27 @@ RecordProperty = Callable[[str, object], None]
 def test_no_unkilled_gpu_is_freed(record_property: RecordProperty) -> None:
     for key in STATS:
         STATS[key] = 0
+    REACHED.clear()
     t0 = time.perf_counter()
     run_state_machine_as_test(SafetyMachine)
     seconds = time.perf_counter() - t0
     figures = {**STATS, "seconds": round(seconds, 1)}
     figures["max_examples"] = settings.default.max_examples
     figures["step_count"] = settings.default.stateful_step_count
-    print(f"\n[stateful] {figures}")
+    print(f"\n[stateful] {figures}\n[stateful reached, examples] {REACHED}")
     for key, value in figures.items():
         record_property(f"stateful_{key}", value)
     assert STATS["examples"] >= settings.default.max_examples, figures
+    # The run must get into the hard situations, or its silence proves nothing.
+    for situation in (
+        "zombie",
+        "zombie_recovered",
+        "kill_requested",
+        "offline_drained",
+        "requeued",
+        "completed",
+    ):  # (id reuse under a live ref is rarer: printed, not required)
+        assert REACHED.get(situation, 0) > 0, f"never reached {situation}: {REACHED}"
 
 
 def test_planted_release_on_kill_request_is_caught() -> None:
