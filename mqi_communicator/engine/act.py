@@ -47,6 +47,12 @@ def apply_case_step(
     except ConflictError:
         log.info("case %s changed under us; will look again next tick", case.id)
         return False
+    except InvalidTransitionError as err:
+        # A refused step wrote nothing. Log it and move on, so one case cannot starve
+        # every other case of their ticks.
+        log.error("case %s: step refused, nothing written: %s", case.id, err)
+        ctx.report.errors.append(f"case {case.id}: {err}")
+        return False
     ctx.report.transitions += 1
     log.info("case %s: %s (%s)", case.id, step.case_trigger, step.reason)
     return True
