@@ -29,6 +29,7 @@ __all__ = [
     "install_snippet",
     "parse_probe",
     "probe_snippet",
+    "revoke_snippet",
     "run_script",
     "status_from_markers",
     "wrapper_argv",
@@ -124,6 +125,30 @@ def install_snippet(remote_dir: str, label: str) -> str:
         f" && printf '%s\\n' {shlex.quote(label)} >{mqi}/label.tmp"
         f" && mv -f {mqi}/label.tmp {mqi}/label"
     )
+
+
+#: What the revoke's ``.mqi/start`` symlink points to (the wrapper's own claim is a directory).
+REVOKED = "revoked"
+
+
+def revoke_snippet(remote_dir: str) -> str:
+    """A shell fragment that takes the start claim of ``remote_dir`` away from the wrapper.
+
+    It creates ``.mqi/start`` atomically, as a symlink to ``revoked``; the wrapper claims
+    the same name with ``mkdir`` and runs nothing if it exists (see ``wrapper.sh``).
+    Exit 0: revoked -- no wrapper can ever start in ``remote_dir`` now (also when an
+    earlier revoke did it, so a repeat after a crash still succeeds). Non-zero: a wrapper
+    already started there, or the claim could not be written; the job may run.
+
+    Args:
+        remote_dir: The case directory (need not exist yet: a submit may still create it).
+    """
+    root = remote_dir.rstrip("/")
+    mqi = shlex.quote(f"{root}/{MQI_DIR}")
+    start = shlex.quote(f"{root}/{MQI_DIR}/start")
+    # ln's exit status is not used: on a wrapper's start DIRECTORY, ln would put the link
+    # inside it and succeed. Only the revoke ever makes a symlink there, so -L decides.
+    return f"mkdir -p {mqi} && {{ ln -s {REVOKED} {start} 2>/dev/null; [ -L {start} ]; }}"
 
 
 def wrapper_argv(remote_dir: str, label: str, command: Sequence[str]) -> list[str]:

@@ -4,6 +4,21 @@
 #
 # Usage: sh <case_dir>/.mqi/wrapper.sh <label> -- <argv...>
 #
+# Start claim: before anything else in the case directory the wrapper creates .mqi/start
+# with mkdir (atomic). If it already exists the wrapper logs one line to .mqi/wrapper.log
+# and exits 0 without writing a marker or running the command. Two writers race for it:
+#   * the wrapper (a directory), which claims the right to run;
+#   * the communicator's revoke (markers.revoke_snippet: a symlink to "revoked", also
+#     atomic and, unlike a directory, self-describing, so a repeated revoke succeeds),
+#     after a submit with an unknown outcome was looked up and not found. Whoever comes
+#     first wins: a submit landing after the revoke can never start the job, and a revoke
+#     after the start fails, so the communicator keeps the GPU.
+# Decision on repeats: ANY second start in the same directory is refused. Slurm's requeue
+# (node failure; the repeat-safe submits never start a second wrapper themselves: local
+# and pueue return the existing job, slurm the recorded id) reruns the batch script in the
+# same directory; that run now exits at once, the old markers stay (pgid, no exit, group
+# gone -> KILLED) and the communicator decides about a new attempt, in a new directory.
+#
 # Markers in <case_dir>/.mqi/, each written atomically (tmp file, then mv):
 #   label    our job label (one line)
 #   pgid     the process group id of this wrapper and its child
@@ -35,6 +50,12 @@ shift 2
 if [ "$#" -eq 0 ]; then
     echo "mqi-wrapper: no command given"
     exit 125
+fi
+
+# The start claim (see the header): first write in the case directory.
+if ! mkdir .mqi/start 2>/dev/null; then
+    echo "mqi-wrapper: $label: .mqi/start exists (revoked, or started before); not running"
+    exit 0
 fi
 
 # put NAME VALUE: atomic marker write. mv within one directory is a rename, so a reader
