@@ -17,7 +17,8 @@ from ..errors import (
     SubmissionRejectedError,
 )
 from ..persistence import CaseRecord, GpuRecord
-from ..remote.protocol import JobSpec, remote_case_dir
+from ..remote.markers import revoke_snippet
+from ..remote.protocol import JobSpec, Transport, remote_case_dir
 from ..statemachine.decide import (
     Apply,
     decide_after_submit_error,
@@ -31,6 +32,9 @@ from .runtime import TickContext, case_view
 __all__ = ["recover_submitting", "start_waiting_cases"]
 
 log = logging.getLogger("mqi_communicator.engine")
+
+#: One short remote command (mkdir + ln); generous for a slow login.
+_REVOKE_TIMEOUT_S = 60.0
 
 
 def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord], inflight: set[int]) -> None:
@@ -168,5 +172,40 @@ def recover_submitting(ctx: TickContext, case: CaseRecord, inflight: set[int]) -
     decision = decide_submitting_recovery(
         case_view(case), found.job_id if found else None, reachable, ctx.now, ctx.policy
     )
+    # "Not found" is only final once no late submit can start the job any more.
+    if (
+        isinstance(decision, Apply)
+        and found is None
+        and reachable
+        and not _revoke_start(ctx, case, host.name, host.transport)
+    ):
+        return
     if isinstance(decision, Apply):
         apply_case_step(ctx, case, decision, job_id=found.job_id if found else None)
+
+
+def _revoke_start(ctx: TickContext, case: CaseRecord, host: str, transport: Transport) -> bool:
+    """Take the start claim of ``case``'s directory; True when no wrapper can start there.
+
+    A submit cut off by the network may still reach the scheduler after the lookup said
+    "no such job"; once revoked, its wrapper exits without running anything.
+    """
+    assert case.remote_dir is not None
+    try:
+        result = transport.run(revoke_snippet(case.remote_dir), timeout=_REVOKE_TIMEOUT_S)
+    except HostUnreachableError as err:
+        ctx.host_down(host, err)
+        return False
+    except MqiError as err:
+        log.warning("case %s: cannot revoke the start of its job: %s", case.id, err)
+        return False
+    if result.exit_code != 0:
+        log.warning(
+            "case %s: job not found by label, but its start claim is taken (exit %s: %s); "
+            "waiting for the job to show up",
+            case.id,
+            result.exit_code,
+            result.stderr.strip()[-200:],
+        )
+        return False
+    return True
