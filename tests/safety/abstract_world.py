@@ -245,6 +245,10 @@ class Rules:
             view, c.label if found else None, w.net_up, NOW, self.policy
         )
         if isinstance(d, D.Apply):
+            if not found:
+                # The engine revokes the start first (submit_step._revoke_start): a submit
+                # still on its way can then only land as a no-op, so it is dropped here.
+                w = w._replace(in_flight=tuple(x for x in w.in_flight if x[0] != c.label))
             nw = self.apply(w, f"recover-submitting c{ci}", ci, None, d)
             if nw is not None:
                 yield f"recover-submitting c{ci}", nw

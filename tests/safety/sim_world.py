@@ -12,12 +12,19 @@ adapters give (see ``remote/protocol.py``):
   scheduler reports ``killed`` while the processes linger, or it is ignored;
 * unreachable -> ``HostUnreachableError``; a submit may time out AFTER the job was
   created (outcome unknown);
+* a submit may also be cut off BEFORE it reached the scheduler and land later
+  (``lost_in_flight``), after the engine's lookup by label said "no such job";
+* the start claim of ``wrapper.sh``: a job's wrapper starts only if its directory was not
+  revoked (``markers.revoke_snippet``, understood by ``SimTransport.run``); a revoke
+  fails once the wrapper started; a job landing or starting in a revoked directory ends
+  at once as a no-op success, without ever running;
 * a crash of the communicator can be armed to strike before or after the N-th remote
   call (``SimulatedCrash`` is a ``BaseException``, so nothing in the engine catches it).
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,6 +72,8 @@ class SimJob:
     exit_code: int | None = None
     #: False once the scheduler forgot the record (purged, lost); the id may be reused.
     listed: bool = True
+    #: The wrapper took the start claim (its markers exist, whatever happens later).
+    started: bool = False
 
 
 @dataclass
@@ -73,7 +82,8 @@ class SimWorld:
 
     remote_root: Path
     reachable: bool = True
-    submit_mode: str = "ok"  # ok | unavailable | rejected | timeout_after_create
+    #: ok | unavailable | rejected | timeout_after_create | lost_in_flight
+    submit_mode: str = "ok"
     kills_work: bool = True
     upload_ok: bool = True
     download_ok: bool = True
@@ -84,6 +94,12 @@ class SimWorld:
     crash_after_effect: bool = False
     calls: int = 0
     strangers: int = 0
+    #: Submits cut off on the way (label, remote_dir, gpu): they may still land.
+    in_flight: list[tuple[str, str, str | None]] = field(default_factory=list)
+    #: Case directories whose start claim the communicator took (revoked).
+    revoked: set[str] = field(default_factory=set)
+    #: The race: cut-off submits land and start right before the next revoke arrives.
+    start_before_revoke: bool = False
 
     # -- crash and reachability, checked at the start of every remote call ----------------
     def _enter(self) -> None:
@@ -141,8 +157,49 @@ class SimWorld:
                 return j
         return None
 
+    def start(self, job: SimJob) -> None:
+        """The scheduler starts the job: its wrapper runs it unless the start was revoked."""
+        if not job.started and job.remote_dir in self.revoked:
+            self._no_op(job)
+            return
+        job.state, job.started = JobState.RUNNING, True
+
+    def _no_op(self, job: SimJob) -> None:
+        """The wrapper found its start revoked: exit 0 at once, nothing ran, no results."""
+        job.state, job.alive, job.kill_pending, job.exit_code = JobState.SUCCEEDED, False, False, 0
+
+    def revoke(self, remote_dir: str) -> bool:
+        """Take the start claim of ``remote_dir``; False when a wrapper already took it."""
+        if self.start_before_revoke:
+            self.start_before_revoke = False
+            pending = len(self.in_flight)
+            self.land_in_flight()
+            for job in self.jobs[len(self.jobs) - pending :]:
+                self.start(job)
+        if any(j.ours and j.started and j.remote_dir == remote_dir for j in self.jobs):
+            return False
+        self.revoked.add(remote_dir)
+        (self.remote_root / remote_dir.lstrip("/") / ".mqi").mkdir(parents=True, exist_ok=True)
+        for j in self.jobs:
+            if j.ours and j.remote_dir == remote_dir and j.alive:
+                self._no_op(j)  # queued, never started: it can never run now
+        return True
+
+    def land_in_flight(self) -> None:
+        """Every cut-off submit reaches the scheduler now (late, after any lookup)."""
+        for label, remote_dir, gpu in self.in_flight:
+            job = self.create(label, remote_dir, gpu, ours=True)
+            if remote_dir in self.revoked:
+                self._no_op(job)
+        self.in_flight.clear()
+
     def finish(self, job: SimJob, state: JobState, exit_code: int | None = None) -> None:
         """The job ends in ``state``; its processes are gone. A success writes results."""
+        if state in (JobState.SUCCEEDED, JobState.FAILED):
+            if not job.started and job.remote_dir in self.revoked:
+                self._no_op(job)
+                return
+            job.started = True  # it ran
         job.state, job.alive, job.kill_pending, job.exit_code = state, False, False, exit_code
         if state is JobState.SUCCEEDED and job.ours:
             out = self.remote_root / job.remote_dir.lstrip("/") / "output"
@@ -198,6 +255,9 @@ class SimScheduler:
             raise SchedulerUnavailableError("sim: pueued is not running")
         if w.submit_mode == "rejected":
             raise SubmissionRejectedError("sim: unknown group", exit_code=1)
+        if w.submit_mode == "lost_in_flight":
+            w.in_flight.append((spec.label, spec.remote_dir, spec.gpu.name))
+            raise HostUnreachableError("sim: connection dropped; the submit is still on its way")
         job = w.create(spec.label, spec.remote_dir, spec.gpu.name, ours=True)
         if w.submit_mode == "timeout_after_create":
             raise HostUnreachableError("sim: connection dropped after the job was queued")
@@ -223,12 +283,12 @@ class SimScheduler:
         w._leave()
 
     def find_by_label(self, label: str, remote_dir: str) -> JobRef | None:
-        """Our job with ``label``: listed, or unlisted with live processes."""
+        """Our job with ``label``: listed, unlisted with live processes, or with markers."""
         w = self.world
         w._enter()
         job = w.ours_by_label(label)
         w._leave()
-        if job is None or not (job.listed or job.alive):
+        if job is None or not (job.listed or job.alive or job.started):
             return None
         return JobRef(job.job_id if job.listed else "", label, remote_dir)
 
@@ -247,8 +307,12 @@ class SimTransport:
     def run(
         self, command: Sequence[str] | str, *, timeout: float, stdin: bytes | None = None
     ) -> CommandResult:
-        """Not used by the engine's tick; answers like a shell that did nothing."""
+        """The start revoke of ``markers.revoke_snippet``; anything else does nothing."""
         self.world._enter()
+        target = _revoked_dir(command)
+        if target is not None and not self.world.revoke(target):
+            return CommandResult(1, "", "")  # the wrapper's claim is there
+        self.world._leave()
         return CommandResult(0, "", "")
 
     def upload_tree(
@@ -293,6 +357,17 @@ class SimTransport:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _revoked_dir(command: Sequence[str] | str) -> str | None:
+    """The case directory ``command`` revokes, if it is ``markers.revoke_snippet``'s text."""
+    if not isinstance(command, str):
+        return None
+    words = shlex.split(command)
+    if words[:2] != ["mkdir", "-p"] or len(words) < 7 or words[5:7] != ["ln", "-s"]:
+        return None
+    mqi = words[2]
+    return mqi.removesuffix("/.mqi") if mqi.endswith("/.mqi") else None
 
 
 def _report(root: Path) -> TransferReport:

@@ -184,6 +184,8 @@ class SafetyMachine(RuleBasedStateMachine):
                 "submit: scheduler unavailable",
                 "submit: rejected",
                 "submit: times out after creating the job",
+                "submit: cut off, still on its way",
+                "cut-off submits land",
                 "kills ignored",
                 "kills work",
                 "upload fails",
@@ -205,6 +207,7 @@ class SafetyMachine(RuleBasedStateMachine):
             "submit: scheduler unavailable": "unavailable",
             "submit: rejected": "rejected",
             "submit: times out after creating the job": "timeout_after_create",
+            "submit: cut off, still on its way": "lost_in_flight",
         }
         if change in modes:
             w.submit_mode = modes[change]
@@ -220,6 +223,8 @@ class SafetyMachine(RuleBasedStateMachine):
             w.upload_ok = w.download_ok = True
         elif change == "clock steps back 90 s":
             self.clock.now -= timedelta(seconds=90)  # NTP on the control PC
+        elif change == "cut-off submits land":
+            w.land_in_flight()
         elif change == "scheduler purges ended records":
             w.purge()  # their ids become free for reuse
         elif w.strangers < 2:
@@ -265,7 +270,7 @@ class SafetyMachine(RuleBasedStateMachine):
         w = self.world
         running = job.alive and job.state in (JobState.QUEUED, JobState.RUNNING)
         if event == "start" and running:
-            job.state = JobState.RUNNING
+            w.start(job)
         elif event == "succeed" and running:
             w.finish(job, JobState.SUCCEEDED, 0)
         elif event == "fail" and running:
@@ -393,6 +398,7 @@ class SafetyMachine(RuleBasedStateMachine):
         w = self.world
         w.reachable, w.kills_work, w.upload_ok, w.download_ok = True, True, True, True
         w.submit_mode, w.crash_countdown = "ok", None
+        w.land_in_flight()  # late submits land too; revoked ones must stay no-ops
         if all(g.offline_requested for g in self.store.list_gpus()):
             self.store.set_gpu_offline(GPUS[0], self.clock(), False)
         bound = heal_bound(len(self.case_ids))
