@@ -13,11 +13,14 @@
 #     after a submit with an unknown outcome was looked up and not found. Whoever comes
 #     first wins: a submit landing after the revoke can never start the job, and a revoke
 #     after the start fails, so the communicator keeps the GPU.
-# Decision on repeats: ANY second start in the same directory is refused. Slurm's requeue
-# (node failure; the repeat-safe submits never start a second wrapper themselves: local
-# and pueue return the existing job, slurm the recorded id) reruns the batch script in the
-# same directory; that run now exits at once, the old markers stay (pgid, no exit, group
-# gone -> KILLED) and the communicator decides about a new attempt, in a new directory.
+# Decision on repeats: ANY second start in the same directory is refused. The repeat-safe
+# submits of local and slurm return the job already there (its pgid, the recorded id);
+# `pueue add` does not, and the engine looks a job up by label before submitting again,
+# but a duplicate pueue task (or two racing local submits) now exits at once instead of
+# running the case twice and overwriting the first run's markers. A Slurm requeue (node failure) or a `pueue restart`
+# reruns the wrapper in the same directory: it exits 0 at once, the first run's markers
+# stay (pgid, no exit, group gone -> KILLED), and the communicator decides about a new
+# attempt, in a new directory.
 #
 # Markers in <case_dir>/.mqi/, each written atomically (tmp file, then mv):
 #   label    our job label (one line)
