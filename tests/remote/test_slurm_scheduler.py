@@ -437,7 +437,11 @@ def test_state_loss_kills_orphans_and_markers_see_it(
     pgid = pgid_of(run_dir)
     slurm.restart_controller(clean=True)
     gone = wait_until(sched, running, lambda s: finished(s) and bool(s.processes_gone))
-    assert gone.state is JobState.KILLED, gone
+    # Slurm SIGKILLs the step's processes in no fixed order: if the wrapper outlives its
+    # child by a moment it records the child's 137 (128 + SIGKILL) before dying itself.
+    assert gone.state is JobState.KILLED or (
+        gone.state is JobState.FAILED and gone.exit_code == 137
+    ), gone
     assert "not known to slurm" in gone.detail
     assert not group_exists(pgid)
     after = sched.poll([ok])[ok]
