@@ -40,7 +40,10 @@ def safety(gpus: list[GpuRecord], world: SimWorld) -> list[str]:
                 f"(id {job.job_id}, {job.state.value}) is alive"
             )
         elif gpu.job_label != job.label:
-            out.append(f"{gpu.name} names job {gpu.job_label}, but {job.label} lives on it")
+            # The GPU went to another job while ours still runs: the promise is broken.
+            out.append(
+                f"UNSAFE: {gpu.name} names job {gpu.job_label}, but our job {job.label} lives on it"
+            )
     return out
 
 
