@@ -3,15 +3,20 @@
 Kept apart from the streaming code so the protocol between the two sides reads in
 one place. Every value is inserted through :func:`~.quoting.quote`.
 
-Verification on the far side prefers ``python3`` (hashlib, ~1.5 GB/s with SHA-NI;
-``/usr/bin/python3`` first, which skips pyenv/conda shims)
-and falls back to coreutils ``sha256sum`` (65-250 MB/s here: no SHA-NI). Setting
-``MQI_REMOTE_NO_PYTHON=1`` in the transport's ``env`` forces the fallback (tests).
+Uploads have two protocols. Where the far side has ``python3`` >= 3.6 (found once per
+connection by :data:`PYTHON_PROBE`; ``/usr/bin/python3`` first, which skips pyenv/conda
+shims), ONE command receives, hashes and commits: :func:`upload_one_pass_script` runs
+:mod:`~mqi_communicator.remote.far_side_receiver`. Without python3, ``tar -x`` receives
+and a second command checks the files with coreutils ``sha256sum`` (65-250 MB/s here:
+no SHA-NI) before the rename. Setting ``MQI_REMOTE_NO_PYTHON=1`` in the transport's
+``env`` forces that fallback (tests); downloads honour it too.
 """
 
 from __future__ import annotations
 
 import posixpath
+from functools import cache
+from importlib import resources
 
 from mqi_communicator.remote.manifest import REMOTE_HASHER_PY, REMOTE_MANIFEST_COMMAND
 from mqi_communicator.remote.quoting import quote
@@ -19,10 +24,12 @@ from mqi_communicator.remote.quoting import quote
 __all__ = [
     "EXIT_DEST_EXISTS",
     "EXIT_NO_SOURCE",
+    "PYTHON_PROBE",
     "cleanup_script",
     "download_manifest_script",
     "download_tar_script",
     "upload_commit_script",
+    "upload_one_pass_script",
     "upload_receive_script",
 ]
 
@@ -40,6 +47,31 @@ mkdir -- "$part" || {{ say "cannot create $part"; exit 18; }}
 if ! (cd -- "$part" && exec tar -x -f - --no-same-owner); then
   rc=$?; rm -rf -- "$part"; say "tar extraction failed (exit $rc)"; exit 21
 fi
+exit 0
+"""
+
+#: Prints the path of a usable python3 (>= 3.6), or nothing.
+PYTHON_PROBE = """[ -n "${MQI_REMOTE_NO_PYTHON:-}" ] && exit 0
+for py in /usr/bin/python3 "$(command -v python3 2>/dev/null)"; do
+  if [ -n "$py" ] && [ -x "$py" ] &&
+     "$py" -c 'import sys; sys.exit(sys.version_info < (3, 6))' 2>/dev/null; then
+    printf '%s\\n' "$py"; exit 0
+  fi
+done
+exit 0
+"""
+
+_UPLOAD_IN_ONE = """trap '' PIPE
+dest={dest}; part={part}; parent={parent}; py={py}; receiver={receiver}
+say() {{ echo "mqi-upload: $1" >&2; }}
+if [ -e "$dest" ] || [ -L "$dest" ]; then say "destination already exists: $dest"; exit 17; fi
+mkdir -p -- "$parent" || {{ say "cannot create parent directory $parent"; exit 18; }}
+mkdir -- "$part" || {{ say "cannot create $part"; exit 18; }}
+"$py" -c "$receiver" "$part" || {{ rc=$?; rm -rf -- "$part"; exit "$rc"; }}
+mv -T -n -- "$part" "$dest" || [ -e "$dest" ] ||
+  {{ rm -rf -- "$part"; say "rename into place failed"; exit 23; }}
+# mv -n leaves part in place (exit 0 or 1 by coreutils version) when dest appeared
+[ -e "$part" ] && {{ rm -rf -- "$part"; say "destination appeared meanwhile: $dest"; exit 17; }}
 exit 0
 """
 
@@ -97,6 +129,31 @@ def upload_receive_script(remote_dir: str, partial: str) -> str:
         part=quote(partial),
         parent=quote(posixpath.dirname(remote_dir) or "."),
     )
+
+
+def upload_one_pass_script(remote_dir: str, partial: str, python: str) -> str:
+    """Receive, verify and commit in one command (stdin framing: far_side_receiver).
+
+    Exits 0 once ``remote_dir`` holds the verified tree; 17 when it already exists;
+    on any failure ``partial`` is removed before the script exits.
+    """
+    return _UPLOAD_IN_ONE.format(
+        dest=quote(remote_dir),
+        part=quote(partial),
+        parent=quote(posixpath.dirname(remote_dir) or "."),
+        py=quote(python),
+        receiver=quote(receiver_source()),
+    )
+
+
+def receiver_source() -> str:
+    """The text of ``far_side_receiver.py`` as shipped in the package."""
+    return _receiver_text()
+
+
+@cache
+def _receiver_text() -> str:
+    return resources.files(__package__).joinpath("far_side_receiver.py").read_text("utf-8")
 
 
 def upload_commit_script(remote_dir: str, partial: str, nfiles: int) -> str:

@@ -28,6 +28,7 @@ from mqi_communicator.errors import HostUnreachableError
 from mqi_communicator.remote.host_keys import default_known_hosts
 from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
 from mqi_communicator.remote.quoting import render_command
+from mqi_communicator.remote.remote_scripts import PYTHON_PROBE
 from mqi_communicator.remote.ssh_connect import SshTarget, open_connection
 from mqi_communicator.remote.ssh_exec import exec_command
 from mqi_communicator.remote.ssh_transfer import (
@@ -92,6 +93,8 @@ class SshTransport:
         self._conn: Connection | None = None
         #: Partial upload dirs left behind by a dropped connection; removed on reconnect.
         self._pending_cleanup: list[str] = []
+        #: The far side's python3 (None: none usable), probed once per connection.
+        self._python: tuple[paramiko.Transport, str | None] | None = None
 
     @property
     def host_name(self) -> str:
@@ -198,6 +201,7 @@ class SshTransport:
                 where=self._where(),
                 progress=progress,
                 timeout=timeout,
+                python=self._far_python(transport),
             )
         except HostUnreachableError:
             with self._lock:
@@ -212,6 +216,25 @@ class SshTransport:
             manifest_sha256=manifest.digest(),
             seconds=time.monotonic() - started,
         )
+
+    def _far_python(self, transport: paramiko.Transport) -> str | None:
+        """The far side's python3 >= 3.6 for one-command uploads, probed once per connection."""
+        with self._lock:
+            known = self._python
+        if known is not None and known[0] is transport:
+            return known[1]
+        text = render_command(PYTHON_PROBE, self._env)
+        result = exec_command(transport, text, timeout=60.0, stdin=None, where=self._where())
+        found = result.stdout.strip() if result.exit_code == 0 else ""
+        python = found if found.startswith("/") and "\n" not in found else None
+        if python is None:
+            log.info(
+                "%s: no python3 >= 3.6 on the far side; uploads verify in two commands",
+                self._where(),
+            )
+        with self._lock:
+            self._python = (transport, python)
+        return python
 
     def download_tree(
         self,

@@ -1,18 +1,22 @@
 """Verified, atomic upload of a tree as ONE tar stream over ONE exec channel.
 
-Phase 1 (receive channel): the far side refuses an existing ``remote_dir``, creates
-``<remote_dir>.partial-<random>`` and extracts the tar archive we stream on stdin
-(1 MiB ``sendall`` chunks, stderr drained in a thread). Meanwhile a local thread
-hashes the same files, so building the manifest overlaps the transfer.
+The far side refuses an existing ``remote_dir``, creates ``<remote_dir>.partial-<random>``
+and receives the tar archive we stream on stdin (1 MiB chunks sent as 32 KiB packets,
+stderr drained in a thread). Meanwhile a local thread hashes the same files, so the
+manifest is ready when the archive has gone. Then, by what the far side has:
 
-Phase 2 (commit channel): we send the manifest; the far side checks every file
-(sha256 and the exact set of paths), and only then renames the partial directory to
-``remote_dir`` with ``mv -n`` (never replacing a directory that appeared meanwhile).
+- python3 >= 3.6 (one command): :mod:`~mqi_communicator.remote.far_side_receiver`
+  hashes each file as it writes it; we append the manifest and a trailer to the same
+  stdin; it compares, and the script renames the partial directory into place.
+- no python3 (two commands): ``tar -x`` receives; a second command gets the manifest,
+  checks every file with ``sha256sum`` and the exact set of paths, then renames.
 
-Any failure on the far side removes the partial directory before its script exits;
-a dropped connection makes its tar see EOF, which triggers the same cleanup, and the
-transport re-runs the cleanup on its next connection. Nothing unverified ever
-appears at ``remote_dir``, and the local source is only read.
+Either way the rename is ``mv -n`` (never replacing a directory that appeared
+meanwhile), and any failure on the far side removes the partial directory before its
+script exits. A dropped connection makes the far side see EOF without the trailer,
+which triggers the same cleanup, and the transport re-runs the cleanup on its next
+connection. Nothing unverified ever appears at ``remote_dir``; the local source is only
+read.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import contextlib
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 
 import paramiko
 
@@ -30,15 +36,23 @@ from mqi_communicator.errors import (
     RemoteCommandError,
     TransferError,
 )
+from mqi_communicator.remote.far_side_receiver import TRAILER
 from mqi_communicator.remote.manifest import Manifest, manifest_of_files
 from mqi_communicator.remote.protocol import ProgressCallback
 from mqi_communicator.remote.quoting import render_command
 from mqi_communicator.remote.remote_scripts import (
     EXIT_DEST_EXISTS,
     upload_commit_script,
+    upload_one_pass_script,
     upload_receive_script,
 )
-from mqi_communicator.remote.ssh_exec import ChannelDrain, connection_lost, exec_command, remaining
+from mqi_communicator.remote.ssh_exec import (
+    ChannelDrain,
+    connection_lost,
+    exec_command,
+    remaining,
+    send_all,
+)
 from mqi_communicator.remote.ssh_transfer import (
     cleanup_command,
     finish_channel,
@@ -48,6 +62,18 @@ from mqi_communicator.remote.ssh_transfer import (
 from mqi_communicator.remote.tarstream import CaseTree, iter_tar_chunks
 
 __all__ = ["upload_over_channel"]
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """What every step of one upload needs."""
+
+    transport: paramiko.Transport
+    remote_dir: str
+    env: Mapping[str, str]
+    where: str
+    progress: ProgressCallback | None
+    deadline: float
 
 
 def upload_over_channel(
@@ -60,8 +86,12 @@ def upload_over_channel(
     where: str,
     progress: ProgressCallback | None,
     timeout: float,
+    python: str | None,
 ) -> Manifest:
     """Stream ``tree`` to ``remote_dir`` through ``partial``; return the verified manifest.
+
+    Args:
+        python: The far side's python3 (one-command protocol), or None (two commands).
 
     Raises:
         HostUnreachableError: the connection dropped or ``timeout`` passed (``partial``
@@ -70,104 +100,126 @@ def upload_over_channel(
         TransferError: remote extraction, disk space or verification failed.
         CaseContentError: a local file could not be read while streaming.
     """
-    deadline = time.monotonic() + timeout
+    up = _Upload(transport, remote_dir, env, where, progress, time.monotonic() + timeout)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqi-hash")
     try:
         hashing: Future[Manifest] = pool.submit(
             manifest_of_files, [(f.rel, f.path) for f in tree.files], workers=1
         )
-        _receive(transport, tree, remote_dir, partial, env, where, progress, deadline, timeout)
-        try:
-            manifest = hashing.result()
-            _commit(transport, manifest, remote_dir, partial, env, where, deadline)
-        except (CaseContentError, OSError, TransferError, RemoteCommandError) as err:
-            _cleanup_now(transport, partial, where)
-            if isinstance(err, OSError):
-                raise CaseContentError(f"could not read {tree.root}: {err}") from err
-            raise
+        if python is not None:
+            manifest = _send(up, tree, upload_one_pass_script(remote_dir, partial, python), hashing)
+        else:
+            _send(up, tree, upload_receive_script(remote_dir, partial), None)
+            try:
+                manifest = _local_manifest(hashing, up.deadline)
+                _commit(up, manifest, partial)
+            except (CaseContentError, TransferError, RemoteCommandError):
+                _cleanup_now(transport, partial, where)
+                raise
+    except TimeoutError as exc:
+        raise HostUnreachableError(
+            f"{where}: upload to {remote_dir} exceeded its {timeout:g} s timeout"
+        ) from exc
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     report_progress(progress, manifest.total_bytes, manifest.total_bytes)
     return manifest
 
 
-def _receive(
-    transport: paramiko.Transport,
-    tree: CaseTree,
-    remote_dir: str,
-    partial: str,
-    env: Mapping[str, str],
-    where: str,
-    progress: ProgressCallback | None,
-    deadline: float,
-    timeout: float,
-) -> None:
-    total = tree.total_bytes
-    text = render_command(upload_receive_script(remote_dir, partial), env)
-    chan = open_command(transport, text, timeout, where, eof=False)
+def _local_manifest(hashing: Future[Manifest], deadline: float) -> Manifest:
+    try:
+        return hashing.result(timeout=remaining(deadline))
+    except FutureTimeout as exc:
+        raise TimeoutError("local hashing deadline") from exc
+    except OSError as err:
+        raise CaseContentError(f"could not read a case file while hashing: {err}") from err
+
+
+def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | None) -> Manifest:
+    """Run ``script`` fed with the archive (and, given ``hashing``, the manifest).
+
+    Returns the manifest when one was sent (else an empty one, unused by the caller).
+    """
+    manifest = Manifest(())
+    text = render_command(script, up.env)
+    chan = open_command(up.transport, text, remaining(up.deadline), up.where, eof=False)
     send_error: BaseException | None = None
     try:
         out = ChannelDrain(chan, stderr=False)
         errs = ChannelDrain(chan, stderr=True)
-        sent = 0
-        report_progress(progress, 0, total)
         try:
-            # closing(): stop the local tar at once if sending fails
-            with contextlib.closing(iter_tar_chunks(tree)) as chunks:
-                for chunk in chunks:
-                    chan.sendall(chunk)
-                    sent += len(chunk)
-                    report_progress(progress, sent, total)
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("transfer deadline")
+            _stream_archive(chan, tree, up.progress, up.deadline)
+            if hashing is not None:
+                # Without the trailer the far side refuses the upload, so a local
+                # failure here only has to stop sending (the finally closes the channel).
+                manifest = _local_manifest(hashing, up.deadline)
+                body = manifest.to_bytes()
+                send_all(chan, body + TRAILER + str(manifest.files).encode() + b"\n")
             chan.shutdown_write()
         except (CaseContentError, TimeoutError):
             raise
         except (OSError, EOFError, paramiko.SSHException) as exc:
             send_error = exc  # the far side may have exited early; its status says why
-        out.join(remaining(deadline))
-        errs.join(remaining(deadline))
-        try:
-            status = finish_channel(chan, transport, deadline, f"upload to {remote_dir}", where)
-        except HostUnreachableError as exc:
-            raise HostUnreachableError(
-                f"{exc}" + (f" ({send_error})" if send_error else "")
-            ) from send_error
-        if status == -1 and send_error is not None and connection_lost(transport):
-            raise HostUnreachableError(f"{where}: connection dropped during upload") from send_error
-        stderr = (errs.text() + out.text()).strip()
-        if status == EXIT_DEST_EXISTS:
-            raise RemoteCommandError(
-                f"{where}: upload refused: {stderr}", exit_code=status, stderr=stderr
-            )
-        if status != 0:
-            raise TransferError(f"{where}: upload to {remote_dir} failed (exit {status}): {stderr}")
-        if send_error is not None:
-            raise TransferError(f"{where}: upload to {remote_dir} ended oddly: {send_error}")
-    except TimeoutError as exc:
-        raise HostUnreachableError(
-            f"{where}: upload to {remote_dir} exceeded its {timeout:g} s timeout"
-        ) from exc
+        out.join(remaining(up.deadline))
+        errs.join(remaining(up.deadline))
+        _check_status(up, chan, send_error, errs.text() + out.text())
+    except TimeoutError:
+        raise  # an OSError too, but mapped by the caller to "exceeded its timeout"
     except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise HostUnreachableError(f"{where}: connection failed during upload: {exc}") from exc
+        raise HostUnreachableError(f"{up.where}: connection failed during upload: {exc}") from exc
     finally:
         chan.close()
+    return manifest
 
 
-def _commit(
-    transport: paramiko.Transport,
-    manifest: Manifest,
-    remote_dir: str,
-    partial: str,
-    env: Mapping[str, str],
-    where: str,
+def _stream_archive(
+    chan: paramiko.Channel,
+    tree: CaseTree,
+    progress: ProgressCallback | None,
     deadline: float,
 ) -> None:
-    text = render_command(upload_commit_script(remote_dir, partial, manifest.files), env)
+    total = tree.total_bytes
+    sent = 0
+    report_progress(progress, 0, total)
+    # closing(): stop the local tar at once if sending fails
+    with contextlib.closing(iter_tar_chunks(tree)) as chunks:
+        for chunk in chunks:
+            send_all(chan, chunk)
+            sent += len(chunk)
+            report_progress(progress, sent, total)
+            if time.monotonic() > deadline:
+                raise TimeoutError("transfer deadline")
+
+
+def _check_status(
+    up: _Upload, chan: paramiko.Channel, send_error: BaseException | None, output: str
+) -> None:
+    what = f"upload to {up.remote_dir}"
+    try:
+        status = finish_channel(chan, up.transport, up.deadline, what, up.where)
+    except HostUnreachableError as exc:
+        suffix = f" ({send_error})" if send_error else ""
+        raise HostUnreachableError(f"{exc}{suffix}") from send_error
+    if status == -1 and send_error is not None and connection_lost(up.transport):
+        raise HostUnreachableError(f"{up.where}: connection dropped during {what}") from send_error
+    stderr = output.strip()
+    if status == EXIT_DEST_EXISTS:
+        raise RemoteCommandError(
+            f"{up.where}: upload refused: {stderr}", exit_code=status, stderr=stderr
+        )
+    if status != 0:
+        raise TransferError(f"{up.where}: {what} failed (exit {status}): {stderr}")
+    if send_error is not None:
+        raise TransferError(f"{up.where}: {what} ended oddly: {send_error}")
+
+
+def _commit(up: _Upload, manifest: Manifest, partial: str) -> None:
+    remote_dir, where = up.remote_dir, up.where
+    text = render_command(upload_commit_script(remote_dir, partial, manifest.files), up.env)
     result = exec_command(
-        transport,
+        up.transport,
         text,
-        timeout=max(remaining(deadline), 1.0),
+        timeout=max(remaining(up.deadline), 1.0),
         stdin=manifest.to_bytes(),
         where=where,
     )

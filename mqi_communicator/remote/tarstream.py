@@ -6,8 +6,9 @@ files we cannot open for reading, directories we cannot list, and sockets, FIFOs
 and devices. The tar stream then contains exactly the enumerated entries.
 
 Symlinks that stay inside the case: a symlink to a regular file inside the case is
-sent as a regular file holding the target's bytes (tar ``--dereference``), so the far
-side receives a self-contained tree whose every file is covered by the manifest.
+sent as a regular file holding the target's bytes (tar ``--dereference``), and hard
+links as separate files (``--hard-dereference``), so the far side receives a
+self-contained tree of plain files, every one covered by the manifest.
 Symlinks to directories are refused: following them could duplicate or loop, and
 a MOQUI case never needs them.
 
@@ -166,7 +167,10 @@ def _gnu_tar_chunks(exe: str, tree: CaseTree) -> Iterator[bytes]:
     with tempfile.NamedTemporaryFile("wb", suffix=".list", delete=False) as lst:
         lst.write(b"\0".join(os.fsencode(n) for n in names) + b"\0")
     # cwd= instead of -C: GNU tar unquotes backslash escapes in -C arguments.
-    argv = [exe, "-c", "-f", "-", "--no-recursion", "--dereference", "--no-unquote"]
+    # --hard-dereference: every file travels as data, never as a link member (the
+    # far-side receiver accepts only directories and regular files).
+    argv = [exe, "-c", "-f", "-", "--no-recursion", "--dereference", "--hard-dereference"]
+    argv += ["--no-unquote"]
     argv += ["--null", "--verbatim-files-from", "-T", lst.name]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tree.root)
     assert proc.stdout is not None and proc.stderr is not None
@@ -197,14 +201,15 @@ def _tarfile_chunks(tree: CaseTree) -> Iterator[bytes]:
         try:
             with (
                 os.fdopen(write_fd, "wb", buffering=CHUNK) as out,
-                tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+                tarfile.open(
+                    fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, dereference=True
+                ) as tar,
             ):
                 for d in tree.dirs:
                     tar.add(tree.root / d, arcname=f"./{d}", recursive=False)
                 for f in tree.files:
+                    # dereference=True: symlinks and hard links become plain files
                     info = tar.gettarinfo(str(f.path), arcname=f"./{f.rel}")
-                    if info.issym():  # dereference in-case symlinks (see module docstring)
-                        info = tar.gettarinfo(os.path.realpath(f.path), arcname=f"./{f.rel}")
                     with f.path.open("rb") as src:
                         tar.addfile(info, src)
         except BaseException as err:  # reported to the consumer below
