@@ -56,10 +56,9 @@ def read_exact(src: "Source", n: int) -> bytes:
 
 
 def number(field: bytes) -> int:
-    if field[:1] and field[0] & 0x80:  # GNU base-256, for sizes of 8 GiB and more
-        if field[0] & 0x40:
-            raise Refused("negative number in a tar header")
-        return int.from_bytes(bytes([field[0] & 0x3F]) + field[1:], "big")
+    if field[:1] in (b"\x80", b"\xff"):  # GNU base-256: sizes >= 8 GiB, times before 1970
+        value = int.from_bytes(field[1:], "big")
+        return value - 256 ** (len(field) - 1) if field[:1] == b"\xff" else value
     text = field.split(b"\0", 1)[0].strip()
     try:
         return int(text, 8) if text else 0
@@ -156,6 +155,10 @@ def extract(src: "Source", root: bytes, umask: int) -> Dict[bytes, bytes]:
             name = hdr[345:500].split(b"\0", 1)[0] + b"/" + name
         name = pax.get(b"path", long_name if long_name is not None else name)
         size = int(pax[b"size"]) if b"size" in pax else size
+        if size < 0:
+            raise Refused("negative size for %r" % name)
+        # PAX keeps times the ustar field cannot hold (before 1970, fractions)
+        mtime = float(pax[b"mtime"]) if b"mtime" in pax else number(hdr[136:148])
         long_name, pax = None, {}
         rel = safe_relative(name)
         path = os.path.join(root, rel) if rel else root
@@ -171,7 +174,6 @@ def extract(src: "Source", root: bytes, umask: int) -> Dict[bytes, bytes]:
             if not os.path.isdir(parent):
                 os.makedirs(parent)
             got[rel] = write_file(src, path, size, mode & ~umask, buf)
-            mtime = number(hdr[136:148])
             os.utime(path, (mtime, mtime))
         else:
             raise Refused("unsupported member type %r for %r" % (kind, name))

@@ -213,28 +213,7 @@ def test_modes_and_mtimes_are_restored(python: str, gnu: bool, box: Box, tmp_pat
     assert {int(got[n].st_mtime) for n in ["bin/run.sh", "data", "ro"]} == {1_500_000_000}
 
 
-@pytest.mark.parametrize(
-    "gnu",
-    [
-        pytest.param(
-            "gnu-tar",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="receiver bug: GNU tar stores a negative mtime in base-256 and "
-                "far_side_receiver.number() refuses it (exit 21), so the whole upload fails",
-            ),
-        ),
-        pytest.param(
-            "tarfile",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="receiver bug: tarfile stores a negative mtime only in a PAX 'mtime' "
-                "record (ustar field 0), which the receiver ignores: the file gets 1970-01-01",
-            ),
-        ),
-    ],
-    indirect=True,
-)
+@pytest.mark.parametrize("gnu", ["gnu-tar", "tarfile"], indirect=True)
 def test_pre_1970_mtime_is_kept(gnu: bool, box: Box, tmp_path: Path) -> None:
     src = tmp_path / "case"
     src.mkdir()
