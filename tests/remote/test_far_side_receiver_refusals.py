@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import random
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from tests.infra.tmpfs import small_tmpfs
 from tests.remote.test_far_side_receiver import (
     INTERPRETERS,
     Box,
@@ -137,14 +137,7 @@ def test_truncated_archive_is_refused(python: str, box: Box, cut: int) -> None:
 
 
 def test_full_disk_is_a_write_failure(python: str, tmp_path: Path) -> None:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small") as mnt:
         (mnt / "partial").mkdir()
         files = [(f"f{i}", random.Random(i).randbytes(600_000)) for i in range(3)]
         archive = hand_archive(files, tarfile.GNU_FORMAT)
@@ -152,8 +145,6 @@ def test_full_disk_is_a_write_failure(python: str, tmp_path: Path) -> None:
         assert r.returncode == 21
         assert b"writing the upload failed" in r.stderr
         assert b"No space left" in r.stderr
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 # ---------------------------------------------------------------- manifest problems (22)

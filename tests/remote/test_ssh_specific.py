@@ -21,6 +21,7 @@ from mqi_communicator.errors import (
 )
 from mqi_communicator.remote.ssh_transport import SshTransport
 from tests.infra.sshd import SshServer, make_ssh_transport
+from tests.infra.tmpfs import small_tmpfs
 
 pytestmark = pytest.mark.ssh
 
@@ -209,14 +210,7 @@ def test_drop_mid_upload_leaves_nothing_and_recovers(server: SshServer, tmp_path
 
 
 def test_full_remote_disk_is_a_transfer_error(ssh_transport: SshTransport, tmp_path: Path) -> None:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small") as mnt:
         src = tmp_path / "case"
         src.mkdir()
         for i in range(4):
@@ -226,8 +220,6 @@ def test_full_remote_disk_is_a_transfer_error(ssh_transport: SshTransport, tmp_p
             ssh_transport.upload_tree(src, str(dest))
         assert not dest.exists()
         assert list(mnt.iterdir()) == []
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def test_transfer_uses_aes128_gcm(ssh_transport: SshTransport) -> None:
