@@ -146,13 +146,9 @@ def upload_one_pass_script(remote_dir: str, partial: str, python: str) -> str:
     )
 
 
+@cache
 def receiver_source() -> str:
     """The text of ``far_side_receiver.py`` as shipped in the package."""
-    return _receiver_text()
-
-
-@cache
-def _receiver_text() -> str:
     return resources.files(__package__).joinpath("far_side_receiver.py").read_text("utf-8")
 
 

