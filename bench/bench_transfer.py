@@ -5,8 +5,9 @@ Usage: python bench/bench_transfer.py [--scale 1.0] [--repeat 3] [--port 22322]
 Starts its own sshd (tests/infra/sshd_up.sh), builds a DICOM-like case (at scale 1.0:
 2000 slices of ~300 KB plus 5 MB-sized files, 2005 files, ~608 MB of random bytes) and
 measures, in the same run: local ``cp -r`` (the ceiling), ``scp -r``, an OpenSSH tar
-pipe, our ``upload_tree``; ``scp -r`` download vs our ``download_tree``; and the latency
-of a trivial ``run()`` on the kept connection vs a fresh ``ssh`` process. Prints
+pipe, a bare tar stream over one paramiko channel (unverified), our ``upload_tree``;
+``scp -r`` download vs our ``download_tree``; and the latency of a trivial ``run()`` on
+the kept connection vs a fresh ``ssh`` process. Prints
 medians and ratios to ``scp -r``; asserts nothing (targets: upload >= 1.8x, download
 >= 1.5x). Our transfers are verified (sha256 on both sides) as part of the timing.
 ``upload_tree`` is measured both ways it can run: one command (far-side python3) and
@@ -34,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mqi_communicator.remote.manifest import manifest_of_files  # noqa: E402
+from mqi_communicator.remote.ssh_exec import send_all  # noqa: E402
 from mqi_communicator.remote.ssh_transport import SshTransport  # noqa: E402
-from mqi_communicator.remote.tarstream import enumerate_tree  # noqa: E402
+from mqi_communicator.remote.tarstream import enumerate_tree, iter_tar_chunks  # noqa: E402
 
 UP = ROOT / "tests" / "infra" / "sshd_up.sh"
 
@@ -122,6 +124,18 @@ def main() -> None:
         def sh(cmd: str) -> Callable[[], object]:
             return lambda: subprocess.run(cmd, shell=True, check=True)
 
+        def bare_channel() -> None:
+            # What the issue calls "a tar stream over one paramiko channel": no hashing.
+            conn = t._conn  # white-box: the kept connection's transport
+            assert conn is not None and conn.transport is not None
+            chan = conn.transport.open_session()
+            chan.exec_command(f"mkdir -p {dst} && cd {dst} && tar -xf -")
+            for chunk in iter_tar_chunks(enumerate_tree(src)):
+                send_all(chan, chunk)
+            chan.shutdown_write()
+            assert chan.recv_exit_status() == 0
+            chan.close()
+
         q = " ".join(scp)
         methods: list[tuple[str, Path, Callable[[], object]]] = [
             ("local cp -r (ceiling)", dst, sh(f"cp -r {src} {dst}")),
@@ -133,6 +147,7 @@ def main() -> None:
                     f"tar -C {src} -cf - . | {' '.join(ssh)} 'mkdir -p {dst} && tar -C {dst} -xf -'"
                 ),
             ),
+            ("tar over paramiko channel", dst, bare_channel),
             ("upload_tree (verified)", dst, lambda: t.upload_tree(src, str(dst))),
             ("upload_tree, 2 commands", dst, lambda: t2.upload_tree(src, str(dst))),
             ("scp -r download", back, sh(f"{q} root@127.0.0.1:{dl_src} {back}")),
