@@ -37,7 +37,7 @@ from mqi_communicator.remote.protocol import (
 )
 from mqi_communicator.remote.quoting import join_argv, quote
 
-__all__ = ["LocalScheduler", "group_kill_script", "job_command"]
+__all__ = ["LocalScheduler", "group_kill_script", "job_command", "signal_wrapper_group"]
 
 _log = logging.getLogger(__name__)
 
@@ -67,6 +67,25 @@ def group_kill_script(remote_dir: str, pgid: int, grace_s: float) -> str:
         f'[ "$_p" = {pgid} ] || {{ echo "pgid marker is \'$_p\'" >&2; exit 3; }}\n'
         f"setsid sh -c {quote(killer)} </dev/null >/dev/null 2>&1 &\n"
     )
+
+
+def signal_wrapper_group(
+    transport: Transport, ref: JobRef, pgid: int, grace_s: float, timeout: float
+) -> None:
+    """Run :func:`group_kill_script` for ``ref``'s wrapper group on ``transport``.
+
+    Raises:
+        RemoteCommandError: the pgid marker does not name ``pgid`` (nothing signalled)
+            or the command failed.
+    """
+    result = transport.run(group_kill_script(ref.remote_dir, pgid, grace_s), timeout=timeout)
+    if result.exit_code != 0:
+        raise RemoteCommandError(
+            f"{transport.host_name}: could not signal the wrapper group {pgid} of job "
+            f"{ref.label!r}: {result.stderr.strip()}",
+            exit_code=result.exit_code,
+            stderr=result.stderr,
+        )
 
 
 class LocalScheduler:
@@ -159,16 +178,7 @@ class LocalScheduler:
         """
         if not ref.job_id.isdigit():
             raise ValueError(f"not a process group id: {ref.job_id!r}")
-        pg = int(ref.job_id)
-        script = group_kill_script(ref.remote_dir, pg, self._grace)
-        result = self._transport.run(script, timeout=self._timeout)
-        if result.exit_code != 0:
-            raise RemoteCommandError(
-                f"{self._transport.host_name}: refused to kill job {ref.label!r} "
-                f"(group {pg}): {result.stderr.strip()}",
-                exit_code=result.exit_code,
-                stderr=result.stderr,
-            )
+        signal_wrapper_group(self._transport, ref, int(ref.job_id), self._grace, self._timeout)
 
     def find_by_label(self, label: str, remote_dir: str) -> JobRef | None:
         """The job whose markers in ``remote_dir`` carry ``label``, or None.

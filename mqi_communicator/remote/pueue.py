@@ -26,7 +26,7 @@ from mqi_communicator.errors import (
     SchedulerUnavailableError,
     SubmissionRejectedError,
 )
-from mqi_communicator.remote.local_scheduler import group_kill_script, job_command
+from mqi_communicator.remote.local_scheduler import job_command, signal_wrapper_group
 from mqi_communicator.remote.markers import (
     MarkerInfo,
     install_snippet,
@@ -273,16 +273,7 @@ class PueueScheduler:
             return  # the wrapper never started: nothing of ours to signal
         if info.group_alive is False:
             return
-        result = self._transport.run(
-            group_kill_script(ref.remote_dir, info.pgid, self._grace), timeout=self._timeout
-        )
-        if result.exit_code != 0:
-            raise RemoteCommandError(
-                f"{self._host}: could not signal the wrapper group {info.pgid}: "
-                f"{result.stderr.strip()}",
-                exit_code=result.exit_code,
-                stderr=result.stderr,
-            )
+        signal_wrapper_group(self._transport, ref, info.pgid, self._grace, self._timeout)
 
     def find_by_label(self, label: str, remote_dir: str) -> JobRef | None:
         """Our task by label (highest id), else a live wrapper found by its markers.
