@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,20 @@ class Registry:
     def is_known(self, path: Path) -> bool:
         return path in self.known
 
+    def intake(
+        self, watch: Path, clock: Clock, *, quiescence_s: float, scan_interval_s: float, **kw: Any
+    ) -> Intake:
+        """An Intake that registers into this registry, on the fake ``clock``."""
+        return Intake(
+            watch,
+            register=self.register,
+            is_known=self.is_known,
+            quiescence_s=quiescence_s,
+            scan_interval_s=scan_interval_s,
+            clock=clock,
+            **kw,
+        )
+
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[tuple[Intake, Registry, Clock, Path]]:
@@ -65,14 +80,7 @@ def env(tmp_path: Path) -> Iterator[tuple[Intake, Registry, Clock, Path]]:
     watch.mkdir()
     clock = Clock()
     registry = Registry()
-    intake = Intake(
-        watch,
-        register=registry.register,
-        is_known=registry.is_known,
-        quiescence_s=5,
-        scan_interval_s=3600,
-        clock=clock,
-    )
+    intake = registry.intake(watch, clock, quiescence_s=5, scan_interval_s=3600)
     yield intake, registry, clock, watch
     intake.stop()
 
@@ -120,14 +128,7 @@ def test_startup_scan_finds_folders_created_while_down(tmp_path: Path) -> None:
     drop_case(watch, ".hidden")
     clock = Clock()
     registry = Registry(known={done})
-    intake = Intake(
-        watch,
-        register=registry.register,
-        is_known=registry.is_known,
-        quiescence_s=5,
-        scan_interval_s=3600,
-        clock=clock,
-    )
+    intake = registry.intake(watch, clock, quiescence_s=5, scan_interval_s=3600)
     try:
         intake.start()
         assert intake.pending() == [old]
@@ -147,14 +148,7 @@ def test_periodic_rescan_catches_missed_folders(tmp_path: Path) -> None:
     clock = Clock()
     registry = Registry()
     # Never started: no observer at all, only the scans in poll().
-    intake = Intake(
-        watch,
-        register=registry.register,
-        is_known=registry.is_known,
-        quiescence_s=1,
-        scan_interval_s=30,
-        clock=clock,
-    )
+    intake = registry.intake(watch, clock, quiescence_s=1, scan_interval_s=30)
     assert intake.poll() == []
     case = drop_case(watch, "c")
     clock.advance(10)
@@ -210,15 +204,8 @@ def test_ready_marker_mode_registers_when_marker_appears(tmp_path: Path) -> None
     clock = Clock()
     registry = Registry()
     woke = threading.Event()
-    intake = Intake(
-        watch,
-        register=registry.register,
-        is_known=registry.is_known,
-        quiescence_s=5,
-        ready_marker="READY",
-        scan_interval_s=3600,
-        clock=clock,
-        wake=woke,
+    intake = registry.intake(
+        watch, clock, quiescence_s=5, scan_interval_s=3600, ready_marker="READY", wake=woke
     )
     try:
         intake.start()
@@ -270,14 +257,7 @@ def test_without_file_system_events_intake_falls_back_to_scans(
     watch = blocker / "cases"
     clock = Clock()
     registry = Registry()
-    intake = Intake(
-        watch,
-        register=registry.register,
-        is_known=registry.is_known,
-        quiescence_s=1,
-        scan_interval_s=30,
-        clock=clock,
-    )
+    intake = registry.intake(watch, clock, quiescence_s=1, scan_interval_s=30)
     try:
         with caplog.at_level(logging.WARNING, logger="mqi_communicator.intake"):
             intake.start()  # must not raise
