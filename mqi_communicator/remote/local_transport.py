@@ -175,9 +175,4 @@ class LocalTransport:
                 shutil.rmtree(partial, ignore_errors=True)
         if progress is not None:
             progress(total, total)
-        return TransferReport(
-            files=expected.files,
-            bytes=expected.total_bytes,
-            manifest_sha256=expected.digest(),
-            seconds=time.monotonic() - started,
-        )
+        return expected.report(time.monotonic() - started)

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from mqi_communicator.remote.protocol import TransferReport
+
 __all__ = [
     "REMOTE_HASHER_PY",
     "REMOTE_MANIFEST_COMMAND",
@@ -151,6 +153,10 @@ class Manifest:
     def digest(self) -> str:
         """sha256 of :meth:`to_bytes`: one value naming the whole tree's content."""
         return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    def report(self, seconds: float) -> TransferReport:
+        """The :class:`TransferReport` of a transfer of this tree verified in ``seconds``."""
+        return TransferReport(self.files, self.total_bytes, self.digest(), seconds)
 
     def differences(self, other: Mapping[str, str]) -> list[str]:
         """Human-readable differences against ``{path: sha256}``; empty when equal."""

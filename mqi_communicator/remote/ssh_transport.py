@@ -210,12 +210,7 @@ class SshTransport:
             if transport.is_active():  # a timeout, not a drop: clean up now
                 self._run_pending_cleanup(transport)
             raise
-        return TransferReport(
-            files=manifest.files,
-            bytes=manifest.total_bytes,
-            manifest_sha256=manifest.digest(),
-            seconds=time.monotonic() - started,
-        )
+        return manifest.report(time.monotonic() - started)
 
     def _far_python(self, transport: paramiko.Transport) -> str | None:
         """The far side's python3 >= 3.6 for one-command uploads, probed once per connection."""
@@ -267,12 +262,7 @@ class SshTransport:
         except HostUnreachableError:
             self._on_unreachable()
             raise
-        return TransferReport(
-            files=manifest.files,
-            bytes=manifest.total_bytes,
-            manifest_sha256=manifest.digest(),
-            seconds=time.monotonic() - started,
-        )
+        return manifest.report(time.monotonic() - started)
 
     def close(self) -> None:
         """Close the connection (safe to call twice)."""
