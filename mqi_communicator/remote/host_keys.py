@@ -50,12 +50,16 @@ def _key_name(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"[{hostname}]:{port}"
 
 
-class StrictHostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse an unknown host key with a message naming host, port and known_hosts."""
+class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):
+    """A policy for unknown keys that knows which known_hosts file and port are in use."""
 
     def __init__(self, known_hosts: Path, port: int) -> None:
         self._known_hosts = known_hosts
         self._port = port
+
+
+class StrictHostKeyPolicy(_KnownHostsPolicy):
+    """Refuse an unknown host key with a message naming host, port and known_hosts."""
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
@@ -70,12 +74,8 @@ class StrictHostKeyPolicy(paramiko.MissingHostKeyPolicy):
         )
 
 
-class AcceptNewHostKeyPolicy(paramiko.MissingHostKeyPolicy):
+class AcceptNewHostKeyPolicy(_KnownHostsPolicy):
     """Accept an unknown host key (trust on first use), warn, and append it to known_hosts."""
-
-    def __init__(self, known_hosts: Path, port: int) -> None:
-        self._known_hosts = known_hosts
-        self._port = port
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
