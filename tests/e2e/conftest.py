@@ -225,11 +225,3 @@ def assert_results_verified(e2e: E2E, comm: Communicator, name: str) -> None:
     assert sorted(p.name for p in result.iterdir()) == sorted(
         [".mqi-result.json", "dose.bin", "inputs.sha256"]
     )
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -19,6 +19,7 @@ import pytest
 from mqi_communicator import CaseState, Communicator, EvidenceKind, GpuState
 from mqi_communicator.engine.build import build_hosts
 from mqi_communicator.remote.protocol import JobRef, JobSpec, JobStatus, Scheduler
+from tests.infra.processes import group_alive
 from tests.infra.pueue import PueueStandin
 from tests.infra.sshd import SshServer
 
@@ -26,7 +27,6 @@ from .conftest import (
     E2E,
     assert_results_verified,
     case_named,
-    group_alive,
     pueue_ssh_config,
     reaches,
     tick_until,

@@ -20,6 +20,7 @@ from mqi_communicator.remote.protocol import (
     Transport,
 )
 from mqi_communicator.remote.pueue import MARKER_ONLY_PREFIX, PueueScheduler
+from tests.infra.processes import group_gone
 from tests.infra.pueue import PueueStandin
 
 from .conftest import poll_until
@@ -168,13 +169,7 @@ def test_cleanup_leaves_no_group(
     poll_until(sched, ref, lambda s: s.state is JobState.RUNNING)
     pgid = int((tmp_path / "z" / ".mqi" / "pgid").read_text())
     pueue.cleanup()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+    if not group_gone(pgid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
         pytest.fail("stand-in cleanup left a task group alive")

@@ -8,6 +8,7 @@ import signal
 import time
 from typing import Any
 
+from tests.infra.processes import group_alive
 from tests.infra.pueue import PueueStandin
 
 
@@ -27,14 +28,6 @@ def result(p: PueueStandin, task: dict[str, Any]) -> Any:
 
 def done(task: dict[str, Any] | None) -> bool:
     return task is not None and kind(task) == "Done"
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_add_messages_and_shapes(pueue: PueueStandin) -> None:

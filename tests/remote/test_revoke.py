@@ -18,10 +18,11 @@ from mqi_communicator.errors import RemoteCommandError
 from mqi_communicator.remote import markers
 from mqi_communicator.remote.local_scheduler import LocalScheduler
 from mqi_communicator.remote.protocol import GpuBinding, JobSpec, JobState, Transport
+from tests.infra.processes import group_gone
 
 from .conftest import poll_until
 from .test_markers import HOSTILE_NAMES
-from .test_wrapper import group_gone, install, marker, start, wait_for
+from .test_wrapper import install, marker, start, wait_for
 
 
 def revoke(transport: Transport, case: Path) -> int:

@@ -10,7 +10,6 @@ then kills every running job.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import time
@@ -35,6 +34,7 @@ from mqi_communicator.remote.protocol import (
 )
 from mqi_communicator.remote.slurm import SlurmScheduler
 from mqi_communicator.remote.slurm_commands import JOB_ID_FILE
+from tests.infra.processes import group_alive
 from tests.infra.slurm import SlurmCluster
 
 pytestmark = pytest.mark.slurm
@@ -144,14 +144,6 @@ def pgid_of(remote_dir: str) -> int:
     return int((Path(remote_dir) / MQI_DIR / "pgid").read_text().strip())
 
 
-def group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def timeout_job(
     slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
@@ -235,12 +227,12 @@ def test_scancel_is_confirmed_by_a_later_poll(transport: Transport, tmp_path: Pa
     ref = sched.submit(spec(d, "mqic_case_3_a1", "sleep 300 & sleep 301 & wait"))
     wait_until(sched, ref, started)
     pgid = pgid_of(d)
-    assert group_exists(pgid)
+    assert group_alive(pgid)
     sched.kill(ref)
     status = wait_until(sched, ref, finished)
     assert status.state is JobState.KILLED, status
     assert status.processes_gone is True
-    assert not group_exists(pgid)
+    assert not group_alive(pgid)
 
 
 @pytest.mark.parametrize("hostile", [HOSTILE, HOSTILE.replace("\\", "")], ids=["bs", "pct"])
@@ -350,7 +342,7 @@ def test_forgotten_id_and_foreign_name_let_markers_decide(
     sched.kill(forgotten_alive)
     status = wait_until(sched, forgotten_alive, lambda s: finished(s) and bool(s.processes_gone))
     assert status.state is JobState.KILLED, status
-    assert not group_exists(pgid)
+    assert not group_alive(pgid)
     assert wait_until(sched, a, finished).state is JobState.FAILED  # its batch script got TERM
 
 
@@ -443,7 +435,7 @@ def test_state_loss_kills_orphans_and_markers_see_it(
         gone.state is JobState.FAILED and gone.exit_code == 137
     ), gone
     assert "not known to slurm" in gone.detail
-    assert not group_exists(pgid)
+    assert not group_alive(pgid)
     after = sched.poll([ok])[ok]
     assert after.state is JobState.SUCCEEDED
     assert "not known to slurm" in after.detail

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mqi_communicator.remote import markers
+from tests.infra.processes import group_gone
 
 
 def install(case: Path, label: str = "job") -> None:
@@ -40,18 +41,6 @@ def wait_for(path: Path, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} never appeared")
         time.sleep(0.02)
-
-
-def group_gone(pgid: int, timeout: float = 10.0) -> bool:
-    """True once no process of the group is left (orphans are reaped by init, eventually)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_success_writes_all_markers_and_runs_in_case_dir(tmp_path: Path) -> None:

@@ -110,14 +110,6 @@ def only_case(comm: Communicator) -> CaseRecord:
     return cases[0]
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # watchdog 7's recursive inotify adds a folder created during its own walk twice and
     # warns; the second callback replaces the first (harmless for intake).

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mqi_communicator import CaseState, EvidenceKind, GpuState, InvalidTransitionError
+from tests.infra.processes import group_alive
 
-from .conftest import Workspace, group_alive, only_case, status_is, tick_until
+from .conftest import Workspace, only_case, status_is, tick_until
 
 #: Ignores SIGTERM (so does its `sleep`, which inherits the ignored disposition):
 #: only the SIGKILL after the scheduler's grace period ends it.
