@@ -98,6 +98,16 @@ class Case(Base):
     status_updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The attempt's secret: set with the label at claim, before anything is sent; the
+    # wrapper's markers and every process of the job carry it (see remote/markers.py).
+    attempt_token: Mapped[str | None] = mapped_column(String(64))
+    # "legacy" for a job adopted from the original system (label mqic_case_<id>, no
+    # wrapper, no markers); NULL for our own wrapper jobs.
+    job_origin: Mapped[str | None] = mapped_column(String(16))
+    # A transfer's lease: the engine working on the case renews it; another engine may
+    # recover the case only once it has expired.
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     version: Mapped[int] = mapped_column(Integer)
 
     # Optimistic locking: every ORM UPDATE says "WHERE version = <loaded>" and bumps it.
@@ -119,6 +129,11 @@ class GpuResource(Base):
     job_label: Mapped[str | None] = mapped_column(String(200))
     job_id: Mapped[str | None] = mapped_column(String(100))
     job_dir: Mapped[str | None] = mapped_column(Text)
+    job_token: Mapped[str | None] = mapped_column(String(64))
+    job_origin: Mapped[str | None] = mapped_column(String(16))
+    # A zombie keeps the case whose job it quarantines (not unique: that case may be
+    # retried on another GPU meanwhile); cleared on recovery.
+    quarantined_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     offline_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     kill_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_check_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

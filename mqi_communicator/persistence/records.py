@@ -45,6 +45,10 @@ class CaseRecord:
     started_at: datetime | None
     completed_at: datetime | None
     version: int
+    attempt_token: str | None = None
+    job_origin: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class GpuRecord:
     next_check_at: datetime | None
     status_updated_at: datetime
     version: int
+    job_token: str | None = None
+    job_origin: str | None = None
+    quarantined_case_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,10 @@ def case_record(row: Case) -> CaseRecord:
         started_at=row.started_at,
         completed_at=row.completed_at,
         version=row.version,
+        attempt_token=row.attempt_token,
+        job_origin=row.job_origin,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
     )
 
 
@@ -126,6 +137,9 @@ def gpu_record(row: GpuResource) -> GpuRecord:
         next_check_at=row.next_check_at,
         status_updated_at=row.status_updated_at,
         version=row.version,
+        job_token=row.job_token,
+        job_origin=row.job_origin,
+        quarantined_case_id=row.quarantined_case_id,
     )
 
 

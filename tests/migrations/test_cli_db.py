@@ -21,10 +21,11 @@ def test_upgrade_creates_a_fresh_database(tmp_path: Path) -> None:
     Store.open(url).close()
 
 
-def test_history_lists_0001() -> None:
+def test_history_lists_every_revision() -> None:
     out = run_cli("db", "history")
     assert out.returncode == 0, out.stderr
-    assert "base -> 0001 (head)" in out.stdout and "Initial schema" in out.stdout
+    assert "base -> 0001" in out.stdout and "Initial schema" in out.stdout
+    assert f"-> {api.head()} (head)" in out.stdout
 
 
 def test_url_from_environment_and_bare_path(tmp_path: Path) -> None:
