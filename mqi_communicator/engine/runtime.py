@@ -154,10 +154,20 @@ def gpu_view(gpu: GpuRecord) -> GpuView:
 def case_ref(case: CaseRecord) -> JobRef:
     """The scheduler reference of a case's job ("" label: legacy job, match by id)."""
     return JobRef(
-        job_id=case.job_id or "", label=case.label or "", remote_dir=case.remote_dir or ""
+        job_id=case.job_id or "",
+        label=case.label or "",
+        remote_dir=case.remote_dir or "",
+        token=case.attempt_token,
+        legacy=case.job_origin == "legacy",
     )
 
 
 def gpu_ref(gpu: GpuRecord) -> JobRef:
     """The scheduler reference of the stray job on a zombie GPU."""
-    return JobRef(job_id=gpu.job_id or "", label=gpu.job_label or "", remote_dir=gpu.job_dir or "")
+    return JobRef(
+        job_id=gpu.job_id or "",
+        label=gpu.job_label or "",
+        remote_dir=gpu.job_dir or "",
+        token=gpu.job_token,
+        legacy=gpu.job_origin == "legacy",
+    )

@@ -101,6 +101,7 @@ def _upload_and_submit(ctx: TickContext, case: CaseRecord, gpu: GpuRecord) -> No
         gpu=gpu_rt.binding,
         env=dict(ctx.settings.env),
         time_limit_s=int(ctx.policy.job_timeout.total_seconds()) + 600,
+        token=case.attempt_token,
     )
     try:
         ref = host.scheduler.submit(spec)

@@ -49,6 +49,7 @@ _RESET_JOB = {
     "kill_requested_at": None,
     "kill_reason": None,
     "cancel_requested": False,
+    "attempt_token": None,
 }
 
 
@@ -64,6 +65,7 @@ class CaseInputs:
     remote_dir: str | None = None
     host: str | None = None
     gpu_name: str | None = None
+    token: str | None = None
 
 
 def case_effects(trigger: str, given: CaseInputs) -> dict[str, object]:
@@ -74,6 +76,7 @@ def case_effects(trigger: str, given: CaseInputs) -> dict[str, object]:
             "remote_dir": given.remote_dir,
             "host": given.host,
             "gpu_name": given.gpu_name,
+            "attempt_token": given.token,
         }
     if trigger == "confirm_submitted":
         return {"job_id": given.job_id} if given.job_id is not None else {}
@@ -112,6 +115,7 @@ def gpu_effects(
     case_id: int | None = None,
     job_label: str | None = None,
     job_dir: str | None = None,
+    job_token: str | None = None,
 ) -> dict[str, object]:
     """The GPU fields ``trigger`` sets (besides ``status`` and ``status_updated_at``)."""
     if trigger == "assign":
@@ -119,6 +123,7 @@ def gpu_effects(
             "assigned_case_id": case_id,
             "job_label": job_label,
             "job_dir": job_dir,
+            "job_token": job_token,
             "job_id": None,
             "kill_requested_at": None,
             "next_check_at": None,
@@ -129,10 +134,14 @@ def gpu_effects(
             "job_label": None,
             "job_id": None,
             "job_dir": None,
+            "job_token": None,
+            "job_origin": None,
+            "quarantined_case_id": None,
             "kill_requested_at": None,
             "next_check_at": None,
         }
     if trigger == "quarantine":
-        # The case moves on; the job we placed stays on record until proven gone.
-        return {"assigned_case_id": None}
+        # The case moves on (it may be retried elsewhere); the job we placed, and the
+        # case it belongs to, stay on record until the job is proven gone.
+        return {"assigned_case_id": None, "quarantined_case_id": case_id}
     return {}

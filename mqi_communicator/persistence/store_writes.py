@@ -7,6 +7,7 @@ its errors propagate before anything is flushed, so a refused step writes nothin
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -189,6 +190,9 @@ def claim(
     if gpu is None:
         return None
     label, remote_dir = plan(case_record(case), gpu_record(gpu))
+    # The attempt's secret, stored with the label before anything is sent: markers and
+    # processes count as this attempt's only when they carry it (remote/markers.py).
+    token = secrets.token_hex(16)
     step = plan_step(
         CaseFacts(case.id, case.status, label),
         "claim",
@@ -202,9 +206,12 @@ def claim(
         remote_dir=remote_dir,
         host=gpu.host,
         gpu_name=gpu.name,
+        token=token,
     )
     _move_case(s, case, "claim", step.case_from, step.case_to, given, None, "", gpu.name)
-    fields = gpu_effects("assign", case_id=case.id, job_label=label, job_dir=remote_dir)
+    fields = gpu_effects(
+        "assign", case_id=case.id, job_label=label, job_dir=remote_dir, job_token=token
+    )
     _move_gpu(s, gpu, "assign", step.gpu_from, step.gpu_to, fields, now, None, "", case.id)
     s.flush()
     return case_record(case), gpu_record(gpu)
@@ -333,9 +340,10 @@ def apply_step(
     if gpu is not None and gpu_trigger is not None:
         fields = gpu_effects(
             gpu_trigger,
-            case_id=case.id if case is not None else None,
+            case_id=case.id if case is not None else held_case,
             job_label=case.label if case is not None else None,
             job_dir=case.remote_dir if case is not None else None,
+            job_token=case.attempt_token if case is not None else None,
         )
         about = case.id if case is not None else held_case
         _move_gpu(

@@ -157,6 +157,8 @@ class JobSpec:
     gpu: GpuBinding
     env: Mapping[str, str] = field(default_factory=dict)
     time_limit_s: int | None = None
+    #: The attempt's secret (see ``cases.attempt_token``); None only in old callers.
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,10 @@ class JobRef:
     job_id: str
     label: str
     remote_dir: str
+    #: The attempt's secret the job's markers and processes carry; None if unknown.
+    token: str | None = None
+    #: A job adopted from the original system: no wrapper, no markers, legacy label.
+    legacy: bool = False
 
 
 @dataclass(frozen=True)
