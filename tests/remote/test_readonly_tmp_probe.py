@@ -64,7 +64,9 @@ def _start(sched: LocalScheduler, server: SshServer, command: list[str], jobs: l
     remote_dir = server.workdir / f"mqic_case_{secrets.token_hex(4)}_a1"
     remote_dir.mkdir()
     label = f"mqic-rotmp-{remote_dir.name}"
-    spec = JobSpec(label, str(remote_dir), command, GpuBinding("rotmp/gpu0"))
+    spec = JobSpec(
+        label, str(remote_dir), command, GpuBinding("rotmp/gpu0"), token=secrets.token_hex(16)
+    )
     ref = sched.submit(spec)
     jobs.append(int(ref.job_id))
     return ref
