@@ -19,6 +19,7 @@ __all__ = [
     "NotFoundError",
     "PermanentError",
     "RemoteCommandError",
+    "RemoteSourceMissingError",
     "SchedulerOutputError",
     "SchedulerUnavailableError",
     "SchemaMismatchError",
@@ -63,6 +64,10 @@ class RemoteCommandError(PermanentError):
         super().__init__(message)
         self.exit_code = exit_code
         self.stderr = stderr
+
+
+class RemoteSourceMissingError(RemoteCommandError):
+    """The directory to download does not exist on the host."""
 
 
 class SubmissionRejectedError(RemoteCommandError):

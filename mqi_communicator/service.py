@@ -22,6 +22,7 @@ from .config import Config, load_config
 from .dblock import EngineLock, sqlite_file, sqlite_lock_path
 from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
+from .engine.retrieve_step import upload_exclusions
 from .engine.runtime import HostRuntime, TransferProgress, utcnow
 from .errors import CaseContentError, ConfigError, ConflictError, InvalidTransitionError
 from .intake import Intake, case_problem
@@ -216,7 +217,7 @@ class Communicator:
             return existing
         if not folder.is_dir():
             raise CaseContentError(f"{folder}: not a directory; a case is a folder")
-        problem = case_problem(folder)
+        problem = case_problem(folder, upload_exclusions(self.config.engine.results_subdir))
         now = self._clock()
         case, created = self.store.register_case(str(folder), now)
         if created and problem is not None:

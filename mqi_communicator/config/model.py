@@ -35,6 +35,7 @@ __all__ = [
     "IntakeConfig",
     "LogConfig",
     "SchedulerConfig",
+    "check_results_subdir",
 ]
 
 #: The MOQUI steps, run inside the uploaded case directory by the job wrapper. The
@@ -105,7 +106,9 @@ class EngineConfig(_Strict):
     kill_confirm_s: PositiveFloat = 120.0
     max_attempts: PositiveInt = 3
     max_retrieve_failures: PositiveInt = 5
-    #: The folder inside the remote case directory that is downloaded as the results.
+    #: The folder inside the remote case directory that the job writes its results into;
+    #: only it is downloaded. The case's own folder of that name (any letter case) is
+    #: never uploaded, so everything in it was written by the job (README, "How it works").
     results_subdir: str = "output"
     label_prefix: str = Field(default="mqic", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     transfer_timeout_s: PositiveFloat = 3600.0
@@ -113,6 +116,41 @@ class EngineConfig(_Strict):
     #: unchanged before another engine recovers it.
     submit_grace_s: PositiveFloat = 1800.0
     backoff: BackoffConfig = BackoffConfig()
+
+    @field_validator("results_subdir")
+    @classmethod
+    def _results_subdir(cls, value: str) -> str:
+        return check_results_subdir(value)
+
+
+def check_results_subdir(value: str) -> str:
+    """``value`` as a results folder: a relative POSIX path inside the case directory.
+
+    Trailing slashes are dropped. The whole case directory (``""``, ``"."``) is refused:
+    it holds the uploaded files, which must never count as results of the run.
+
+    Raises:
+        ValueError: saying what is wrong and what is expected.
+    """
+    norm = value.rstrip("/")
+    if norm in ("", "."):
+        raise ValueError(
+            "the whole case directory cannot be the results: the uploaded files would "
+            "count as results of the run; name the folder the job writes, e.g. 'output'"
+        )
+    parts = norm.split("/")
+    if (
+        norm.startswith("/")
+        or any(ch in norm for ch in "\\\0\n\r")
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise ValueError(
+            f"expected a relative path of plain names inside the case directory "
+            f"(e.g. 'output'), got {value!r}"
+        )
+    if parts[0].casefold() == ".mqi":
+        raise ValueError(f"{value!r} is the communicator's marker folder, not a results folder")
+    return norm
 
 
 class LogConfig(_Strict):

@@ -27,6 +27,7 @@ from ..statemachine.decide import (
 from ..statemachine.evidence import Evidence, EvidenceKind
 from ..statemachine.states import CaseState
 from .act import apply_case_step
+from .retrieve_step import upload_exclusions, uploaded_note
 from .runtime import TickContext, case_view
 
 __all__ = ["recover_submitting", "start_waiting_cases"]
@@ -84,16 +85,17 @@ def _upload_and_submit(ctx: TickContext, case: CaseRecord, gpu: GpuRecord) -> No
             ctx.progress(label, done, total)
 
     try:
-        host.transport.upload_tree(
+        report = host.transport.upload_tree(
             Path(case.path),
             case.remote_dir,
             progress=progress,
             timeout=ctx.settings.transfer_timeout_s,
+            exclude=upload_exclusions(ctx.settings.results_subdir),
         )
     except MqiError as err:
         _submit_failed(ctx, case, host.name, err, sent=False)
         return
-    ctx.store.update_case(case.id, ctx.now, detail="uploaded", progress=30)
+    ctx.store.update_case(case.id, ctx.now, detail=uploaded_note(case, report), progress=30)
     spec = JobSpec(
         label=label,
         remote_dir=case.remote_dir,
