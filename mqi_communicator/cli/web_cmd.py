@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from .common import config_option, open_communicator
-from .output import EXIT_USAGE, fail
+from ..config import WebConfig, load_config
+from .common import config_option, open_communicator, resolve_config
+from .output import EXIT_USAGE, cli_errors, fail
 
 __all__ = ["is_loopback", "web"]
 
@@ -39,25 +40,31 @@ def web(host: str | None, port: int | None, read_only: bool, config_path: Path |
 
     from ..web import create_app
 
+    with cli_errors():
+        configured = load_config(resolve_config(config_path)).web
+    settings = _settings(configured, host, port, read_only)
+    if not is_loopback(settings.host) and settings.token is None:
+        fail(
+            f"refusing to listen on {settings.host} without a token: set web.token "
+            "(or MQI__WEB__TOKEN), or listen on 127.0.0.1",
+            EXIT_USAGE,
+        )
+    mode = "read-only" if settings.read_only else "actions enabled"
+    guard = "token required" if settings.token is not None else "no token"
     with open_communicator(config_path, create_db=False) as comm:
-        settings = comm.config.web
-        updates: dict[str, object] = {"read_only": settings.read_only or read_only}
-        if host is not None:
-            updates["host"] = host
-        if port is not None:
-            updates["port"] = port
-        settings = settings.model_copy(update=updates)
-        if not is_loopback(settings.host) and settings.token is None:
-            fail(
-                f"refusing to listen on {settings.host} without a token: set web.token "
-                "(or MQI__WEB__TOKEN), or listen on 127.0.0.1",
-                EXIT_USAGE,
-            )
         app = create_app(comm, settings)
-        mode = "read-only" if settings.read_only else "actions enabled"
-        guard = "token required" if settings.token is not None else "no token"
         logging.getLogger("mqi_communicator.web").info(
             "web console on http://%s:%d (%s, %s)", settings.host, settings.port, mode, guard
         )
         click.echo(f"web console: http://{settings.host}:{settings.port}/ ({mode}, {guard})")
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+def _settings(web: WebConfig, host: str | None, port: int | None, read_only: bool) -> WebConfig:
+    """The config's ``web:`` section with the command-line options applied."""
+    updates: dict[str, object] = {"read_only": web.read_only or read_only}
+    if host is not None:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+    return web.model_copy(update=updates)
