@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 from pathlib import Path
 
 import click
@@ -53,6 +54,9 @@ def web(host: str | None, port: int | None, read_only: bool, config_path: Path |
     guard = "token required" if settings.token is not None else "no token"
     with open_communicator(config_path, create_db=False) as comm:
         app = create_app(comm, settings)
+        # The first aggregation of a long audit trail takes seconds: do it before the
+        # first scrape asks (see web/metrics.py).
+        threading.Thread(target=app.state.console.source.warm, daemon=True).start()
         logging.getLogger("mqi_communicator.web").info(
             "web console on http://%s:%d (%s, %s)", settings.host, settings.port, mode, guard
         )

@@ -3,8 +3,8 @@
 Each query covers an id range of ``case_transitions`` (``after_id < id <= upto_id``),
 so a caller can aggregate the settled past once and only the recent rows per scrape
 (see :mod:`mqi_communicator.web.metrics`). Durations are the time a case spent in one
-state: from the audit row that entered it to the row that left it, found with one
-index seek on ``(case_id, id)`` per leaving row.
+state: from the audit row that entered it to the row that left it (the previous move
+of the same case, by a window function over ``(case_id, id)``; notes do not count).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, case, extract, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ..statemachine import GpuState
 from .models import CaseTransition, GpuResource
@@ -110,44 +110,43 @@ def _seconds(
 
 
 def _durations(
-    s: Session, state: str, bounds: Sequence[float], after_id: int, upto_id: int
-) -> StateDurations:
-    left = aliased(CaseTransition)
-    entered = aliased(CaseTransition)
-    start_at = (
-        select(entered.at)
-        .where(
-            entered.case_id == left.case_id,
-            entered.entity == "case",
-            entered.to_state == state,
-            entered.from_state != state,
-            entered.id < left.id,
-        )
-        .order_by(entered.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    spans = (
-        select(_seconds(s, start_at, left.at).label("d"))
-        .where(
-            left.id > after_id,
-            left.id <= upto_id,
-            left.entity == "case",
-            left.from_state == state,
-            left.to_state != state,
-        )
-        .subquery()
-    )
+    s: Session, states: Mapping[str, Sequence[float]], after_id: int, upto_id: int
+) -> dict[str, StateDurations]:
+    t = CaseTransition
+    prev_to = func.lag(t.to_state).over(partition_by=t.case_id, order_by=t.id)
+    prev_at = func.lag(t.at, type_=t.at.type).over(partition_by=t.case_id, order_by=t.id)
+    moves = select(
+        t.id, t.from_state, prev_to.label("prev_to"), _seconds(s, prev_at, t.at).label("d")
+    ).where(t.entity == "case", t.from_state != t.to_state, t.id <= upto_id)
+    if after_id > 0:
+        # Only the cases with a row in the range: per-case index seeks on (case_id, id)
+        # instead of a window over the whole trail.
+        touched = select(t.case_id).where(t.id > after_id, t.id <= upto_id)
+        moves = moves.where(t.case_id.in_(touched))
+    spans = moves.subquery()
+    bounds = sorted({b for bs in states.values() for b in bs})
     d = spans.c.d
-    row = s.execute(
+    q = (
         select(
+            spans.c.from_state,
             func.count(d),
             func.coalesce(func.sum(d), 0.0),
             *[func.coalesce(func.sum(case((d <= b, 1), else_=0)), 0) for b in bounds],
         )
-    ).one()
-    count, total, *cumulative = row
-    return StateDurations(tuple(bounds), [int(c) for c in cumulative], float(total), int(count))
+        .where(
+            spans.c.id > after_id,
+            spans.c.from_state.in_(list(states)),
+            spans.c.prev_to == spans.c.from_state,
+        )
+        .group_by(spans.c.from_state)
+    )
+    out = {state: StateDurations(tuple(bs), [0] * len(bs)) for state, bs in states.items()}
+    for state, count, total, *cumulative in s.execute(q):
+        by_bound = dict(zip(bounds, cumulative, strict=True))
+        hist = out[state]
+        hist.cumulative = [int(by_bound[b]) for b in hist.bounds]
+        hist.total_s, hist.count = float(total), int(count)
+    return out
 
 
 def audit_aggregate(
@@ -181,6 +180,5 @@ def audit_aggregate(
     )
     for entity, trigger, n in rows:
         out.transitions[(str(entity), str(trigger))] = int(n)
-    for state, bounds in states.items():
-        out.durations[state] = _durations(s, state, bounds, after_id, upto_id)
+    out.durations = _durations(s, states, after_id, upto_id)
     return out

@@ -10,6 +10,7 @@ each time because on PostgreSQL a transaction that drew a lower id may still com
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -35,6 +36,8 @@ from ..persistence.store_stats import (
 from ..statemachine import CaseState
 
 __all__ = ["SETTLE", "MetricsSource", "render_metrics"]
+
+log = logging.getLogger("mqi_communicator.web")
 
 #: Audit rows older than this are final (no lower id can still commit) and cached.
 SETTLE = timedelta(minutes=5)
@@ -94,6 +97,14 @@ class MetricsSource(Collector):
             total.add(self._settled)
             total.add(audit_aggregate(s, self._cursor, last_transition_id(s), _TIMED))
             return total
+
+    def warm(self) -> None:
+        """Aggregate the settled trail now (run in a thread at start), so the first
+        scrape does not pay for it. A failure is logged; the next scrape retries."""
+        try:
+            self.audit()
+        except Exception:  # a background warm-up must not kill the process
+            log.exception("could not pre-aggregate the audit trail for /metrics")
 
     def collect(self) -> Iterable[Metric]:
         """Yield every metric family (called by the registry on each scrape)."""
