@@ -99,8 +99,10 @@ class MetricsSource(Collector):
             return total
 
     def warm(self) -> None:
-        """Aggregate the settled trail now (run in a thread at start), so the first
-        scrape does not pay for it. A failure is logged; the next scrape retries."""
+        """Aggregate the settled trail now, so that the first scrape does not pay for it.
+
+        Meant for a thread at start; a failure is logged and the next scrape retries.
+        """
         try:
             self.audit()
         except Exception:  # a background warm-up must not kill the process

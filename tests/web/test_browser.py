@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import shlex
 
-from selenium.webdriver.common.by import By
-
 from mqi_communicator import CaseState, GpuState
 
 from .conftest import Browser, Workspace, console_app, engine, serve, wait_for
@@ -110,9 +108,7 @@ def test_zombie_is_marked_live_with_the_case_it_quarantines(
         d.get(f"{base}/")
         d.execute_script(MARK)
         ws.drop_case("stuck job")
-        wait_for(
-            lambda: d.find_elements(By.CSS_SELECTOR, "#gpus tr.gpu-zombie"), "zombie row shown"
-        )
+        wait_for(lambda: browser.text("#gpus tr.gpu-zombie"), "zombie row shown")
         assert d.execute_script(MARKED), "the overview was reloaded"
         (case,) = runner.cases()
         row = browser.text("#gpus tr.gpu-zombie")
