@@ -80,7 +80,7 @@ def _gpu_offline_req(wanted: bool) -> Callable[[CaseRecord | GpuRecord], bool]:
 
 _LIVE = tuple(s for s in CaseState if s not in TERMINAL_CASE_STATES)
 
-ACTIONS: dict[tuple[Target, str], Action] = {
+ACTIONS: dict[tuple[str, str], Action] = {
     (a.target, a.name): a
     for a in (
         Action(

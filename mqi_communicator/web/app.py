@@ -132,14 +132,22 @@ class _Console:
         if self.web.read_only:
             raise HTTPException(403, "read-only mode: actions are disabled")
         target: str = request.path_params["target"]
-        action = ACTIONS.get((target, request.path_params["action"]))  # type: ignore[arg-type]
+        action = ACTIONS.get((target, request.path_params["action"]))
         if action is None:
             raise HTTPException(404, "no such action")
         return action, request.path_params["key"]
 
     def confirm(self, request: Request) -> Response:
         action, key = self._action(request)
-        return self.render(request, "confirm.html", a=action, key=key, back=_back(action, key))
+        if action.target == "case":
+            if not key.isdigit():
+                raise NotFoundError(f"no case with id {key!r}")
+            what = self.comm.case(int(key)).name
+        else:
+            what = self.comm.store.get_gpu(key).status.value
+        return self.render(
+            request, "confirm.html", a=action, key=key, what=what, back=_back(action, key)
+        )
 
     async def act(self, request: Request) -> Response:
         action, key = self._action(request)

@@ -121,6 +121,9 @@ def test_actions_need_their_session_token_and_same_origin(ws: Workspace) -> None
     target = "/act/gpu/offline/local/gpu0"
     with serve(app) as base:
         web, other = Client(base), Client(base)
+        assert web.call("/act/case/cancel/999")[0] == 404
+        assert web.call("/act/gpu/offline/no/such")[0] == 404
+        assert web.call("/act/gpu/explode/local/gpu0")[0] == 404
         token = web.csrf(target)
         other_token = other.csrf(target)
         assert token != other_token
