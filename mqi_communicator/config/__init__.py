@@ -12,6 +12,7 @@ from .model import (
     LogConfig,
     SchedulerConfig,
 )
+from .web import WebConfig
 
 __all__ = [
     "DEFAULT_COMMAND",
@@ -23,6 +24,7 @@ __all__ = [
     "IntakeConfig",
     "LogConfig",
     "SchedulerConfig",
+    "WebConfig",
     "apply_env_overrides",
     "load_config",
     "parse_config",

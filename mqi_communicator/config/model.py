@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .web import WebConfig
+
 __all__ = [
     "DEFAULT_COMMAND",
     "DEFAULT_DB_NAME",
@@ -294,6 +296,7 @@ class Config(_Strict):
     intake: IntakeConfig = IntakeConfig()
     engine: EngineConfig = EngineConfig()
     log: LogConfig = LogConfig()
+    web: WebConfig = WebConfig()
     hosts: dict[str, HostConfig] = Field(min_length=1)
     gpus: list[GpuConfig] = Field(min_length=1)
 

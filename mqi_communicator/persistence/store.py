@@ -126,6 +126,27 @@ class Store:
         with self._read() as s:
             return reads.list_cases(s, statuses, limit=limit, offset=offset)
 
+    def page_cases(
+        self,
+        *,
+        state: CaseState | None = None,
+        search: str = "",
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[CaseRecord]:
+        """One page of cases, newest first (see :func:`.store_reads.page_cases`)."""
+        with self._read() as s:
+            return reads.page_cases(s, state=state, search=search, before_id=before_id, limit=limit)
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only transaction for the aggregate queries of :mod:`.store_stats`.
+
+        It never takes the write lock, so it runs beside an engine on SQLite (WAL).
+        """
+        with self._read() as s:
+            yield s
+
     def count_by_status(self) -> dict[CaseState, int]:
         """Number of cases per state."""
         with self._read() as s:
