@@ -50,6 +50,8 @@ _RESET_JOB = {
     "kill_reason": None,
     "cancel_requested": False,
     "attempt_token": None,
+    # A retried legacy case runs as our own job: it must not stay "legacy".
+    "job_origin": None,
 }
 
 
@@ -128,7 +130,7 @@ def gpu_effects(
             "kill_requested_at": None,
             "next_check_at": None,
         }
-    if trigger in {"release", "recover"}:
+    if trigger in {"release", "recover", "operator_release"}:
         return {
             "assigned_case_id": None,
             "job_label": None,
