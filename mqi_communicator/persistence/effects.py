@@ -33,11 +33,14 @@ CASE_NOTE_FIELDS = frozenset(
         "cancel_requested",
         "next_attempt_at",
         "transient_failures",
+        # Only ever set for a legacy job, whose host adoption could not know
+        # (engine/legacy_jobs.py resolves it from the config's pueue_group).
+        "host",
     }
 )
 
 #: Fields ``Store.update_gpu`` may set (never ``status``).
-GPU_NOTE_FIELDS = frozenset({"kill_requested_at", "next_check_at"})
+GPU_NOTE_FIELDS = frozenset({"kill_requested_at", "next_check_at", "host"})
 
 _RESET_JOB = {
     "label": None,
