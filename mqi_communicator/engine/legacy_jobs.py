@@ -90,7 +90,8 @@ def legacy_problems(store: Store, configured: Sequence[GpuRuntime]) -> list[str]
 
 def _noted(store: Store, why: str, case_id: int | None = None, gpu: str | None = None) -> bool:
     last = store.history(case_id=case_id, gpu_name=gpu, limit=1)
-    return bool(last) and last[-1].detail == why
+    # The store appends the (here empty) field list to a note's detail.
+    return bool(last) and last[-1].trigger == "note" and last[-1].detail.startswith(why)
 
 
 def resolve_hosts(store: Store, configured: Sequence[GpuRuntime], now: datetime) -> LegacyHosts:
