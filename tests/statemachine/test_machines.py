@@ -142,14 +142,12 @@ def test_evidence_without_a_label_never_frees_a_gpu(
     unlabelled = GpuFacts("g0", state, 1 if state == "assigned" else None, missing)
     with pytest.raises(GuardRejectedError, match="without a label"):
         fire_gpu(unlabelled, trigger, ev(EvidenceKind.CONFIRMED_ABSENT, label="L1"))
-
-
-def test_legacy_label_is_matched_like_any_other() -> None:
-    legacy = GpuFacts("gpu0", "zombie", None, "mqic_case_5")
-    found = ev(EvidenceKind.CONFIRMED_ABSENT, label="mqic_case_5")
-    assert fire_gpu(legacy, "recover", found) is GpuState.AVAILABLE
+    # A legacy label is matched like any other.
+    legacy = GpuFacts("g0", state, 1 if state == "assigned" else None, "mqic_case_5")
     with pytest.raises(GuardRejectedError):
-        fire_gpu(legacy, "recover", ev(EvidenceKind.CONFIRMED_ABSENT, label="mqic_case_50"))
+        fire_gpu(legacy, trigger, ev(EvidenceKind.CONFIRMED_ABSENT, label="mqic_case_50"))
+    found = ev(EvidenceKind.CONFIRMED_ABSENT, label="mqic_case_5")
+    assert fire_gpu(legacy, trigger, found) is GpuState.AVAILABLE
 
 
 def attested(reason: str = "host reinstalled", actor: str | None = "ops@pc1") -> Evidence:
