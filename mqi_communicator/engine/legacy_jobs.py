@@ -17,10 +17,12 @@ job (assigned or zombie), that configured twin is not offered to claims
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
+from ..errors import ConflictError
 from ..persistence import CaseRecord, GpuRecord, Store
 from ..statemachine import CaseState, GpuState
 from .runtime import GpuRuntime
@@ -31,6 +33,7 @@ log = logging.getLogger("mqi_communicator.engine")
 
 _LIVE = (CaseState.SUBMITTING, CaseState.RUNNING, CaseState.RETRIEVING)
 _HELD = (GpuState.ASSIGNED, GpuState.ZOMBIE)
+_RESOLVED = "legacy job: host from its Pueue group"
 
 
 @dataclass
@@ -95,20 +98,30 @@ def _noted(store: Store, why: str, case_id: int | None = None, gpu: str | None =
 
 
 def resolve_hosts(store: Store, configured: Sequence[GpuRuntime], now: datetime) -> LegacyHosts:
-    """Write the resolved hosts (audited notes); note each problem once, log it each time."""
+    """Write the resolved hosts (audited notes); note each problem once, log it each time.
+
+    A write that loses a race (another engine starting at the same moment) is skipped:
+    the next start resolves it again, and until then the job simply waits.
+    """
     plan = plan_hosts(store.list_cases(_LIVE), store.list_gpus(), configured)
+    writes: list[Callable[[], object]] = []
     for cid, host in plan.cases.items():
-        store.update_case(cid, now, detail="legacy job: host from its Pueue group", host=host)
+        writes.append(partial(store.update_case, cid, now, detail=_RESOLVED, host=host))
     for name, host in plan.gpus.items():
-        store.update_gpu(name, now, detail="legacy job: host from its Pueue group", host=host)
+        writes.append(partial(store.update_gpu, name, now, detail=_RESOLVED, host=host))
     for cid, why in plan.case_problems.items():
         log.warning("%s", why)
         if not _noted(store, why, case_id=cid):
-            store.update_case(cid, now, detail=why)
+            writes.append(partial(store.update_case, cid, now, detail=why))
     for name, why in plan.gpu_problems.items():
         log.warning("%s", why)
         if not _noted(store, why, gpu=name):
-            store.update_gpu(name, now, detail=why)
+            writes.append(partial(store.update_gpu, name, now, detail=why))
+    for write in writes:
+        try:
+            write()
+        except ConflictError as err:
+            log.info("legacy job: write skipped (%s); the next start retries", err)
     return plan
 
 
