@@ -29,6 +29,7 @@ from .intake import Intake, case_problem
 from .migrations.api import upgrade
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind, GpuState
+from .zombie_release import release_zombie
 
 __all__ = ["Communicator"]
 
@@ -338,6 +339,32 @@ class Communicator:
             )
         self._wake.set()
         return case
+
+    def release_zombie(
+        self, name: str, *, reason: str, confirm_job_gone: bool, actor: str | None = None
+    ) -> GpuRecord:
+        """Free a zombie GPU on an operator's word that its job is gone, audited.
+
+        For a zombie whose job can no longer be observed (host reinstalled or retired).
+        The audit row carries ``operator_attested`` evidence: who (``actor``, default
+        ``<OS user>@<this host>``), when, and why (``reason``). Only zombies qualify.
+
+        Raises:
+            ValueError: ``confirm_job_gone`` is not True or ``reason`` is blank; the
+                message says what to check on the host first.
+            InvalidTransitionError: the GPU is not a zombie.
+            NotFoundError: no GPU ``name``.
+        """
+        gpu = release_zombie(
+            self.store,
+            name,
+            self._clock(),
+            reason=reason,
+            confirm_job_gone=confirm_job_gone,
+            actor=actor,
+        )
+        self._wake.set()
+        return gpu
 
     def set_gpu_offline(self, name: str, offline: bool) -> GpuRecord:
         """Take a GPU out of the pool (idle: now; busy: once its job ended) or bring it back."""

@@ -25,6 +25,7 @@ from ..statemachine.decide import (
 from ..statemachine.states import CaseState, GpuState
 from .act import act_on_case, act_on_gpu
 from .backoff import Backoff, HostHealth
+from .legacy_jobs import claimable_gpus, resolve_hosts
 from .retrieve_step import retrieve
 from .runtime import (
     EngineSettings,
@@ -77,13 +78,16 @@ class Reconciler:
         self.progress = progress
         self._inflight: set[int] = set()
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
+        resolve_hosts(store, gpus, clock())  # jobs adopted from the original system
 
     def tick(self) -> TickReport:
         """One pass over every live case and zombie GPU."""
+        rows = self.store.list_gpus()
         ctx = TickContext(
             store=self.store,
             hosts=self.hosts,
-            gpus=self.gpus,
+            # A legacy job still on a GPU slot keeps that slot's configured twin unclaimed.
+            gpus=claimable_gpus(self.gpus, rows),
             policy=self.policy,
             settings=self.settings,
             health=self.health,
@@ -92,7 +96,7 @@ class Reconciler:
             progress=self.progress,
         )
         cases = self.store.list_cases(_LIVE)
-        zombies = [g for g in self.store.list_gpus() if g.status is GpuState.ZOMBIE]
+        zombies = [g for g in rows if g.status is GpuState.ZOMBIE]
         running = [c for c in cases if c.status is CaseState.RUNNING]
         observed = self._observe(ctx, running, zombies)
 
@@ -120,7 +124,8 @@ class Reconciler:
                 wanted[str(case.host)].append((("case", case.id), case_ref(case)))
         for gpu in zombies:
             host = ctx.host_of_gpu(gpu)
-            if host is not None and gpu.job_id:
+            # A legacy job is matched by id + label, or by label alone when no id is known.
+            if host is not None and (gpu.job_id or gpu.job_origin == "legacy"):
                 wanted[host.name].append((("gpu", gpu.name), gpu_ref(gpu)))
             elif host is not None and gpu.job_label:
                 found = self._find_stray(ctx, host, gpu)

@@ -103,6 +103,11 @@ def _stamp(staging: Path, case: CaseRecord) -> None:
 
 def _download(ctx: TickContext, case: CaseRecord, staging: Path) -> bool:
     host = ctx.host_of_case(case)
+    if case.job_origin == "legacy":
+        # The original system's job wrote its results where that system expected them.
+        why = "a legacy job's results are not in a folder of ours; retry to run the case here"
+        _give_up(ctx, case, why, permanent=True)
+        return False
     if host is None or case.remote_dir is None:
         _give_up(ctx, case, f"unknown host {case.host!r} or remote directory", permanent=True)
         return False

@@ -180,6 +180,8 @@ class JobRef:
     token: str | None = None
     #: A job adopted from the original system: no wrapper, no markers, legacy label.
     legacy: bool = False
+    #: A legacy job's Pueue group (its processes carry ``PUEUE_GROUP=<group>``); else None.
+    group: str | None = None
 
 
 @dataclass(frozen=True)
