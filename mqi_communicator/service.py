@@ -26,6 +26,7 @@ from .engine.runtime import HostRuntime, TransferProgress, utcnow
 from .errors import CaseContentError, ConfigError, ConflictError, InvalidTransitionError
 from .intake import Intake, case_problem
 from .migrations.api import upgrade
+from .notify import HookDispatcher
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind, GpuState
 
@@ -161,6 +162,19 @@ class Communicator:
         def stopped() -> bool:
             return self._stop.is_set() or (stop is not None and stop.is_set())
 
+        # Hooks are delivered beside the loop, never in it (a hanging hook cannot stall).
+        hooks = HookDispatcher(self.store, self.config.hooks, clock=self._clock)
+        hooks.start()
+        try:
+            self._loop(stopped, on_tick)
+        finally:
+            hooks.stop()
+
+    def _loop(
+        self,
+        stopped: Callable[[], bool],
+        on_tick: Callable[[TickReport | None], None] | None,
+    ) -> None:
         while not stopped():
             report: TickReport | None
             try:
