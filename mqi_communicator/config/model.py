@@ -31,6 +31,7 @@ __all__ = [
     "Config",
     "EngineConfig",
     "GpuConfig",
+    "HookEvent",
     "HookTargetConfig",
     "HooksConfig",
     "HostConfig",

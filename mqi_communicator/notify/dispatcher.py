@@ -27,8 +27,8 @@ __all__ = ["DeliveryStats", "HookDispatcher", "Sender"]
 
 log = logging.getLogger("mqi_communicator.notify")
 
-#: ``sender(hook name, target, body, event row) -> None or an error line``.
-Sender = Callable[[str, HookTargetConfig, bytes, OutboxRow], "str | None"]
+#: ``sender(hook name, target, body, event row, cancel) -> None or an error line``.
+Sender = Callable[[str, HookTargetConfig, bytes, OutboxRow, threading.Event], "str | None"]
 
 #: Beyond the hooks' own timeouts, how long a taken row stays leased to its sender.
 _LEASE_MARGIN_S = 30.0
@@ -46,11 +46,13 @@ class DeliveryStats:
     skipped: int = 0
 
 
-def default_sender(name: str, target: HookTargetConfig, body: bytes, row: OutboxRow) -> str | None:
+def default_sender(
+    name: str, target: HookTargetConfig, body: bytes, row: OutboxRow, cancel: threading.Event
+) -> str | None:
     """Send ``body`` with the target's method (command on stdin, or HTTP POST)."""
     if target.command is not None:
         env = {"MQI_EVENT": row.kind.value, "MQI_EVENT_ID": row.event_id, "MQI_HOOK": name}
-        return send_command(target.command, body, target.timeout_s, env)
+        return send_command(target.command, body, target.timeout_s, env, cancel)
     assert target.url is not None  # the config requires one of the two
     headers = {"X-MQI-Event": row.kind.value, "X-MQI-Event-Id": row.event_id, **target.headers}
     return send_http(target.url, body, target.timeout_s, headers)
@@ -103,7 +105,7 @@ class HookDispatcher:
             document = {**row.document, "delivery": {"hook": name, "attempt": attempt}}
             body = json.dumps(document, ensure_ascii=False).encode("utf-8")
             try:
-                error = self._sender(name, target, body, row)
+                error = self._sender(name, target, body, row, self._stop)
             except Exception as exc:  # a hook must never take the loop down
                 error = f"{type(exc).__name__}: {exc}"
             if error is None:
@@ -160,7 +162,10 @@ class HookDispatcher:
         self._thread.start()
 
     def stop(self) -> None:
-        """Ask the thread to stop and wait for it, at most one hook timeout longer."""
+        """Stop the thread: a running command hook is killed, an HTTP call runs out.
+
+        Waits at most one hook timeout; an interrupted event stays pending (at least once).
+        """
         self._stop.set()
         if self._thread is not None:
             longest = max((t.timeout_s for t in self._hooks.targets.values()), default=0.0)

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -21,6 +23,8 @@ __all__ = ["send_command", "send_http"]
 
 #: How much of a failing hook's stderr / response body goes into the error text.
 _ERROR_TAIL = 300
+#: How often a running command hook is checked for its deadline and for cancellation.
+_SLICE_S = 0.1
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
@@ -34,10 +38,18 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
 
 
 def send_command(
-    argv: Sequence[str], body: bytes, timeout_s: float, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    body: bytes,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+    cancel: threading.Event | None = None,
 ) -> str | None:
-    """Run ``argv`` with ``body`` on stdin; None if it exited 0 within ``timeout_s``."""
+    """Run ``argv`` with ``body`` on stdin; None if it exited 0 within ``timeout_s``.
+
+    Setting ``cancel`` kills the hook at once (the engine is stopping).
+    """
     full_env = {**os.environ, **(env or {})}
+    deadline = time.monotonic() + timeout_s
     with tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(
@@ -50,11 +62,19 @@ def send_command(
             )
         except OSError as exc:
             return f"cannot start {argv[0]!r}: {exc}"
-        try:
-            proc.communicate(body, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_tree(proc)
-            return f"timed out after {timeout_s:g} s (killed)"
+        feed: bytes | None = body
+        while True:
+            try:
+                proc.communicate(feed, timeout=_SLICE_S)
+                break
+            except subprocess.TimeoutExpired:
+                feed = None  # communicate() remembers the input it started with
+                if cancel is not None and cancel.is_set():
+                    _kill_tree(proc)
+                    return "cancelled: the engine is stopping (killed)"
+                if time.monotonic() >= deadline:
+                    _kill_tree(proc)
+                    return f"timed out after {timeout_s:g} s (killed)"
         if proc.returncode == 0:
             return None
         err.seek(0, os.SEEK_END)
