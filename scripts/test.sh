@@ -17,6 +17,7 @@ command -v slurmctld >/dev/null 2>&1 || need_pkgs+=(slurmctld)
 command -v slurmd >/dev/null 2>&1 || need_pkgs+=(slurmd)
 command -v sbatch >/dev/null 2>&1 || need_pkgs+=(slurm-client)
 command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
+command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)  # the `top` tests drive a real terminal
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need_pkgs[*]}"

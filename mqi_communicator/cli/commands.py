@@ -11,7 +11,18 @@ from .diagram_cmd import diagram
 from .gpus import gpus
 from .run import run
 from .status import status
+from .top import top
 
 __all__ = ["COMMANDS"]
 
-COMMANDS: list[click.Command] = [run, demo, status, cases, gpus, diagram, check_config, doctor]
+COMMANDS: list[click.Command] = [
+    run,
+    demo,
+    status,
+    top,
+    cases,
+    gpus,
+    diagram,
+    check_config,
+    doctor,
+]

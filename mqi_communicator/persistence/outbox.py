@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import PurePath
 from typing import Any
 
 from sqlalchemy import func, select
@@ -81,7 +82,7 @@ def event_kind(entity: str, from_state: str, to_state: str) -> EventKind | None:
 def _case_part(row: Case | None, case_id: int | None) -> dict[str, Any] | None:
     if row is None:
         return None if case_id is None else {"id": case_id}
-    name = row.path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    name = PurePath(row.path).name  # the rule of CaseRecord.name
     return {
         "id": row.id,
         "name": name,
