@@ -10,6 +10,7 @@ from .demo import demo
 from .diagram_cmd import diagram
 from .gpus import gpus
 from .run import run
+from .service_unit import service
 from .status import status
 from .top import top
 
@@ -25,4 +26,5 @@ COMMANDS: list[click.Command] = [
     diagram,
     check_config,
     doctor,
+    service,
 ]
