@@ -15,12 +15,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from ..config import HooksConfig, HookTargetConfig
 from ..engine.backoff import Backoff
 from ..engine.runtime import utcnow
 from ..persistence import Store
-from ..persistence.outbox import OutboxRow, OutboxStatus, record_outcome, take_due
+from ..persistence.outbox import (
+    OutboxRow,
+    OutboxStatus,
+    has_due,
+    record_outcome,
+    release,
+    take_due,
+)
 from .senders import send_command, send_http
 
 __all__ = ["DeliveryStats", "HookDispatcher", "Sender"]
@@ -146,8 +154,13 @@ class HookDispatcher:
     def deliver_due(self) -> int:
         """One bounded pass: send up to ``batch_size`` due events; returns how many."""
         now = self._clock()
+        if not self._store.read(lambda s: has_due(s, now)):
+            return 0
         rows = self._store.write(lambda s: take_due(s, now, self._hooks.batch_size, self._lease))
-        for row in rows:
+        for i, row in enumerate(rows):
+            if self._stop.is_set():
+                self._store.write(partial(release, row_ids=[r.id for r in rows[i:]], now=now))
+                break
             self._deliver(row)
         return len(rows)
 

@@ -30,8 +30,10 @@ __all__ = [
     "OutboxStatus",
     "enqueue_event",
     "event_kind",
+    "has_due",
     "outbox_stats",
     "record_outcome",
+    "release",
     "take_due",
 ]
 
@@ -160,19 +162,35 @@ class OutboxRow:
     done_hooks: frozenset[str]
 
 
+def _due(now: datetime) -> Any:
+    return (
+        select(HookOutbox)
+        .where(HookOutbox.status == OutboxStatus.PENDING.value, HookOutbox.next_attempt_at <= now)
+        .order_by(HookOutbox.next_attempt_at, HookOutbox.id)
+    )
+
+
+def has_due(s: Session, now: datetime) -> bool:
+    """Whether any event is due (a read: an idle loop takes no write lock)."""
+    return s.scalars(_due(now).limit(1)).first() is not None
+
+
+def release(s: Session, row_ids: Sequence[int], now: datetime) -> None:
+    """Hand taken but unsent rows back at once (the sender is stopping)."""
+    for row_id in row_ids:
+        row = s.get(HookOutbox, row_id)
+        if row is not None and row.status == OutboxStatus.PENDING.value:
+            row.next_attempt_at = now
+    s.flush()
+
+
 def take_due(s: Session, now: datetime, limit: int, lease: timedelta) -> list[OutboxRow]:
     """Up to ``limit`` pending rows due at ``now``, leased for ``lease`` (oldest first).
 
     The lease pushes ``next_attempt_at`` forward, so a crashed sender's rows come back
     after it and a second engine skips rows being sent (``SKIP LOCKED`` on PostgreSQL).
     """
-    q = (
-        select(HookOutbox)
-        .where(HookOutbox.status == OutboxStatus.PENDING.value, HookOutbox.next_attempt_at <= now)
-        .order_by(HookOutbox.next_attempt_at, HookOutbox.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    q = _due(now).limit(limit).with_for_update(skip_locked=True)
     out: list[OutboxRow] = []
     for row in s.scalars(q):
         row.next_attempt_at = now + lease

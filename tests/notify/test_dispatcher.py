@@ -172,3 +172,24 @@ def test_no_hooks_marks_events_skipped(db: Store) -> None:
     one_failed_case(db)
     HookDispatcher(db, HooksConfig(), clock=Clock(at(3))).deliver_due()
     assert only_row(db).status == "skipped"
+
+
+def test_stopping_mid_batch_hands_the_unsent_events_back(db: Store) -> None:
+    one_failed_case(db)
+    db.apply(None, None, "h/g0", "take_offline", evidence=None, now=at(2))  # not an event
+    rec, _ = db.register_case("/cases/p2", T0)
+    db.apply(rec.id, "fail", None, None, evidence=None, now=at(2), failure_reason="bad")
+    calls: list[str] = []
+
+    def sender(name: str, _t: object, _b: bytes, row: Any, cancel: Any) -> str | None:
+        calls.append(row.event_id)
+        cancel.set()  # the engine is asked to stop while this hook runs
+        return "cancelled"
+
+    hooks = HooksConfig.model_validate({"targets": {"x": {"command": ["true"]}}})
+    d = HookDispatcher(db, hooks, clock=Clock(at(3)), sender=sender)
+    assert d.deliver_due() == 2
+    assert len(calls) == 1  # the second event was not sent...
+    rows = db.read(lambda s: s.scalars(select(HookOutbox).order_by(HookOutbox.id)).all())
+    assert [r.attempts for r in rows] == [1, 0]
+    assert rows[1].next_attempt_at == at(3)  # ...and is due again at once, not after a lease
