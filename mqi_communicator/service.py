@@ -24,10 +24,18 @@ from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
 from .engine.retrieve_step import upload_exclusions
 from .engine.runtime import HostRuntime, TransferProgress, utcnow
-from .errors import CaseContentError, ConfigError, ConflictError, InvalidTransitionError
+from .errors import (
+    CaseContentError,
+    ConfigError,
+    ConflictError,
+    InvalidTransitionError,
+    NotFoundError,
+)
 from .intake import Intake, case_problem
 from .migrations.api import upgrade
+from .notify import HookDispatcher
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
+from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk, read_job_log
 from .statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind, GpuState
 from .zombie_release import release_zombie
 
@@ -163,6 +171,19 @@ class Communicator:
         def stopped() -> bool:
             return self._stop.is_set() or (stop is not None and stop.is_set())
 
+        # Hooks are delivered beside the loop, never in it (a hanging hook cannot stall).
+        hooks = HookDispatcher(self.store, self.config.hooks, clock=self._clock)
+        hooks.start()
+        try:
+            self._loop(stopped, on_tick)
+        finally:
+            hooks.stop()
+
+    def _loop(
+        self,
+        stopped: Callable[[], bool],
+        on_tick: Callable[[TickReport | None], None] | None,
+    ) -> None:
         while not stopped():
             report: TickReport | None
             try:
@@ -371,6 +392,41 @@ class Communicator:
         gpu = self.store.set_gpu_offline(name, self._clock(), offline)
         self._wake.set()
         return gpu
+
+    def job_log_tail(
+        self,
+        case_id: int,
+        *,
+        lines: int = 100,
+        offset: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> LogChunk:
+        """The job log of the case's current (or last) attempt, read over its host.
+
+        Args:
+            case_id: The case.
+            lines: Without ``offset``: the last this many lines.
+            offset: Read the bytes from this offset on instead (``LogChunk.end`` of the
+                previous read, to follow a growing log).
+            max_bytes: At most this much per read.
+
+        Raises:
+            NotFoundError: no such case, or it has no job directory (not started yet).
+            ConfigError: the case's host is no longer configured.
+            HostUnreachableError: the host could not be asked.
+        """
+        case = self.store.get_case(case_id)
+        if case.remote_dir is None or case.host is None:
+            raise NotFoundError(
+                f"case {case_id} has no job yet ({case.status.value}); "
+                "its log exists once the job is submitted"
+            )
+        host = self.hosts.get(case.host)
+        if host is None:
+            raise ConfigError(f"case {case_id} ran on host {case.host!r}, which is not configured")
+        return read_job_log(
+            host.transport, case.remote_dir, offset=offset, lines=lines, max_bytes=max_bytes
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 

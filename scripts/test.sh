@@ -21,6 +21,7 @@ command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
 # The web console's browser tests drive Debian's Chromium through its chromedriver.
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)  # the `top` tests drive a real terminal
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need_pkgs[*]}"

@@ -152,3 +152,9 @@ def cancel_case(case_id: int, config_path: Path | None) -> None:
             f"case {case.id} ({case.name}): cancel requested while {case.status.value}; "
             "the running engine kills its job and then cancels it"
         )
+
+
+# The job log reads over the host's transport; its own module keeps this one small.
+from .case_log import case_log  # noqa: E402
+
+cases.add_command(case_log)

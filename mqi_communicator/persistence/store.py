@@ -103,6 +103,23 @@ class Store:
                 raise ConflictError(f"database busy: {err.orig}") from err
             raise
 
+    def read(self, query: Callable[[Session], T]) -> T:
+        """Run ``query(session)`` in one read transaction (one consistent snapshot).
+
+        For the persistence package's query modules (overview, outbox); they return
+        records, never ORM rows.
+        """
+        with self._read() as s:
+            return query(s)
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` in one write transaction (see :meth:`_write`'s errors).
+
+        For the persistence package's own write functions that change no state column
+        (the notification outbox); state changes go through :meth:`apply` and friends.
+        """
+        return self._write(work)
+
     # -- reads -------------------------------------------------------------------------
 
     def get_case(self, case_id: int) -> CaseRecord:

@@ -18,6 +18,7 @@ from ..errors import ConflictError, NotFoundError
 from ..statemachine import CaseFacts, CaseState, Evidence, GpuFacts, GpuState, plan_step
 from .effects import CASE_NOTE_FIELDS, GPU_NOTE_FIELDS, CaseInputs, case_effects, gpu_effects
 from .models import Case, CaseTransition, GpuResource
+from .outbox import enqueue_event
 from .records import CaseRecord, GpuRecord, case_record, gpu_record
 
 __all__ = [
@@ -79,6 +80,10 @@ def _audit(
             attempt=case.attempt if case is not None else None,
             label=case.label if case is not None else None,
         )
+    )
+    # Persist first, notify after: an event is committed with its transition or not at all.
+    enqueue_event(
+        s, now, entity, case_id, gpu_name, from_state, to_state, trigger, evidence, detail, case
     )
 
 
