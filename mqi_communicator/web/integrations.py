@@ -10,10 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..persistence import CaseRecord
 from ..service import Communicator
 
-__all__ = ["HostStatus", "hook_failures", "host_health", "job_log_tail"]
+__all__ = ["HostStatus", "host_health"]
 
 
 @dataclass(frozen=True)
@@ -25,33 +24,12 @@ class HostStatus:
     last_error: str
 
 
-def job_log_tail(comm: Communicator, case: CaseRecord, lines: int = 100) -> str | None:
-    """HOOK(cases log): the last ``lines`` lines of the case's job log, or None.
-
-    Provided by the ``cases log`` work (fetching the log over the host's transport);
-    until it is merged the case page shows "log not available". Called off the page's
-    first render (its own htmx request), so a slow host never delays the page.
-    """
-    del comm, case, lines
-    return None
-
-
 def host_health(comm: Communicator) -> Mapping[str, HostStatus] | None:
     """HOOK(host health): each host's health as persisted by the running engine, or None.
 
     The engine keeps host health in memory only (``Reconciler.health``, in the engine's
     process), so the web console cannot see it yet; the overview then shows the hosts
     from the config with their GPUs' states and says health is not recorded.
-    """
-    del comm
-    return None
-
-
-def hook_failures(comm: Communicator) -> Mapping[str, int] | None:
-    """HOOK(notification outbox): failed hook deliveries per hook name, or None.
-
-    The notification hooks' outbox table is added by the hooks work; ``/metrics``
-    exports ``mqi_hook_failures_total`` from this once it returns a mapping.
     """
     del comm
     return None

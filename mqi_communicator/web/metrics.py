@@ -25,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ..persistence import Store
+from ..persistence.outbox import OutboxStatus, outbox_stats
 from ..persistence.store_stats import (
     AuditAggregate,
     StateDurations,
@@ -58,10 +59,6 @@ NOT_AVAILABLE = (
     "per transfer but not recorded in the database.\n"
     "# mqi_host_up: not available yet: host health lives in the engine's memory only.\n"
 )
-_HOOKS_PENDING = (
-    "# mqi_hook_failures_total: not available yet: the notification outbox is not in "
-    "this database.\n"
-)
 
 
 class MetricsSource(Collector):
@@ -70,18 +67,11 @@ class MetricsSource(Collector):
     Args:
         store: The store to read (never written).
         clock: Aware UTC now, for the settle window.
-        hook_failures: Failed hook deliveries per hook name, or None while unknown.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        clock: Callable[[], datetime],
-        hook_failures: Callable[[], dict[str, int] | None] = lambda: None,
-    ) -> None:
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self._store = store
         self._clock = clock
-        self.hook_failures = hook_failures
         self._lock = threading.Lock()
         self._cursor = 0
         self._settled = audit_aggregate_empty()
@@ -113,6 +103,7 @@ class MetricsSource(Collector):
         cases = self._store.count_by_status()
         with self._store.reading() as s:
             gpus = count_gpus_by_status(s)
+            hooks = outbox_stats(s)
         audit = self.audit()
         g = GaugeMetricFamily("mqi_cases", "Cases per state.", labels=["state"])
         for state, n in cases.items():
@@ -145,14 +136,18 @@ class MetricsSource(Collector):
         for timed, direction in _DIRECTION.items():
             _add_histogram(h, [direction], audit.durations[timed])
         yield h
-        failures = self.hook_failures()
-        if failures is not None:
-            c = CounterMetricFamily(
-                "mqi_hook_failures", "Failed notification deliveries.", labels=["hook"]
-            )
-            for hook, n in sorted(failures.items()):
-                c.add_metric([hook], n)
-            yield c
+        # Per hook is not recorded (a row counts its failed calls), so one total.
+        yield CounterMetricFamily(
+            "mqi_hook_failures",
+            "Failed hook calls (one per hook per delivery attempt).",
+            value=hooks["failures_total"],
+        )
+        g = GaugeMetricFamily(
+            "mqi_hook_events", "Notification events in the outbox per status.", labels=["status"]
+        )
+        for status in OutboxStatus:
+            g.add_metric([status.value], hooks[status.value])
+        yield g
 
 
 def audit_aggregate_empty() -> AuditAggregate:
@@ -174,5 +169,4 @@ def render_metrics(source: MetricsSource) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(source)
     body = generate_latest(registry)
-    notes = NOT_AVAILABLE + (_HOOKS_PENDING if source.hook_failures() is None else "")
-    return body + notes.encode()
+    return body + NOT_AVAILABLE.encode()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ..errors import MqiError
 from ..persistence import CaseRecord, GpuRecord, TransitionRecord
 from ..service import Communicator
 from ..statemachine import CaseState, GpuState
@@ -18,10 +19,12 @@ __all__ = [
     "AttemptRow",
     "CasesPage",
     "HostRow",
+    "LogView",
     "Overview",
     "ResultFile",
     "attempts",
     "cases_page",
+    "job_log",
     "overview",
     "result_files",
 ]
@@ -30,6 +33,8 @@ PAGE_SIZE = 50
 _LATEST = 15
 #: A results folder with more entries than this is listed only in part (and says so).
 _MAX_FILES = 200
+#: Lines of the job log the case page shows.
+LOG_LINES = 100
 
 
 @dataclass(frozen=True)
@@ -167,3 +172,29 @@ def result_files(results_dir: Path, case_name: str) -> tuple[list[ResultFile], b
             if len(found) > _MAX_FILES:
                 return found[:_MAX_FILES], True
     return found, False
+
+
+@dataclass(frozen=True)
+class LogView:
+    """The job log's tail as the case page shows it: its text, or why there is none."""
+
+    text: str | None
+    note: str
+
+
+def job_log(comm: Communicator, case: CaseRecord, lines: int = LOG_LINES) -> LogView:
+    """The last ``lines`` lines of the case's job log, read over its host's transport.
+
+    Any failure to read it (host unreachable, host no longer configured) is shown as
+    the note: the page is a view, and the log is never worth an error page.
+    """
+    if case.remote_dir is None:
+        return LogView(None, f"no job log yet: the case is {case.status.value}, not started")
+    try:
+        chunk = comm.job_log_tail(case.id, lines=lines)
+    except MqiError as err:
+        return LogView(None, f"log not available: {err}")
+    if not chunk.exists:
+        return LogView(None, f"no job log in {case.remote_dir} (not started yet, or removed)")
+    shown = "the whole log" if chunk.start == 0 else f"the last {lines} lines"
+    return LogView(chunk.text, f"{shown} ({chunk.size} bytes) of {case.remote_dir}")

@@ -16,7 +16,9 @@ from click.testing import CliRunner
 from mqi_communicator import CaseState, GpuState
 from mqi_communicator.cli import main
 from mqi_communicator.migrations.api import upgrade
+from mqi_communicator.notify import HookDispatcher
 
+from ..notify.receiver import free_port
 from ..service.conftest import tick_until
 from .conftest import Workspace, console_app, serve
 
@@ -69,10 +71,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 )
 def test_pages_and_metrics_on_both_backends(ws: Workspace, db_url: str) -> None:
     upgrade(db_url)
-    config = ws.config(command="mkdir -p output; echo x > output/r", database_url=db_url)
+    # A webhook nobody listens on: the completion event's delivery really fails.
+    hooks = {"targets": {"nobody": {"url": f"http://127.0.0.1:{free_port()}/hook"}}}
+    config = ws.config(
+        command="mkdir -p output; echo x > output/r", database_url=db_url, hooks=hooks
+    )
     runner = ws.communicator(config)
     ws.drop_case(HOSTILE)
     tick_until(runner, lambda: any(c.status is CaseState.COMPLETED for c in runner.cases()), "done")
+    assert HookDispatcher(runner.store, config.hooks).deliver_due() == 1
     (case,) = runner.cases()
     _, app = console_app(ws, config)
     with serve(app) as base:
@@ -105,9 +112,12 @@ def test_pages_and_metrics_on_both_backends(ws: Workspace, db_url: str) -> None:
         'mqi_transfer_duration_seconds_count{direction="download"} 1.0',
         "# mqi_transfer_bytes_total: not available yet",
         "# mqi_host_up: not available yet",
-        "# mqi_hook_failures_total: not available yet",
+        "mqi_hook_failures_total 1.0",
+        'mqi_hook_events{status="pending"} 1.0',
+        'mqi_hook_events{status="delivered"} 0.0',
     ):
         assert line in metrics, line
+    assert "mqi_hook_failures_total: not available" not in metrics
 
 
 def _gpu_untouched(ws: Workspace) -> bool:
@@ -137,6 +147,44 @@ def test_actions_need_their_session_token_and_same_origin(ws: Workspace) -> None
     (gpu,) = comm.gpus()
     assert gpu.status is GpuState.OFFLINE
     assert [t.trigger for t in comm.history(gpu_name=gpu.name)][-1] == "take_offline"
+
+
+def test_zombie_release_needs_the_attestation_and_a_reason(ws: Workspace) -> None:
+    # TERM ignored, a kill window shorter than the SIGKILL grace: a real zombie.
+    config = ws.config(
+        command="trap '' TERM; sleep 300",
+        engine={"job_timeout_s": 1, "kill_confirm_s": 0.5},
+        scheduler={"kill_grace_s": 60},
+    )
+    runner = ws.communicator(config)
+    ws.drop_case("stuck")
+    tick_until(runner, lambda: runner.gpus()[0].status is GpuState.ZOMBIE, "zombie")
+    (gpu,) = runner.gpus()
+    comm, app = console_app(ws, config)
+    target = f"/act/gpu/release/{gpu.name}"
+    with serve(app) as base:
+        web = Client(base)
+        assert f'href="{target}"' in web.call(f"/gpus/{gpu.name}")[2]
+        _, _, page = web.call(target)
+        assert "no scheduler task with label" in page and str(gpu.job_label) in page
+        assert 'name="job_gone"' in page and 'name="reason"' in page
+        token = web.csrf(target)
+        refusals = [
+            {"csrf": token, "reason": "host reinstalled"},
+            {"csrf": token, "reason": "   ", "job_gone": "yes"},
+            {"csrf": token, "reason": "host reinstalled", "job_gone": "on"},
+        ]
+        for form in refusals:
+            status, _, body = web.call(target, form, Origin=base)
+            assert status == 409 and "not released" in body, (form, body)
+        assert comm.gpus()[0].status is GpuState.ZOMBIE, "a refused release freed the GPU"
+        form = {"csrf": token, "reason": "host\nreinstalled", "job_gone": "yes"}
+        status, _, body = web.call(target, form, Origin=base)
+        assert status == 200 and "released on the word of web:127.0.0.1" in body, body
+    assert comm.gpus()[0].status is GpuState.AVAILABLE
+    (release,) = [t for t in comm.history(gpu_name=gpu.name) if t.trigger == "operator_release"]
+    assert release.evidence is not None and release.evidence.actor == "web:127.0.0.1"
+    assert release.evidence.detail == "host reinstalled"  # one line, as logged
 
 
 def test_read_only_mode_offers_and_accepts_no_action(ws: Workspace) -> None:
