@@ -58,7 +58,7 @@ class _Console:
         self.web = web
         self.guard = guard
         self.templates = _templates()
-        self.source = MetricsSource(comm.store, comm.reconciler.clock)
+        self.source = MetricsSource(comm.store, comm.reconciler.clock, list(comm.config.hosts))
 
     def render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
         ctx.update(

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ..errors import MqiError
 from ..persistence import CaseRecord, GpuRecord, TransitionRecord
+from ..persistence.host_health import HostHealthRecord
 from ..service import Communicator
 from ..statemachine import CaseState, GpuState
-from .integrations import HostStatus, host_health
 
 __all__ = [
     "PAGE_SIZE",
@@ -39,7 +39,7 @@ LOG_LINES = 100
 
 @dataclass(frozen=True)
 class HostRow:
-    """A configured host with its GPUs' states; ``health`` None when nothing recorded it."""
+    """A configured host with its GPUs' states; ``health`` None while no engine recorded it."""
 
     name: str
     transport: str
@@ -48,7 +48,7 @@ class HostRow:
     busy: int
     zombies: int
     offline: int
-    health: HostStatus | None
+    health: HostHealthRecord | None
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,13 @@ class Overview:
     case_counts: dict[CaseState, int]
     gpus: list[GpuRecord]
     hosts: list[HostRow]
-    health_recorded: bool
     latest: list[TransitionRecord]
 
 
 def overview(comm: Communicator) -> Overview:
-    """Counts per case state, every GPU, the hosts, and the latest transitions."""
+    """Counts per case state, every GPU, the hosts with their health, the latest transitions."""
     gpus = comm.gpus()
-    health = host_health(comm)
+    health = comm.host_health()
     hosts = []
     for name, host in comm.config.hosts.items():
         mine = [g for g in gpus if g.host == name]
@@ -78,12 +77,12 @@ def overview(comm: Communicator) -> Overview:
                 busy=sum(g.status is GpuState.ASSIGNED for g in mine),
                 zombies=sum(g.status is GpuState.ZOMBIE for g in mine),
                 offline=sum(g.status is GpuState.OFFLINE for g in mine),
-                health=health.get(name) if health is not None else None,
+                health=health.get(name),
             )
         )
     latest = comm.history(limit=_LATEST)
     latest.reverse()  # newest first on the page
-    return Overview(comm.store.count_by_status(), gpus, hosts, health is not None, latest)
+    return Overview(comm.store.count_by_status(), gpus, hosts, latest)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ from click.testing import CliRunner
 
 from mqi_communicator import CaseState, GpuState
 from mqi_communicator.cli import main
+from mqi_communicator.engine.backoff import HostHealth
+from mqi_communicator.engine.health_record import HealthRecorder
+from mqi_communicator.engine.runtime import utcnow
 from mqi_communicator.migrations.api import upgrade
 from mqi_communicator.notify import HookDispatcher
 
@@ -111,13 +114,36 @@ def test_pages_and_metrics_on_both_backends(ws: Workspace, db_url: str) -> None:
         'mqi_transfer_duration_seconds_count{direction="upload"} 1.0',
         'mqi_transfer_duration_seconds_count{direction="download"} 1.0',
         "# mqi_transfer_bytes_total: not available yet",
-        "# mqi_host_up: not available yet",
+        # The engine polled the host while the job ran: it recorded it up.
+        'mqi_host_up{host="local"} 1.0',
         "mqi_hook_failures_total 1.0",
         'mqi_hook_events{status="pending"} 1.0',
         'mqi_hook_events{status="delivered"} 0.0',
     ):
         assert line in metrics, line
     assert "mqi_hook_failures_total: not available" not in metrics
+
+
+def test_overview_and_metrics_show_the_recorded_host_health(ws: Workspace) -> None:
+    config = ws.config()
+    comm, app = console_app(ws, config)
+    # The engine's own wiring: its in-memory decision, recorded through the store.
+    health = HostHealth(on_change=HealthRecorder(comm.store, utcnow))
+    with serve(app) as base:
+        web = Client(base)
+        assert "not contacted by the engine yet" in web.call("/")[2]
+        metrics = web.call("/metrics")[2]
+        assert "mqi_host_up{" not in metrics
+        assert "# mqi_host_up: no health recorded yet for local" in metrics
+        health.failed("local", utcnow(), "connect: <Connection refused>")
+        _, _, page = web.call("/")
+        row = page.split('data-host="local"', 1)[1].split("</tr>", 1)[0]
+        assert "host-down" in page and "down</span>" in row
+        assert "connect: &lt;Connection refused&gt;" in row and "1 failures" in row
+        assert 'mqi_host_up{host="local"} 0.0' in web.call("/metrics")[2]
+        health.succeeded("local")
+        assert "host-up" in web.call("/")[2]
+        assert 'mqi_host_up{host="local"} 1.0' in web.call("/metrics")[2]
 
 
 def _gpu_untouched(ws: Workspace) -> bool:
