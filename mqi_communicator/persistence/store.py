@@ -21,6 +21,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ..errors import ConflictError
 from ..statemachine import CaseState, Evidence
+from . import store_claim as claims
+from . import store_gpu_writes as gpu_writes
 from . import store_reads as reads
 from . import store_writes as writes
 from .engine_setup import display_url, make_engine, write_engine
@@ -168,16 +170,16 @@ class Store:
     def sync_gpus(self, gpus: Sequence[tuple[str, str | None]], now: datetime) -> None:
         """Add the ``(name, host)`` GPUs not yet known, as ``available``. Never deletes."""
         try:
-            self._write(lambda s: writes.sync_gpus(s, gpus, now))
+            self._write(lambda s: gpu_writes.sync_gpus(s, gpus, now))
         except ConflictError:
             # Another process added some of them at the same moment: add the rest.
-            self._write(lambda s: writes.sync_gpus(s, gpus, now))
+            self._write(lambda s: gpu_writes.sync_gpus(s, gpus, now))
 
     def claim(
         self,
         case_id: int,
         now: datetime,
-        plan: writes.ClaimPlan,
+        plan: claims.ClaimPlan,
         candidates: Sequence[str] | None = None,
     ) -> tuple[CaseRecord, GpuRecord] | None:
         """Atomically give a free GPU to a ``submitted`` case.
@@ -192,7 +194,7 @@ class Store:
             The moved case and GPU, or None when no GPU is free or the case is no
             longer ``submitted``.
         """
-        return self._write(lambda s: writes.claim(s, case_id, now, plan, candidates))
+        return self._write(lambda s: claims.claim(s, case_id, now, plan, candidates))
 
     def apply(
         self,
@@ -240,8 +242,8 @@ class Store:
 
     def update_gpu(self, name: str, now: datetime, *, detail: str, **fields: object) -> GpuRecord:
         """Set ``kill_requested_at`` / ``next_check_at`` of a GPU."""
-        return self._write(lambda s: writes.update_gpu(s, name, now, detail, fields))
+        return self._write(lambda s: gpu_writes.update_gpu(s, name, now, detail, fields))
 
     def set_gpu_offline(self, name: str, now: datetime, offline: bool) -> GpuRecord:
         """Operator: take a GPU out of the pool (now if idle, else after its job) or back."""
-        return self._write(lambda s: writes.set_gpu_offline(s, name, now, offline))
+        return self._write(lambda s: gpu_writes.set_gpu_offline(s, name, now, offline))

@@ -1,0 +1,151 @@
+"""Shared pieces of the store's writes: row locks, audit rows, and the two status moves.
+
+Every write module (:mod:`.store_writes`, :mod:`.store_claim`, :mod:`.store_gpu_writes`)
+locks rows through these helpers, in one order everywhere (case first, then GPU), so
+writers never deadlock each other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import NotFoundError
+from ..statemachine import CaseState, Evidence, GpuFacts, GpuState
+from .effects import CaseInputs, case_effects
+from .models import Case, CaseTransition, GpuResource
+
+__all__ = ["audit", "gpu_facts", "lock_case", "lock_gpu", "move_case", "move_gpu", "note_detail"]
+
+
+def lock_case(s: Session, case_id: int) -> Case:
+    """The case row, locked for this transaction (:class:`NotFoundError` if none)."""
+    # FOR UPDATE on PostgreSQL; SQLite ignores it (BEGIN IMMEDIATE already serialises).
+    row = s.scalars(select(Case).where(Case.id == case_id).with_for_update()).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no case with id {case_id}")
+    return row
+
+
+def lock_gpu(s: Session, name: str) -> GpuResource:
+    """The GPU row, locked for this transaction (:class:`NotFoundError` if none)."""
+    q = select(GpuResource).where(GpuResource.name == name).with_for_update()
+    row = s.scalars(q).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no GPU named {name!r}")
+    return row
+
+
+def audit(
+    s: Session,
+    now: datetime,
+    entity: str,
+    *,
+    case_id: int | None,
+    gpu_name: str | None,
+    from_state: str,
+    to_state: str,
+    trigger: str,
+    evidence: Evidence | None = None,
+    detail: str = "",
+    case: Case | None = None,
+) -> None:
+    """Add one audit row (``case`` gives the attempt and label it is about)."""
+    s.add(
+        CaseTransition(
+            at=now,
+            entity=entity,
+            case_id=case_id,
+            gpu_name=gpu_name,
+            from_state=from_state,
+            to_state=to_state,
+            trigger=trigger,
+            evidence=evidence.to_json() if evidence is not None else None,
+            detail=detail,
+            attempt=case.attempt if case is not None else None,
+            label=case.label if case is not None else None,
+        )
+    )
+
+
+def gpu_facts(gpu: GpuResource, case_id: int | None = None) -> GpuFacts:
+    """What the GPU machine's guards see of ``gpu`` (``case_id`` overrides its holder)."""
+    return GpuFacts(
+        name=gpu.name,
+        state=gpu.status,
+        case_id=gpu.assigned_case_id if case_id is None else case_id,
+        job_label=gpu.job_label,
+        offline_requested=bool(gpu.offline_requested),
+    )
+
+
+def move_case(
+    s: Session,
+    case: Case,
+    trigger: str,
+    old: CaseState | None,
+    new: CaseState | None,
+    given: CaseInputs,
+    evidence: Evidence | None,
+    detail: str,
+    gpu_name: str | None,
+) -> None:
+    """Fire case ``trigger``: set its field effects and status, and audit the move."""
+    assert old is not None and new is not None
+    for key, value in case_effects(trigger, given).items():
+        setattr(case, key, value)
+    case.status = new.value
+    case.status_updated_at = given.now
+    audit(
+        s,
+        given.now,
+        "case",
+        case_id=case.id,
+        gpu_name=gpu_name,
+        from_state=old.value,
+        to_state=new.value,
+        trigger=trigger,
+        evidence=evidence,
+        detail=detail,
+        case=case,
+    )
+
+
+def move_gpu(
+    s: Session,
+    gpu: GpuResource,
+    trigger: str,
+    old: GpuState | None,
+    new: GpuState | None,
+    fields: dict[str, object],
+    now: datetime,
+    evidence: Evidence | None,
+    detail: str,
+    case_id: int | None,
+) -> None:
+    """Fire GPU ``trigger``: set ``fields`` and its status, and audit the move."""
+    assert old is not None and new is not None
+    for key, value in fields.items():
+        setattr(gpu, key, value)
+    gpu.status = new.value
+    gpu.status_updated_at = now
+    audit(
+        s,
+        now,
+        "gpu",
+        case_id=case_id,
+        gpu_name=gpu.name,
+        from_state=old.value,
+        to_state=new.value,
+        trigger=trigger,
+        evidence=evidence,
+        detail=detail,
+    )
+
+
+def note_detail(detail: str, fields: dict[str, object]) -> str:
+    """The audit detail of a note: the caller's text and the fields it set."""
+    listed = ", ".join(f"{k}={v!s}" for k, v in sorted(fields.items()))
+    return f"{detail} [{listed}]" if detail else listed
