@@ -18,6 +18,7 @@ from ..statemachine import CaseFacts, CaseState, GpuFacts, GpuState, plan_step
 from .effects import CaseInputs, gpu_effects
 from .models import GpuResource
 from .records import CaseRecord, GpuRecord, case_record, gpu_record
+from .store_lease import lease_until
 from .store_rows import lock_case, move_case, move_gpu
 
 __all__ = ["ClaimPlan", "claim"]
@@ -49,8 +50,13 @@ def claim(
     now: datetime,
     plan: ClaimPlan,
     candidates: Sequence[str] | None = None,
+    lease: tuple[str, float] | None = None,
 ) -> tuple[CaseRecord, GpuRecord] | None:
-    """Lock the case and one free GPU; fire case ``claim`` + GPU ``assign``."""
+    """Lock the case and one free GPU; fire case ``claim`` + GPU ``assign``.
+
+    ``lease``: ``(owner, ttl_s)`` to give the claimer the case's lease in the same
+    transaction (engines sharing a database; see :mod:`.store_lease`).
+    """
     case = lock_case(s, case_id)
     if case.status != CaseState.SUBMITTED.value:
         return None
@@ -81,5 +87,8 @@ def claim(
         "assign", case_id=case.id, job_label=label, job_dir=remote_dir, job_token=token
     )
     move_gpu(s, gpu, "assign", step.gpu_from, step.gpu_to, fields, now, None, "", case.id)
+    if lease is not None:
+        case.lease_owner = lease[0]
+        case.lease_expires_at = lease_until(s, lease[1])
     s.flush()
     return case_record(case), gpu_record(gpu)

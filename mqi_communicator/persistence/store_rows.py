@@ -12,12 +12,21 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..errors import NotFoundError
+from ..errors import NotFoundError, StaleOutcomeError
 from ..statemachine import CaseState, Evidence, GpuFacts, GpuState
 from .effects import CaseInputs, case_effects
 from .models import Case, CaseTransition, GpuResource
 
-__all__ = ["audit", "gpu_facts", "lock_case", "lock_gpu", "move_case", "move_gpu", "note_detail"]
+__all__ = [
+    "audit",
+    "check_attempt",
+    "gpu_facts",
+    "lock_case",
+    "lock_gpu",
+    "move_case",
+    "move_gpu",
+    "note_detail",
+]
 
 
 def lock_case(s: Session, case_id: int) -> Case:
@@ -98,6 +107,9 @@ def move_case(
         setattr(case, key, value)
     case.status = new.value
     case.status_updated_at = given.now
+    # A status change ends the step that held the lease (the claim sets a new one).
+    case.lease_owner = None
+    case.lease_expires_at = None
     audit(
         s,
         given.now,
@@ -149,3 +161,35 @@ def note_detail(detail: str, fields: dict[str, object]) -> str:
     """The audit detail of a note: the caller's text and the fields it set."""
     listed = ", ".join(f"{k}={v!s}" for k, v in sorted(fields.items()))
     return f"{detail} [{listed}]" if detail else listed
+
+
+def check_attempt(
+    case: Case | None,
+    gpu: GpuResource | None,
+    expected_attempt: int | None,
+    expected_label: str | None,
+) -> None:
+    """Refuse an outcome started for an attempt the row no longer holds.
+
+    The compare-and-set behind every remote outcome: ``expected_attempt`` and
+    ``expected_label`` are those of the attempt the action was started for (None: not
+    checked). They are compared with the case's attempt and label; without a case, the
+    label is compared with the GPU's job label. The case version alone cannot do this:
+    callers reload the case before applying, which is how a stale outcome used to land.
+
+    Raises:
+        StaleOutcomeError: the row holds another attempt or label; nothing was written.
+        ValueError: ``expected_attempt`` given without a case.
+    """
+    if case is not None:
+        attempt_ok = expected_attempt is None or case.attempt == expected_attempt
+        label_ok = expected_label is None or case.label == expected_label
+        if not (attempt_ok and label_ok):
+            raise StaleOutcomeError(
+                case.id, (expected_attempt, expected_label), (case.attempt, case.label)
+            )
+        return
+    if expected_attempt is not None:
+        raise ValueError("expected_attempt needs a case")
+    if gpu is not None and expected_label is not None and gpu.job_label != expected_label:
+        raise StaleOutcomeError(None, (None, expected_label), (None, gpu.job_label))

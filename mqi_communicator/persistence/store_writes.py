@@ -19,7 +19,16 @@ from ..statemachine import CaseFacts, CaseState, Evidence, plan_step
 from .effects import CASE_NOTE_FIELDS, CaseInputs, gpu_effects
 from .models import Case
 from .records import CaseRecord, GpuRecord, case_record, gpu_record
-from .store_rows import audit, gpu_facts, lock_case, lock_gpu, move_case, move_gpu, note_detail
+from .store_rows import (
+    audit,
+    check_attempt,
+    gpu_facts,
+    lock_case,
+    lock_gpu,
+    move_case,
+    move_gpu,
+    note_detail,
+)
 
 __all__ = ["apply_step", "register_case", "update_case"]
 
@@ -69,10 +78,17 @@ def apply_step(
     failure_reason: str | None = None,
     job_id: str | None = None,
     expected_case_version: int | None = None,
+    expected_attempt: int | None = None,
+    expected_label: str | None = None,
 ) -> tuple[CaseRecord | None, GpuRecord | None]:
-    """Validate with ``plan_step`` and write both halves and their audit rows."""
+    """Validate with ``plan_step`` and write both halves and their audit rows.
+
+    ``expected_attempt``/``expected_label``: see :func:`.store_rows.check_attempt`.
+    """
     # Lock order everywhere: case first, then GPU (no deadlock between writers).
     case = lock_case(s, case_id) if case_id is not None else None
+    if case is not None:
+        check_attempt(case, None, expected_attempt, expected_label)
     stale = expected_case_version is not None and case is not None
     if stale and case is not None and case.version != expected_case_version:
         raise ConflictError(
@@ -83,6 +99,8 @@ def apply_step(
     if gpu_name is None and case is not None and needs_gpu:
         gpu_name = case.gpu_name
     gpu = lock_gpu(s, gpu_name) if gpu_name is not None else None
+    if case is None:
+        check_attempt(None, gpu, expected_attempt, expected_label)
 
     facts_case = (
         CaseFacts(case.id, case.status, case.label)
@@ -134,15 +152,26 @@ def apply_step(
 
 
 def update_case(
-    s: Session, case_id: int, now: datetime, detail: str, fields: dict[str, object]
+    s: Session,
+    case_id: int,
+    now: datetime,
+    detail: str,
+    fields: dict[str, object],
+    *,
+    expected_attempt: int | None = None,
+    expected_label: str | None = None,
 ) -> CaseRecord:
-    """Set non-status fields of a case and write a ``note`` audit row."""
+    """Set non-status fields of a case and write a ``note`` audit row.
+
+    ``expected_attempt``/``expected_label``: see :func:`.store_rows.check_attempt`.
+    """
     bad = set(fields) - CASE_NOTE_FIELDS
     if bad:
         raise ValueError(
             f"update_case cannot set {sorted(bad)}; allowed: {sorted(CASE_NOTE_FIELDS)}"
         )
     case = lock_case(s, case_id)
+    check_attempt(case, None, expected_attempt, expected_label)
     for key, value in fields.items():
         setattr(case, key, value)
     audit(
