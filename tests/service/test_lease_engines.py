@@ -35,7 +35,7 @@ from mqi_communicator import CaseState, GpuState
 from mqi_communicator.config import Config, parse_config
 from mqi_communicator.engine.runtime import utcnow
 from mqi_communicator.migrations.api import upgrade
-from mqi_communicator.statemachine import EvidenceKind
+from mqi_communicator.statemachine import Evidence, EvidenceKind
 
 from .conftest import Workspace
 
@@ -206,3 +206,33 @@ def test_no_takeover_while_the_lease_lives_and_a_late_outcome_is_dropped(
     assert engine_2.gpus()[0].status is GpuState.AVAILABLE
     assert not [t for t in engine_2.history(case_id=case_id) if t.trigger == "fail"]
     assert (ws.results / "patient 1" / "dose.txt").read_text() == "dose\n"
+
+
+def test_a_second_engine_does_not_download_results_another_engine_holds(
+    ws: Workspace, config: Config
+) -> None:
+    engine = ws.communicator(config, watch=False)
+    store = engine.store
+    case = engine.register(ws.drop_case("patient 2"))
+    base = engine.hosts["local"].remote_base
+    remote = Path(base) / "done_a1"
+    (remote / "output").mkdir(parents=True)
+    (remote / "output" / "dose.txt").write_text("dose\n", encoding="utf-8")
+    now = utcnow()
+    assert store.claim(case.id, now, plan=lambda c, g: ("mqic-2-a1", str(remote))) is not None
+    store.apply(case.id, "confirm_submitted", None, None, evidence=None, now=now, job_id="9")
+    ended = Evidence(EvidenceKind.OBSERVED_TERMINAL, "mqic-2-a1", now, detail="exit 0")
+    store.apply(case.id, "job_succeeded", None, "release", evidence=ended, now=now)
+    seen = store.get_case(case.id)
+    # Another engine is downloading these results (its lease is live).
+    assert store.take_lease(case.id, "other-engine", 600, expected_version=seen.version)
+    for _ in range(3):
+        engine.tick()
+    assert engine.case(case.id).status is CaseState.RETRIEVING
+    assert not (ws.results / "patient 2").exists()
+    assert not (ws.results / ".mqi-staging").exists()
+    # Its step ends (the lease ends with it): now this engine may bring them home.
+    assert store.release_lease(case.id, "other-engine")
+    engine.tick()
+    assert engine.case(case.id).status is CaseState.COMPLETED
+    assert (ws.results / "patient 2" / "dose.txt").read_text() == "dose\n"
