@@ -26,6 +26,7 @@ from alembic.util import CommandError
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from ..errors import ConfigError, LegacyAdoptionError, MqiError, SchemaMismatchError
+from ..persistence.engine_setup import ERROR_DATABASE_ATTR
 from ..textsafe import printable
 
 __all__ = [
@@ -136,19 +137,21 @@ def describe_failure(err: BaseException) -> tuple[str, int] | None:
     """
     if isinstance(err, MqiError):
         return str(err), exit_code_for(err)
-    if isinstance(err, OperationalError):  # unreachable, locked, refused login, read-only
-        return (
-            f"database error: {err.orig}; check the database URL, that the database is "
-            "reachable and that its file and folder are writable by this user",
-            EXIT_FAILURE,
-        )
-    if type(err) is DatabaseError:  # sqlite: "file is not a database", a corrupt file
-        return (
-            f"database error: {err.orig}; the database URL (--db, database_url or "
-            "MQI_DATABASE_URL) must name an mqi-communicator database (create one with "
-            "`mqi-communicator db upgrade --db URL`)",
-            EXIT_USAGE,
-        )
+    if isinstance(err, DatabaseError):
+        where = getattr(err, ERROR_DATABASE_ATTR, None)
+        which = f"database error on {where}" if where else "database error"
+        if isinstance(err, OperationalError):  # unreachable, locked, refused login, read-only
+            return (
+                f"{which}: {err.orig}; check the database URL, that the database is "
+                "reachable and that its file and folder are writable by this user",
+                EXIT_FAILURE,
+            )
+        if type(err) is DatabaseError:  # sqlite: a corrupt file
+            return (
+                f"{which}: {err.orig}; the database URL (--db, database_url or "
+                "MQI_DATABASE_URL) must name an intact mqi-communicator database",
+                EXIT_USAGE,
+            )
     if isinstance(err, CommandError):  # alembic: unknown revision and the like
         return str(err), EXIT_FAILURE
     if isinstance(err, OSError):

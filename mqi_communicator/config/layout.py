@@ -84,8 +84,8 @@ def layout_errors(cfg: Config) -> list[tuple[str, str]]:
                 out.append(
                     (
                         f"gpus[{i}].cuda_devices",
-                        f"CUDA device {dev!r} of host {gpu.host!r} is already gpus[{first}] "
-                        f"({cfg.gpus[first].name!r}); two jobs would share one device",
+                        f"expected devices no other GPU of host {gpu.host!r} uses: CUDA "
+                        f"device {dev!r} is already gpus[{first}] ({cfg.gpus[first].name!r})",
                     )
                 )
                 break

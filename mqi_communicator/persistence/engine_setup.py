@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..errors import ConfigError
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "ERROR_DATABASE_ATTR",
     "SUPPORTED_BACKENDS",
     "WRITE_OPTION",
     "display_url",
@@ -128,7 +129,23 @@ def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> 
         raise ConfigError(f"unsupported database URL {shown!r}: {err}") from err
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine, foreign_keys=foreign_keys)
+    _name_database_in_errors(engine)
     return engine
+
+
+#: Attribute set on SQLAlchemy errors: the database they concern, password hidden.
+ERROR_DATABASE_ATTR = "mqi_database"
+
+
+def _name_database_in_errors(engine: Engine) -> None:
+    # A driver's "unable to open database file" does not say which file; the CLI's
+    # message should (cli.output.describe_failure reads the attribute).
+    shown = engine.url.render_as_string(hide_password=True)
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(ctx: ExceptionContext) -> None:
+        if ctx.sqlalchemy_exception is not None:
+            setattr(ctx.sqlalchemy_exception, ERROR_DATABASE_ATTR, shown)
 
 
 def write_engine(engine: Engine) -> Engine:
