@@ -42,11 +42,11 @@ def db(tmp_path: Path) -> Path:
     return path
 
 
-def test_two_engine_processes_through_a_symlinked_folder(tmp_path: Path, db: Path) -> None:
-    (tmp_path / "alias").symlink_to(db.parent, target_is_directory=True)
+def test_two_engine_processes_through_a_symlink(tmp_path: Path, db: Path) -> None:
+    (tmp_path / "alias.db").symlink_to(db)  # another name, in another folder
     direct = write_config(tmp_path, local_config(tmp_path, database_url=f"sqlite:///{db}"))
     aliased = tmp_path / "aliased.yaml"
-    cfg = local_config(tmp_path, database_url=f"sqlite:///{tmp_path / 'alias' / 'mqi.db'}")
+    cfg = local_config(tmp_path, database_url=f"sqlite:///{tmp_path / 'alias.db'}")
     aliased.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     lock_file = db.with_name("mqi.db.lock")
     first = subprocess.Popen(
@@ -61,7 +61,7 @@ def test_two_engine_processes_through_a_symlinked_folder(tmp_path: Path, db: Pat
         assert second.returncode == 1, second.stderr
         assert "another engine is already running" in second.stderr
         assert f"pid {first.pid} " in second.stderr and str(lock_file) in second.stderr
-        assert not (tmp_path / "alias" / "mqi.db.lock").is_symlink()
+        assert not (tmp_path / "alias.db.lock").exists()
     finally:
         first.terminate()
         assert first.wait(timeout=BOUND_S) == 0
