@@ -89,6 +89,7 @@ def test_config_files_that_cannot_be_read(tmp_path: Path) -> None:
     folder = tmp_path / "folder.yaml"
     folder.mkdir()
     _clear(run_cli("check-config", "--config", str(folder)), 2, "is a directory")
+    _clear(run_cli("status", env={"MQI_CONFIG": str(folder)}), 2, "(from MQI_CONFIG) is a folder")
 
 
 def test_a_read_only_database_file_and_folder(tmp_path: Path, immutable: list[Path]) -> None:

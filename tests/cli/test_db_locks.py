@@ -212,6 +212,7 @@ def test_postgres_downgrade_waits_for_every_engine(pg_engine_lock: str) -> None:
         refused = run_cli("db", "downgrade", "--db", url, "base", "--yes")
         assert refused.returncode == 1, refused.stderr
         assert "refusing to change the schema while an engine runs" in refused.stderr
+        assert "held by server process(es) " in refused.stderr  # the engines' backend pids
         assert current(url) == head()
     finally:
         for e in engines:
