@@ -15,6 +15,7 @@ __all__ = [
     "HostKeyError",
     "HostUnreachableError",
     "InvalidTransitionError",
+    "LegacyAdoptionError",
     "MqiError",
     "NotFoundError",
     "PermanentError",
@@ -88,6 +89,10 @@ class CaseContentError(PermanentError):
 
 class ConfigError(PermanentError):
     """The configuration is malformed; the message names the file, key and expectation."""
+
+
+class LegacyAdoptionError(PermanentError):
+    """A legacy database cannot be adopted as it is; it was left unchanged."""
 
 
 class NotFoundError(PermanentError):

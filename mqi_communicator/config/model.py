@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .layout import layout_errors
 from .web import WebConfig
 
 __all__ = [
@@ -366,6 +367,18 @@ class Config(_Strict):
             data["database_url"] = f"sqlite:///{db.as_posix()}"
         return data
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from ..errors import ConfigError
+        from ..persistence.engine_setup import normalize_url
+
+        try:
+            normalize_url(value)
+        except ConfigError as err:
+            raise ValueError(str(err)) from err
+        return value
+
     @field_validator("watch_dir", "results_dir")
     @classmethod
     def _resolve_dirs(cls, value: Path, info: ValidationInfo) -> Path:
@@ -398,9 +411,8 @@ class Config(_Strict):
             for key in sorted(required):
                 if getattr(gpu, key) is None:
                     _fail(f"{where}.{key}", f"required for a GPU on a {kind!r} scheduler host")
-        if self.results_dir == self.watch_dir or self.watch_dir in self.results_dir.parents:
-            # Results inside the watch folder would be picked up as new cases.
-            _fail("results_dir", "expected a folder outside watch_dir")
+        for key, problem in layout_errors(self)[:1]:  # overlapping folders, shared devices
+            _fail(key, problem)
         return self
 
 
