@@ -23,6 +23,8 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench_tick.py", [], ["--jobs", "200", "--finished", "2000", "--sample", "10"]),
     ("bench_poll.py", [], ["--jobs", "50", "--sample", "5"]),
     ("bench_transfer.py", [], ["--scale", "0.05", "--repeat", "1"]),
+    ("bench_web.py", [], ["--cases", "10000", "--repeat", "5"]),
+    ("bench_top.py", [], ["--cases", "5000", "--runs", "3"]),
 ]
 
 

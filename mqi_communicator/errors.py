@@ -15,10 +15,12 @@ __all__ = [
     "HostKeyError",
     "HostUnreachableError",
     "InvalidTransitionError",
+    "LegacyAdoptionError",
     "MqiError",
     "NotFoundError",
     "PermanentError",
     "RemoteCommandError",
+    "RemoteSourceMissingError",
     "SchedulerOutputError",
     "SchedulerUnavailableError",
     "SchemaMismatchError",
@@ -90,6 +92,10 @@ class RemoteCommandError(PermanentError):
         self.stderr = stderr
 
 
+class RemoteSourceMissingError(RemoteCommandError):
+    """The directory to download does not exist on the host."""
+
+
 class SubmissionRejectedError(RemoteCommandError):
     """The scheduler refused the job (unknown group, bad partition, ...)."""
 
@@ -108,6 +114,10 @@ class CaseContentError(PermanentError):
 
 class ConfigError(PermanentError):
     """The configuration is malformed; the message names the file, key and expectation."""
+
+
+class LegacyAdoptionError(PermanentError):
+    """A legacy database cannot be adopted as it is; it was left unchanged."""
 
 
 class NotFoundError(PermanentError):

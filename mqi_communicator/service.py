@@ -19,15 +19,25 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
-from .dblock import EngineLock, sqlite_file, sqlite_lock_path
+from .dblock import engine_lock, sqlite_file
 from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
+from .engine.retrieve_step import upload_exclusions
 from .engine.runtime import HostRuntime, TransferProgress, utcnow
-from .errors import CaseContentError, ConfigError, ConflictError, InvalidTransitionError
+from .errors import (
+    CaseContentError,
+    ConfigError,
+    ConflictError,
+    InvalidTransitionError,
+    NotFoundError,
+)
 from .intake import Intake, case_problem
 from .migrations.api import upgrade
+from .notify import HookDispatcher
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
+from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk, read_job_log
 from .statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind, GpuState
+from .zombie_release import release_zombie
 
 __all__ = ["Communicator"]
 
@@ -106,8 +116,8 @@ class Communicator:
         self._owns_hosts = hosts is None
         self._wake = threading.Event()
         self._stop = threading.Event()
-        lock_path = sqlite_lock_path(config.database_url) if store.dialect == "sqlite" else None
-        self._lock = EngineLock(lock_path) if lock_path is not None else None
+        # SQLite: one engine per file; PostgreSQL: a shared lock that `db downgrade` waits out.
+        self._lock = engine_lock(config.database_url)
         self.intake: Intake | None = None
         if watch:
             self.intake = Intake(
@@ -161,6 +171,19 @@ class Communicator:
         def stopped() -> bool:
             return self._stop.is_set() or (stop is not None and stop.is_set())
 
+        # Hooks are delivered beside the loop, never in it (a hanging hook cannot stall).
+        hooks = HookDispatcher(self.store, self.config.hooks, clock=self._clock)
+        hooks.start()
+        try:
+            self._loop(stopped, on_tick)
+        finally:
+            hooks.stop()
+
+    def _loop(
+        self,
+        stopped: Callable[[], bool],
+        on_tick: Callable[[TickReport | None], None] | None,
+    ) -> None:
         while not stopped():
             report: TickReport | None
             try:
@@ -216,7 +239,7 @@ class Communicator:
             return existing
         if not folder.is_dir():
             raise CaseContentError(f"{folder}: not a directory; a case is a folder")
-        problem = case_problem(folder)
+        problem = case_problem(folder, upload_exclusions(self.config.engine.results_subdir))
         now = self._clock()
         case, created = self.store.register_case(str(folder), now)
         if created and problem is not None:
@@ -338,11 +361,72 @@ class Communicator:
         self._wake.set()
         return case
 
+    def release_zombie(
+        self, name: str, *, reason: str, confirm_job_gone: bool, actor: str | None = None
+    ) -> GpuRecord:
+        """Free a zombie GPU on an operator's word that its job is gone, audited.
+
+        For a zombie whose job can no longer be observed (host reinstalled or retired).
+        The audit row carries ``operator_attested`` evidence: who (``actor``, default
+        ``<OS user>@<this host>``), when, and why (``reason``). Only zombies qualify.
+
+        Raises:
+            ValueError: ``confirm_job_gone`` is not True or ``reason`` is blank; the
+                message says what to check on the host first.
+            InvalidTransitionError: the GPU is not a zombie.
+            NotFoundError: no GPU ``name``.
+        """
+        gpu = release_zombie(
+            self.store,
+            name,
+            self._clock(),
+            reason=reason,
+            confirm_job_gone=confirm_job_gone,
+            actor=actor,
+        )
+        self._wake.set()
+        return gpu
+
     def set_gpu_offline(self, name: str, offline: bool) -> GpuRecord:
         """Take a GPU out of the pool (idle: now; busy: once its job ended) or bring it back."""
         gpu = self.store.set_gpu_offline(name, self._clock(), offline)
         self._wake.set()
         return gpu
+
+    def job_log_tail(
+        self,
+        case_id: int,
+        *,
+        lines: int = 100,
+        offset: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> LogChunk:
+        """The job log of the case's current (or last) attempt, read over its host.
+
+        Args:
+            case_id: The case.
+            lines: Without ``offset``: the last this many lines.
+            offset: Read the bytes from this offset on instead (``LogChunk.end`` of the
+                previous read, to follow a growing log).
+            max_bytes: At most this much per read.
+
+        Raises:
+            NotFoundError: no such case, or it has no job directory (not started yet).
+            ConfigError: the case's host is no longer configured.
+            HostUnreachableError: the host could not be asked.
+        """
+        case = self.store.get_case(case_id)
+        if case.remote_dir is None or case.host is None:
+            raise NotFoundError(
+                f"case {case_id} has no job yet ({case.status.value}); "
+                "its log exists once the job is submitted"
+            )
+        host = self.hosts.get(case.host)
+        if host is None:
+            raise ConfigError(f"case {case_id} ran on host {case.host!r}, which is not configured")
+        return read_job_log(
+            host.transport, case.remote_dir, offset=offset, lines=lines, max_bytes=max_bytes
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 

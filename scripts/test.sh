@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh Debian/Ubuntu machine, then runs
 # ruff, mypy --strict and pytest. The tests themselves start the loopback sshd,
-# the loopback Slurm and the Pueue stand-in; PostgreSQL is expected at
-# 127.0.0.1:5432 (database `test`), as MQI_TEST_POSTGRES_URL may override.
+# the loopback Slurm, the Pueue stand-in and headless Chromium (the web console's
+# browser tests; screenshots under $MQI_ARTIFACTS if set); PostgreSQL is expected
+# at 127.0.0.1:5432 (database `test`), as MQI_TEST_POSTGRES_URL may override.
 #
 #   bash scripts/test.sh [pytest args...]
 #   MQI_HYPOTHESIS_PROFILE=thorough bash scripts/test.sh tests/safety
@@ -17,6 +18,10 @@ command -v slurmctld >/dev/null 2>&1 || need_pkgs+=(slurmctld)
 command -v slurmd >/dev/null 2>&1 || need_pkgs+=(slurmd)
 command -v sbatch >/dev/null 2>&1 || need_pkgs+=(slurm-client)
 command -v rsync >/dev/null 2>&1 || need_pkgs+=(rsync)
+# The web console's browser tests drive Debian's Chromium through its chromedriver.
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)  # the `top` tests drive a real terminal
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing: ${need_pkgs[*]}"

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 pytest_plugins = [
     "tests.infra.pg",
     "tests.infra.sshd",
+    "tests.infra.sshd_readonly_tmp",
     "tests.infra.slurm",
 ]
 

@@ -8,10 +8,19 @@ from pathlib import Path
 import click
 
 from ..config import Config, load_config
+from ..config.layout import layout_warnings
 from ..engine.build import build_transport
+from ..textsafe import printable
 from .common import config_option, resolve_config
-from .doctor_checks import CheckResult, any_failed, check_database, check_host
-from .output import EXIT_FAILURE, cli_errors, render_table, to_jsonable
+from .doctor_checks import (
+    CheckResult,
+    any_failed,
+    check_database,
+    check_host,
+    check_legacy_jobs,
+    legacy_config_problems,
+)
+from .output import EXIT_FAILURE, EXIT_USAGE, cli_errors, render_table, to_jsonable
 
 __all__ = ["check_config", "doctor"]
 
@@ -28,10 +37,23 @@ def _load(config_path: Path | None) -> tuple[Path, Config]:
 def check_config(config_path: Path | None) -> None:
     """Validate a config file without starting anything.
 
-    Exit 0 when valid; exit 2 with each error naming the file, the key and what was
-    expected. Example files ship in the package: mqi_communicator/examples/*.yaml.
+    Exit 0 when valid (warnings, such as a folder that does not exist yet or a host no
+    GPU uses, are printed on stderr); exit 2 with each error naming the file, the key
+    and what was expected, including folders that overlap (results or a local
+    remote_base or the database inside watch_dir, watch_dir inside results_dir) and two
+    GPUs on one CUDA device of a host. Example files ship in the package:
+    mqi_communicator/examples/*.yaml. When its database already exists, jobs adopted
+    from the original system whose Pueue group no configured GPU has (so no host can be
+    found for them) are errors too.
     """
     path, cfg = _load(config_path)
+    for warning in layout_warnings(cfg):
+        click.echo(f"warning: {printable(path)}: {printable(warning)}", err=True)
+    legacy = legacy_config_problems(cfg) or []
+    for problem in legacy:
+        click.echo(f"error: {printable(path)}: {printable(problem)}", err=True)
+    if legacy:
+        raise SystemExit(EXIT_USAGE)
     click.echo(
         f"{path}: OK ({len(cfg.hosts)} host(s), {len(cfg.gpus)} GPU(s); "
         f"watch {cfg.watch_dir}, results {cfg.results_dir})"
@@ -58,6 +80,8 @@ def doctor(as_json: bool, only: tuple[str, ...], config_path: Path | None) -> No
             f"unknown host(s) {unknown}; configured: {sorted(cfg.hosts)}", param_hint="--host"
         )
     results: list[CheckResult] = [check_database(cfg.database_url)]
+    if not results[0].failed:
+        results.extend(check_legacy_jobs(cfg))
     for name, host in cfg.hosts.items():
         if only and name not in only:
             continue

@@ -16,7 +16,14 @@ from ..errors import MqiError
 from ..remote.protocol import Transport
 from ..remote.quoting import join_argv, quote
 
-__all__ = ["CheckResult", "any_failed", "check_database", "check_host"]
+__all__ = [
+    "CheckResult",
+    "any_failed",
+    "check_database",
+    "check_host",
+    "check_legacy_jobs",
+    "legacy_config_problems",
+]
 
 OK, FAIL, SKIP = "OK", "FAIL", "SKIP"
 
@@ -160,6 +167,35 @@ def check_database(url: str) -> CheckResult:
     except Exception as err:  # any driver error is a FAIL row, not a crash
         return CheckResult("database", "schema at head", FAIL, _err(err))
     return CheckResult("database", "schema at head", OK, "reachable, schema current")
+
+
+def legacy_config_problems(cfg: Config) -> list[str] | None:
+    """Legacy jobs whose host this config cannot tell (None: the database cannot be read).
+
+    Opens only an existing database at the schema head; never creates one.
+    """
+    from ..dblock import sqlite_file
+    from ..engine.build import build_gpus
+    from ..engine.legacy_jobs import legacy_problems
+    from ..persistence import Store
+
+    db = sqlite_file(cfg.database_url)
+    if db is not None and not db.exists():
+        return []
+    try:
+        with Store.open(cfg.database_url) as store:
+            return legacy_problems(store, build_gpus(cfg))
+    except Exception:  # unreachable or not at head: check_database reports it
+        return None
+
+
+def check_legacy_jobs(cfg: Config) -> list[CheckResult]:
+    """A FAIL row per job adopted from the original system that has no host in ``cfg``.
+
+    No row at all when every legacy job (usually: none) has one.
+    """
+    problems = legacy_config_problems(cfg) or []
+    return [CheckResult("database", "legacy jobs", FAIL, p) for p in problems]
 
 
 def any_failed(results: Sequence[CheckResult]) -> bool:

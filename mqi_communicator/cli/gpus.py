@@ -1,4 +1,4 @@
-"""``gpus list|offline|online``: the GPU pool."""
+"""``gpus list|offline|online|release``: the GPU pool."""
 
 from __future__ import annotations
 
@@ -8,25 +8,28 @@ from pathlib import Path
 import click
 
 from ..persistence import GpuRecord
+from ..statemachine import GpuState
+from ..zombie_release import release_checklist
 from .common import config_option, open_communicator
-from .output import echo_json, render_table
+from .output import EXIT_FAILURE, EXIT_USAGE, echo_json, fail, render_table
 
 __all__ = ["gpu_table", "gpus"]
 
 
 @click.group()
 def gpus() -> None:
-    """List GPUs, or take one out of the pool and back."""
+    """List GPUs, take one out of the pool and back, or release a zombie on your word."""
 
 
 def gpu_table(records: Sequence[GpuRecord]) -> str:
-    """The GPUs as a table: name, host, state, case, job, since."""
+    """The GPUs as a table: name, host, state, case (a zombie's: its stuck job's), job, since."""
     rows = [
         [
             g.name,
             g.host,
             g.status,
             g.case_id,
+            g.quarantined_case_id,
             g.job_label,
             g.job_id,
             "yes" if g.offline_requested else "",
@@ -34,7 +37,17 @@ def gpu_table(records: Sequence[GpuRecord]) -> str:
         ]
         for g in records
     ]
-    headers = ["NAME", "HOST", "STATE", "CASE", "JOB LABEL", "JOB ID", "OFFLINE REQ", "SINCE (UTC)"]
+    headers = [
+        "NAME",
+        "HOST",
+        "STATE",
+        "CASE",
+        "ZOMBIE OF CASE",
+        "JOB LABEL",
+        "JOB ID",
+        "OFFLINE REQ",
+        "SINCE (UTC)",
+    ]
     return render_table(headers, rows)
 
 
@@ -78,3 +91,37 @@ def gpu_online(name: str, config_path: Path | None) -> None:
     with open_communicator(config_path) as comm:
         g = comm.set_gpu_offline(name, False)
     click.echo(_describe(g, False))
+
+
+@gpus.command("release")
+@click.argument("name")
+@click.option(
+    "--confirm-job-gone",
+    is_flag=True,
+    help="You checked on the host that the zombie's job is gone (required).",
+)
+@click.option("--reason", default="", help="Why the job is known to be gone (required).")
+@config_option
+def gpu_release(name: str, confirm_job_gone: bool, reason: str, config_path: Path | None) -> None:
+    """Release zombie GPU NAME on your word that its job is gone (audited: who, when, why).
+
+    For a zombie whose job can no longer be observed (host reinstalled or retired).
+    Without --confirm-job-gone and a non-empty --reason it refuses (exit 2) and lists
+    what to check on the host first.
+    """
+    with open_communicator(config_path) as comm:
+        gpu = next((g for g in comm.gpus() if g.name == name), None)
+        if gpu is None:
+            fail(f"no GPU named {name!r}", EXIT_FAILURE)
+        if gpu.status is not GpuState.ZOMBIE:
+            fail(
+                f"gpu {name} is {gpu.status.value}, not a zombie: only a zombie can be "
+                "released on the operator's word",
+                EXIT_FAILURE,
+            )
+        if not confirm_job_gone or not reason.strip():
+            fail(release_checklist(gpu), EXIT_USAGE)
+        released = comm.release_zombie(name, reason=reason, confirm_job_gone=True)
+    click.echo(
+        f"gpu {released.name}: {released.status.value} (released on your word: {reason.strip()})"
+    )

@@ -56,9 +56,20 @@ def status(as_json: bool, config_path: Path | None) -> None:
         return
     click.echo(f"zombies ({len(zombies)}): a job we placed may still run; re-checked with backoff")
     rows = [
-        [g.name, g.host, g.job_label, g.job_id, g.status_updated_at, g.next_check_at]
+        [
+            g.name,
+            g.host,
+            g.quarantined_case_id,
+            g.job_label,
+            g.job_id,
+            g.status_updated_at,
+            g.next_check_at,
+        ]
         for g in zombies
     ]
+    headers = ["NAME", "HOST", "CASE", "JOB LABEL", "JOB ID", "SINCE (UTC)", "NEXT CHECK"]
+    click.echo(render_table(headers, rows))
     click.echo(
-        render_table(["NAME", "HOST", "JOB LABEL", "JOB ID", "SINCE (UTC)", "NEXT CHECK"], rows)
+        "a zombie whose host is gone for good: "
+        "`mqi-communicator gpus release NAME --confirm-job-gone --reason TEXT`"
     )

@@ -7,11 +7,14 @@ from .model import (
     Config,
     EngineConfig,
     GpuConfig,
+    HooksConfig,
+    HookTargetConfig,
     HostConfig,
     IntakeConfig,
     LogConfig,
     SchedulerConfig,
 )
+from .web import WebConfig
 
 __all__ = [
     "DEFAULT_COMMAND",
@@ -19,10 +22,13 @@ __all__ = [
     "Config",
     "EngineConfig",
     "GpuConfig",
+    "HookTargetConfig",
+    "HooksConfig",
     "HostConfig",
     "IntakeConfig",
     "LogConfig",
     "SchedulerConfig",
+    "WebConfig",
     "apply_env_overrides",
     "load_config",
     "parse_config",

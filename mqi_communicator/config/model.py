@@ -24,6 +24,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .layout import layout_errors
+from .web import WebConfig
+
 __all__ = [
     "DEFAULT_COMMAND",
     "DEFAULT_DB_NAME",
@@ -31,10 +34,14 @@ __all__ = [
     "Config",
     "EngineConfig",
     "GpuConfig",
+    "HookEvent",
+    "HookTargetConfig",
+    "HooksConfig",
     "HostConfig",
     "IntakeConfig",
     "LogConfig",
     "SchedulerConfig",
+    "check_results_subdir",
 ]
 
 #: The MOQUI steps, run inside the uploaded case directory by the job wrapper. The
@@ -105,7 +112,9 @@ class EngineConfig(_Strict):
     kill_confirm_s: PositiveFloat = 120.0
     max_attempts: PositiveInt = 3
     max_retrieve_failures: PositiveInt = 5
-    #: The folder inside the remote case directory that is downloaded as the results.
+    #: The folder inside the remote case directory that the job writes its results into;
+    #: only it is downloaded. The case's own folder of that name (any letter case) is
+    #: never uploaded, so everything in it was written by the job (README, "How it works").
     results_subdir: str = "output"
     label_prefix: str = Field(default="mqic", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     transfer_timeout_s: PositiveFloat = 3600.0
@@ -120,6 +129,41 @@ class EngineConfig(_Strict):
     #: (:attr:`Config.takeover_grace_s`).
     submit_grace_s: PositiveFloat | None = None
     backoff: BackoffConfig = BackoffConfig()
+
+    @field_validator("results_subdir")
+    @classmethod
+    def _results_subdir(cls, value: str) -> str:
+        return check_results_subdir(value)
+
+
+def check_results_subdir(value: str) -> str:
+    """``value`` as a results folder: a relative POSIX path inside the case directory.
+
+    Trailing slashes are dropped. The whole case directory (``""``, ``"."``) is refused:
+    it holds the uploaded files, which must never count as results of the run.
+
+    Raises:
+        ValueError: saying what is wrong and what is expected.
+    """
+    norm = value.rstrip("/")
+    if norm in ("", "."):
+        raise ValueError(
+            "the whole case directory cannot be the results: the uploaded files would "
+            "count as results of the run; name the folder the job writes, e.g. 'output'"
+        )
+    parts = norm.split("/")
+    if (
+        norm.startswith("/")
+        or any(ch in norm for ch in "\\\0\n\r")
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise ValueError(
+            f"expected a relative path of plain names inside the case directory "
+            f"(e.g. 'output'), got {value!r}"
+        )
+    if parts[0].casefold() == ".mqi":
+        raise ValueError(f"{value!r} is the communicator's marker folder, not a results folder")
+    return norm
 
 
 class LogConfig(_Strict):
@@ -221,6 +265,59 @@ class HostConfig(_Strict):
         return self
 
 
+#: The event kinds a hook may subscribe to (``persistence.outbox.EventKind``; a test
+#: keeps the two equal). Host events are accepted but not emitted yet: the engine keeps
+#: host health in memory only.
+HookEvent = Literal[
+    "case_failed", "case_completed", "gpu_zombie", "gpu_recovered", "host_down", "host_up"
+]
+
+
+class HookTargetConfig(_Strict):
+    """One notification target: a command (JSON on stdin) or an HTTP webhook (POST JSON)."""
+
+    #: argv of a local command; the event document arrives on its stdin.
+    command: list[str] | None = Field(default=None, min_length=1)
+    #: An http(s) URL that receives the document as ``POST application/json``.
+    url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    #: Extra HTTP headers (e.g. ``Authorization``); never logged.
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: A call that takes longer is killed and counts as failed.
+    timeout_s: PositiveFloat = 10.0
+    #: The events it receives (default: every kind).
+    events: list[HookEvent] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HookTargetConfig:
+        if (self.command is None) == (self.url is None):
+            _fail("command/url", "expected exactly one of 'command' or 'url'")
+        if self.headers and self.url is None:
+            _fail("headers", "only used with 'url'")
+        return self
+
+
+class HooksConfig(_Strict):
+    """Notifications: targets and the delivery policy of the outbox."""
+
+    targets: dict[str, HookTargetConfig] = Field(default_factory=dict)
+    #: Attempts per event before it is marked failed.
+    max_attempts: PositiveInt = 10
+    #: Wait between attempts of one event.
+    backoff: BackoffConfig = BackoffConfig()
+    #: How often the delivery loop looks for new events.
+    poll_interval_s: PositiveFloat = 2.0
+    #: Events sent per pass at most (a flood of events waits its turn).
+    batch_size: PositiveInt = Field(default=20, le=1000)
+
+    @field_validator("targets")
+    @classmethod
+    def _names(cls, value: dict[str, HookTargetConfig]) -> dict[str, HookTargetConfig]:
+        for name in value:
+            if not name or "," in name:
+                raise ValueError(f"expected a hook name without commas, got {name!r}")
+        return value
+
+
 _SSH_HOSTNAME = "required when transport is 'ssh'"
 
 
@@ -263,8 +360,10 @@ class Config(_Strict):
     intake: IntakeConfig = IntakeConfig()
     engine: EngineConfig = EngineConfig()
     log: LogConfig = LogConfig()
+    web: WebConfig = WebConfig()
     hosts: dict[str, HostConfig] = Field(min_length=1)
     gpus: list[GpuConfig] = Field(min_length=1)
+    hooks: HooksConfig = HooksConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -274,6 +373,18 @@ class Config(_Strict):
             db = (_base_dir(info) / DEFAULT_DB_NAME).resolve()
             data["database_url"] = f"sqlite:///{db.as_posix()}"
         return data
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from ..errors import ConfigError
+        from ..persistence.engine_setup import normalize_url
+
+        try:
+            normalize_url(value)
+        except ConfigError as err:
+            raise ValueError(str(err)) from err
+        return value
 
     @field_validator("watch_dir", "results_dir")
     @classmethod
@@ -316,9 +427,8 @@ class Config(_Strict):
                 f" grace lets another engine take over a case whose upload may still run),"
                 f" got {grace:g}; or leave it out to use that minimum",
             )
-        if self.results_dir == self.watch_dir or self.watch_dir in self.results_dir.parents:
-            # Results inside the watch folder would be picked up as new cases.
-            _fail("results_dir", "expected a folder outside watch_dir")
+        for key, problem in layout_errors(self)[:1]:  # overlapping folders, shared devices
+            _fail(key, problem)
         return self
 
     @property

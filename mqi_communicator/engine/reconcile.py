@@ -26,6 +26,7 @@ from ..statemachine.states import CaseState, GpuState
 from .act import act_on_case, act_on_gpu
 from .backoff import Backoff, HostHealth
 from .lease import new_engine_id
+from .legacy_jobs import claimable_gpus, resolve_hosts
 from .retrieve_step import retrieve
 from .runtime import (
     EngineSettings,
@@ -80,13 +81,16 @@ class Reconciler:
         #: Who this engine is in the cases' leases (one id per engine object).
         self.engine_id = new_engine_id()
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
+        resolve_hosts(store, gpus, clock())  # jobs adopted from the original system
 
     def tick(self) -> TickReport:
         """One pass over every live case and zombie GPU."""
+        rows = self.store.list_gpus()
         ctx = TickContext(
             store=self.store,
             hosts=self.hosts,
-            gpus=self.gpus,
+            # A legacy job still on a GPU slot keeps that slot's configured twin unclaimed.
+            gpus=claimable_gpus(self.gpus, rows),
             policy=self.policy,
             settings=self.settings,
             health=self.health,
@@ -96,7 +100,7 @@ class Reconciler:
             engine_id=self.engine_id,
         )
         cases = self.store.list_cases(_LIVE)
-        zombies = [g for g in self.store.list_gpus() if g.status is GpuState.ZOMBIE]
+        zombies = [g for g in rows if g.status is GpuState.ZOMBIE]
         running = [c for c in cases if c.status is CaseState.RUNNING]
         observed = self._observe(ctx, running, zombies)
 
@@ -124,7 +128,8 @@ class Reconciler:
                 wanted[str(case.host)].append((("case", case.id), case_ref(case)))
         for gpu in zombies:
             host = ctx.host_of_gpu(gpu)
-            if host is not None and gpu.job_id:
+            # A legacy job is matched by id + label, or by label alone when no id is known.
+            if host is not None and (gpu.job_id or gpu.job_origin == "legacy"):
                 wanted[host.name].append((("gpu", gpu.name), gpu_ref(gpu)))
             elif host is not None and gpu.job_label:
                 found = self._find_stray(ctx, host, gpu)

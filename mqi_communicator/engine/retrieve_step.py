@@ -1,5 +1,20 @@
 """Bring a succeeded job's results home: download, verify, move into place atomically.
 
+Only what the job wrote counts. The results are ``<remote_dir>/<results_subdir>``
+(``engine.results_subdir``, default ``output``), and the upload never sends the case's
+own entry of that name, in any letter case and whatever it is (folder, file, symlink):
+:func:`upload_exclusions` is passed to ``Transport.upload_tree``, the tar producer
+leaves it out, the far side verifies the exact set of uploaded paths, and the exclusion
+is logged and noted in the case's audit trail (the local folder is never changed). So
+the results folder does not exist on the far side until the job creates it, and every
+file in it was written by the job. A job that wrote none (no folder, or an empty one)
+fails with "the job produced no result files", whatever stale results the case
+shipped. The whole case directory can never be the results (``check_results_subdir``
+refuses ``""`` and ``"."``): telling the job's files from uploaded ones there would need
+a content comparison that a job rewriting an input cannot pass honestly. Limit: a job
+that itself copies uploaded files into its results folder is indistinguishable from
+one that computed them.
+
 Results of case ``NAME`` land in ``<results_dir>/NAME``. The download goes to
 ``<results_dir>/.mqi-staging/case<id>_a<attempt>`` (itself verified and atomic), gets a
 ``.mqi-result.json`` stamp, and is then renamed into place; an older folder of the same
@@ -14,18 +29,38 @@ import json
 import logging
 from pathlib import Path
 
-from ..errors import HostUnreachableError, MqiError, PermanentError
+from ..config.model import check_results_subdir
+from ..errors import HostUnreachableError, MqiError, PermanentError, RemoteSourceMissingError
 from ..persistence import CaseRecord
+from ..remote.protocol import TransferReport
 from ..statemachine.decide import Apply, decide_retrieval_error
 from ..statemachine.evidence import Evidence, EvidenceKind
 from .act import apply_case_step, note_case
 from .lease import keep_lease, take_over
 from .runtime import TickContext, case_view
 
-__all__ = ["results_path", "retrieve"]
+__all__ = ["NO_RESULTS", "results_path", "retrieve", "upload_exclusions", "uploaded_note"]
 
 log = logging.getLogger("mqi_communicator.engine")
 STAMP = ".mqi-result.json"
+#: The failure reason of a job that wrote no result files.
+NO_RESULTS = "the job produced no result files"
+
+
+def upload_exclusions(results_subdir: str) -> tuple[str, ...]:
+    """What an upload must leave out so that every result file is one the job wrote."""
+    return (check_results_subdir(results_subdir),)
+
+
+def uploaded_note(case: CaseRecord, report: TransferReport) -> str:
+    """The audit note of a finished upload; logs what it left out of the case."""
+    if not report.excluded:
+        return "uploaded"
+    left_out = ", ".join(repr(p) for p in report.excluded)
+    log.warning(
+        "case %s: left %s out of the upload: results come only from the job", case.id, left_out
+    )
+    return f"uploaded; left out {left_out} (results come only from the job)"
 
 
 def results_path(results_dir: Path, case: CaseRecord) -> Path:
@@ -80,15 +115,18 @@ def _stamp(staging: Path, case: CaseRecord) -> None:
 
 def _download(ctx: TickContext, case: CaseRecord, staging: Path) -> bool:
     host = ctx.host_of_case(case)
+    if case.job_origin == "legacy":
+        # The original system's job wrote its results where that system expected them.
+        why = "a legacy job's results are not in a folder of ours; retry to run the case here"
+        _give_up(ctx, case, why, permanent=True)
+        return False
     if host is None or case.remote_dir is None:
         _give_up(ctx, case, f"unknown host {case.host!r} or remote directory", permanent=True)
         return False
     if ctx.health.is_down(host.name, ctx.now):
         return False
     staging.parent.mkdir(parents=True, exist_ok=True)
-    remote = case.remote_dir
-    if ctx.settings.results_subdir not in ("", "."):
-        remote = f"{remote}/{ctx.settings.results_subdir}"
+    remote = f"{case.remote_dir}/{check_results_subdir(ctx.settings.results_subdir)}"
     label = case.label or ""
 
     def progress(done: int, total: int) -> None:
@@ -103,13 +141,16 @@ def _download(ctx: TickContext, case: CaseRecord, staging: Path) -> bool:
         ctx.host_down(host.name, err)
         _give_up(ctx, case, str(err), permanent=False)
         return False
+    except RemoteSourceMissingError as err:
+        _give_up(ctx, case, f"{NO_RESULTS} ({err})", permanent=True)
+        return False
     except MqiError as err:
         _give_up(
             ctx, case, f"{type(err).__name__}: {err}", permanent=isinstance(err, PermanentError)
         )
         return False
     if report.files == 0:
-        _give_up(ctx, case, "the job produced no result files", permanent=True)
+        _give_up(ctx, case, f"{NO_RESULTS} ({remote} is empty)", permanent=True)
         return False
     log.info("case %s: %d result files (%d bytes) verified", case.id, report.files, report.bytes)
     return True

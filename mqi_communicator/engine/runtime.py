@@ -119,7 +119,13 @@ class TickContext:
         return self.hosts.get(case.host) if case.host else None
 
     def host_of_gpu(self, gpu: GpuRecord) -> HostRuntime | None:
-        """The runtime of the host a GPU belongs to (None if unconfigured)."""
+        """The runtime of the host a GPU belongs to (None if unconfigured).
+
+        A legacy job's host is the one resolved for its Pueue group (engine/legacy_jobs.py)
+        and nothing else: a same-named GPU on another host would observe a stranger.
+        """
+        if gpu.job_origin == "legacy":
+            return self.hosts.get(gpu.host) if gpu.host else None
         rt = self.gpus.get(gpu.name)
         name = rt.host if rt else gpu.host
         return self.hosts.get(name) if name else None
@@ -160,13 +166,16 @@ def gpu_view(gpu: GpuRecord) -> GpuView:
 
 
 def case_ref(case: CaseRecord) -> JobRef:
-    """The scheduler reference of a case's job ("" label: legacy job, match by id)."""
+    """The scheduler reference of a case's job (a legacy job: its Pueue group too)."""
+    legacy = case.job_origin == "legacy"
     return JobRef(
         job_id=case.job_id or "",
         label=case.label or "",
         remote_dir=case.remote_dir or "",
         token=case.attempt_token,
-        legacy=case.job_origin == "legacy",
+        legacy=legacy,
+        # An adopted GPU is named by its legacy Pueue group (migrations/legacy_adoption.py).
+        group=case.gpu_name if legacy else None,
     )
 
 
@@ -178,4 +187,5 @@ def gpu_ref(gpu: GpuRecord) -> JobRef:
         remote_dir=gpu.job_dir or "",
         token=gpu.job_token,
         legacy=gpu.job_origin == "legacy",
+        group=gpu.name if gpu.job_origin == "legacy" else None,
     )

@@ -28,6 +28,7 @@ from ..statemachine.evidence import Evidence, EvidenceKind
 from ..statemachine.states import CaseState
 from .act import apply_case_record, apply_case_step, drop_stale, note_case
 from .lease import LeaseKeeper, keep_lease, take_over
+from .retrieve_step import upload_exclusions, uploaded_note
 from .runtime import HostRuntime, TickContext, case_view
 
 __all__ = ["recover_submitting", "start_waiting_cases"]
@@ -94,11 +95,12 @@ def _upload_and_submit(
             ctx.progress(label, done, total)
 
     try:
-        host.transport.upload_tree(
+        report = host.transport.upload_tree(
             Path(case.path),
             case.remote_dir,
             progress=progress,
             timeout=ctx.settings.transfer_timeout_s,
+            exclude=upload_exclusions(ctx.settings.results_subdir),
         )
     except MqiError as err:
         _submit_failed(ctx, case, host.name, err, sent=False)
@@ -107,7 +109,7 @@ def _upload_and_submit(
     if not keeper.still_ours():
         drop_stale(ctx, case, "another engine took its lease over; not submitted")
         return
-    if not note_case(ctx, case, "uploaded", progress=30):
+    if not note_case(ctx, case, uploaded_note(case, report), progress=30):
         return
     spec = JobSpec(
         label=label,

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
+
+from ..remote.tarstream import is_excluded
 
 __all__ = [
     "TEMP_SUFFIXES",
@@ -107,12 +110,13 @@ def latest_change(directory: Path, now: float) -> float | None:
     return newest
 
 
-def case_problem(directory: Path) -> str | None:
+def case_problem(directory: Path, exclude: Sequence[str] = ()) -> str | None:
     """Why ``directory`` cannot be a case (empty, unreadable), or None if it can.
 
     Every file is opened for reading once, so a file we cannot read is found here
     rather than halfway through an upload. Symlinks are followed as the upload would:
-    a dangling one is unreadable.
+    a dangling one is unreadable. ``exclude`` (relative paths the upload never sends,
+    the same rule as ``tarstream.enumerate_tree``) is not looked at.
     """
     files = 0
     stack = [directory]
@@ -125,6 +129,8 @@ def case_problem(directory: Path) -> str | None:
             return f"unreadable: cannot list {_rel(current, directory)}: {err.strerror or err}"
         for entry in entries:
             path = Path(entry.path)
+            if exclude and is_excluded(path.relative_to(directory).as_posix(), exclude):
+                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(path)

@@ -15,7 +15,16 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.engine import Connection
 
-__all__ = ["LegacyTables", "Plan", "adopt", "detect", "drop_aside", "move_aside", "plan"]
+__all__ = [
+    "LegacyTables",
+    "Plan",
+    "adopt",
+    "detect",
+    "drop_aside",
+    "legacy_label",
+    "move_aside",
+    "plan",
+]
 
 #: The legacy system ran in Korea; timestamps without an offset are taken as +09:00.
 LEGACY_ZONE = timezone(timedelta(hours=9))
@@ -94,6 +103,15 @@ def parse_time(value: Any) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+def legacy_label(case_id: int) -> str:
+    """The label the original system gave the Pueue task of case ``case_id``.
+
+    Its ``workflow_submitter.py`` ran ``pueue add --label mqic_case_<id>``; that label,
+    with the task id, is how an adopted job is recognised (never the id alone).
+    """
+    return f"mqic_case_{case_id}"
+
+
 def _task_id(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -132,7 +150,8 @@ def plan(cases: list[dict[str, Any]], gpus: list[dict[str, Any]], now: datetime)
     out = Plan()
     gpu_by_name = {str(g["pueue_group"]): g for g in gpus}
     holder_of: dict[str, int] = {}  # GPU name -> case adopted as running on it
-    zombie_job: dict[str, str | None] = {}  # GPU name -> job id to keep on the zombie
+    # GPU name -> (case, job id) of the job to keep on the zombie
+    zombie_job: dict[str, tuple[int, str | None]] = {}
     task_of = {int(c["case_id"]): _task_id(c["pueue_task_id"]) for c in cases}
 
     for c in sorted(cases, key=lambda r: int(r["case_id"])):
@@ -148,7 +167,7 @@ def plan(cases: list[dict[str, Any]], gpus: list[dict[str, Any]], now: datetime)
         if status == "running?" and key == "submitting" and task is None:
             status, attempt = "submitted", 2
             if candidate is not None:
-                zombie_job[candidate] = None
+                zombie_job[candidate] = (cid, None)
         elif status == "running?":
             g = gpu_by_name.get(candidate) if candidate else None
             g_status = str(g["status"]).strip().lower() if g else None
@@ -158,12 +177,12 @@ def plan(cases: list[dict[str, Any]], gpus: list[dict[str, Any]], now: datetime)
             elif task is None:
                 status = "failed"
                 reason = f"legacy status {raw!r} without a pueue task id; GPU quarantined"
-                zombie_job[candidate] = None
+                zombie_job[candidate] = (cid, None)
             elif candidate in holder_of or taken or g_status not in (None, "available", "assigned"):
                 status = "failed"
                 reason = f"legacy status {raw!r} on GPU {candidate!r}, which is not free for it"
                 if g_status != "zombie" and candidate not in holder_of and not taken:
-                    zombie_job[candidate] = task
+                    zombie_job[candidate] = (cid, task)
             else:
                 status, gpu_name = "running", candidate
                 holder_of[candidate] = cid
@@ -171,6 +190,7 @@ def plan(cases: list[dict[str, Any]], gpus: list[dict[str, Any]], now: datetime)
         updated = parse_time(c["status_updated_at"])
         created = submitted or updated or now
         terminal = status in {"completed", "failed", "cancelled"}
+        label = legacy_label(cid) if status == "running" else None
         completed = (parse_time(c["completed_at"]) or updated or now) if terminal else None
         out.cases.append(
             {
@@ -179,7 +199,7 @@ def plan(cases: list[dict[str, Any]], gpus: list[dict[str, Any]], now: datetime)
                 "status": status,
                 "progress": 100 if status == "completed" else _clamp(c["progress"]),
                 "attempt": attempt,
-                "label": None,
+                "label": label,
                 "job_id": task if status == "running" else None,
                 "remote_dir": None,
                 "host": None,
@@ -206,6 +226,7 @@ def plan(cases: list[dict[str, Any]], gpus: list[dict[str, Any]], now: datetime)
                 status,
                 f"adopted from legacy status {raw!r}",
                 attempt=attempt,
+                label=label,
             )
         )
 
@@ -228,14 +249,22 @@ def plan(cases: list[dict[str, Any]], gpus: list[dict[str, Any]], now: datetime)
             "version": 1,
         }
         if name in holder_of:
+            holder = holder_of[name]
             row.update(
-                status="assigned", assigned_case_id=holder_of[name], job_id=task_of[holder_of[name]]
+                status="assigned",
+                assigned_case_id=holder,
+                job_id=task_of[holder],
+                job_label=legacy_label(holder),
             )
         elif legacy_status == "available" and name not in zombie_job:
             pass
         else:
-            job = task_of.get(int(legacy_case)) if legacy_case is not None else None
-            row.update(status="zombie", job_id=job if job is not None else zombie_job.get(name))
+            owner, job = _zombie_job(legacy_case, task_of, zombie_job.get(name))
+            row.update(
+                status="zombie",
+                job_id=job,
+                job_label=legacy_label(owner) if owner is not None else None,
+            )
         out.gpus.append(row)
         out.audit.append(
             _audit(
@@ -250,6 +279,27 @@ def plan(cases: list[dict[str, Any]], gpus: list[dict[str, Any]], now: datetime)
     return out
 
 
+def _zombie_job(
+    legacy_case: Any, task_of: dict[int, str | None], fallback: tuple[int, str | None] | None
+) -> tuple[int | None, str | None]:
+    """(case, task id) of the job a zombie keeps: its legacy case's, else ``fallback``'s.
+
+    A zombie with neither keeps no label: no evidence can ever match it, so only an
+    operator's attested release frees it.
+    """
+    try:
+        known = int(legacy_case) if legacy_case is not None else None
+    except (TypeError, ValueError):
+        known = None
+    if known is not None and known not in task_of:
+        known = None  # points at a case the legacy table does not have
+    if known is not None and task_of[known] is not None:
+        return known, task_of[known]
+    if fallback is not None:
+        return fallback
+    return known, None
+
+
 def _audit(
     now: datetime,
     entity: str,
@@ -258,6 +308,7 @@ def _audit(
     status: str,
     detail: str,
     attempt: int | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
     return {
         "at": now,
@@ -270,7 +321,7 @@ def _audit(
         "evidence": None,
         "detail": detail,
         "attempt": attempt,
-        "label": None,
+        "label": label,
     }
 
 

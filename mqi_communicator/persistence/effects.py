@@ -33,11 +33,14 @@ CASE_NOTE_FIELDS = frozenset(
         "cancel_requested",
         "next_attempt_at",
         "transient_failures",
+        # Only ever set for a legacy job, whose host adoption could not know
+        # (engine/legacy_jobs.py resolves it from the config's pueue_group).
+        "host",
     }
 )
 
 #: Fields ``Store.update_gpu`` may set (never ``status``).
-GPU_NOTE_FIELDS = frozenset({"kill_requested_at", "next_check_at"})
+GPU_NOTE_FIELDS = frozenset({"kill_requested_at", "next_check_at", "host"})
 
 _RESET_JOB = {
     "label": None,
@@ -50,6 +53,8 @@ _RESET_JOB = {
     "kill_reason": None,
     "cancel_requested": False,
     "attempt_token": None,
+    # A retried legacy case runs as our own job: it must not stay "legacy".
+    "job_origin": None,
 }
 
 
@@ -128,7 +133,7 @@ def gpu_effects(
             "kill_requested_at": None,
             "next_check_at": None,
         }
-    if trigger in {"release", "recover"}:
+    if trigger in {"release", "recover", "operator_release"}:
         return {
             "assigned_case_id": None,
             "job_label": None,

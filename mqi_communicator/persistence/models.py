@@ -1,4 +1,4 @@
-"""Typed SQLAlchemy 2 models: ``cases``, ``gpu_resources`` and ``case_transitions``.
+"""Typed SQLAlchemy 2 models: ``cases``, ``gpu_resources``, ``case_transitions``, ``hook_outbox``.
 
 The models are the single source of the schema: Alembic's migrations are checked
 against them (``alembic check`` must find no drift). Nothing outside the store touches
@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Case", "CaseTransition", "GpuResource", "UtcDateTime"]
+__all__ = ["Base", "Case", "CaseTransition", "GpuResource", "HookOutbox", "UtcDateTime"]
 
 # Deterministic constraint names: Alembic batch mode on SQLite recreates tables and
 # must be able to name (and drop) constraints; PostgreSQL needs names to alter them.
@@ -166,3 +166,33 @@ class CaseTransition(Base):
         Index("ix_case_transitions_case_id_id", "case_id", "id"),
         Index("ix_case_transitions_gpu_name_id", "gpu_name", "id"),
     )
+
+
+class HookOutbox(Base):
+    """One notification event, written in the transaction of the transition it reports.
+
+    The engine's delivery loop sends it to the configured hooks after the commit (see
+    :mod:`mqi_communicator.notify`); a crash between the two loses nothing.
+    """
+
+    __tablename__ = "hook_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: Stable across retries and restarts: receivers de-duplicate on it.
+    event_id: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    #: The JSON document hooks receive (without the per-delivery fields).
+    payload: Mapped[str] = mapped_column(Text)
+    #: pending | delivered | failed (gave up) | skipped (no hook wants it)
+    status: Mapped[str] = mapped_column(String(16))
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Failed hook calls (one per hook per attempt): a counter for /metrics.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    #: Names of the hooks that already accepted it (comma-separated): not sent again.
+    done_hooks: Mapped[str] = mapped_column(Text, default="")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_hook_outbox_status_next_attempt_at", "status", "next_attempt_at"),)

@@ -106,6 +106,23 @@ class Store:
                 raise ConflictError(f"database busy: {err.orig}") from err
             raise
 
+    def read(self, query: Callable[[Session], T]) -> T:
+        """Run ``query(session)`` in one read transaction (one consistent snapshot).
+
+        For the persistence package's query modules (overview, outbox); they return
+        records, never ORM rows.
+        """
+        with self._read() as s:
+            return query(s)
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` in one write transaction (see :meth:`_write`'s errors).
+
+        For the persistence package's own write functions that change no state column
+        (the notification outbox); state changes go through :meth:`apply` and friends.
+        """
+        return self._write(work)
+
     # -- reads -------------------------------------------------------------------------
 
     def get_case(self, case_id: int) -> CaseRecord:
@@ -128,6 +145,27 @@ class Store:
         """Cases in id order, optionally filtered by status."""
         with self._read() as s:
             return reads.list_cases(s, statuses, limit=limit, offset=offset)
+
+    def page_cases(
+        self,
+        *,
+        state: CaseState | None = None,
+        search: str = "",
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[CaseRecord]:
+        """One page of cases, newest first (see :func:`.store_reads.page_cases`)."""
+        with self._read() as s:
+            return reads.page_cases(s, state=state, search=search, before_id=before_id, limit=limit)
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only transaction for the aggregate queries of :mod:`.store_stats`.
+
+        It never takes the write lock, so it runs beside an engine on SQLite (WAL).
+        """
+        with self._read() as s:
+            yield s
 
     def count_by_status(self) -> dict[CaseState, int]:
         """Number of cases per state."""

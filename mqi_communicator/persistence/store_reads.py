@@ -27,6 +27,7 @@ __all__ = [
     "history",
     "list_cases",
     "list_gpus",
+    "page_cases",
 ]
 
 
@@ -62,6 +63,31 @@ def list_cases(
         q = q.offset(offset)
     if limit is not None:
         q = q.limit(limit)
+    return [case_record(r) for r in s.scalars(q)]
+
+
+def page_cases(
+    s: Session,
+    *,
+    state: CaseState | None = None,
+    search: str = "",
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[CaseRecord]:
+    """One page of cases, newest first: keyset paging (``id < before_id``), no OFFSET.
+
+    Keyset paging keeps every page an index range on the primary key, however deep;
+    ``search`` matches a substring of the path, case-insensitively (``%`` and ``_`` are
+    literal).
+    """
+    q = select(Case).order_by(Case.id.desc()).limit(limit)
+    if state is not None:
+        q = q.where(Case.status == state.value)
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where(Case.path.ilike(f"%{escaped}%", escape="\\"))
+    if before_id is not None:
+        q = q.where(Case.id < before_id)
     return [case_record(r) for r in s.scalars(q)]
 
 

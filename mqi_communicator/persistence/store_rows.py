@@ -16,6 +16,7 @@ from ..errors import NotFoundError, StaleOutcomeError
 from ..statemachine import CaseState, Evidence, GpuFacts, GpuState
 from .effects import CaseInputs, case_effects
 from .models import Case, CaseTransition, GpuResource
+from .outbox import enqueue_event
 
 __all__ = [
     "audit",
@@ -76,6 +77,10 @@ def audit(
             attempt=case.attempt if case is not None else None,
             label=case.label if case is not None else None,
         )
+    )
+    # Persist first, notify after: an event is committed with its transition or not at all.
+    enqueue_event(
+        s, now, entity, case_id, gpu_name, from_state, to_state, trigger, evidence, detail, case
     )
 
 

@@ -25,7 +25,12 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from mqi_communicator.errors import HostUnreachableError, RemoteCommandError, TransferError
+from mqi_communicator.errors import (
+    HostUnreachableError,
+    RemoteCommandError,
+    RemoteSourceMissingError,
+    TransferError,
+)
 from mqi_communicator.remote.manifest import manifest_of_files
 from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
 from mqi_communicator.remote.tarstream import CHUNK, CaseTree, enumerate_tree
@@ -107,9 +112,13 @@ class LocalTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        exclude: Sequence[str] = (),
     ) -> TransferReport:
-        """Copy ``local_dir`` to ``remote_dir`` (a local path here), verified and atomic."""
-        tree = enumerate_tree(local_dir)
+        """Copy ``local_dir`` to ``remote_dir`` (a local path here), verified and atomic.
+
+        ``exclude``: relative paths never copied (``tarstream.enumerate_tree``).
+        """
+        tree = enumerate_tree(local_dir, exclude=exclude)
         return self._copy_verified(tree, Path(remote_dir), progress, timeout)
 
     def download_tree(
@@ -123,7 +132,7 @@ class LocalTransport:
         """Copy ``remote_dir`` (a local path here) to ``local_dir``, verified and atomic."""
         src = Path(remote_dir)
         if not src.is_dir():
-            raise RemoteCommandError(f"{self._host_name}: {remote_dir} is not a directory")
+            raise RemoteSourceMissingError(f"{self._host_name}: {remote_dir} is not a directory")
         tree = enumerate_tree(src, allow_empty=True)
         return self._copy_verified(tree, local_dir, progress, timeout)
 
@@ -175,4 +184,4 @@ class LocalTransport:
                 shutil.rmtree(partial, ignore_errors=True)
         if progress is not None:
             progress(total, total)
-        return expected.report(time.monotonic() - started)
+        return expected.report(time.monotonic() - started, tree.excluded)

@@ -154,9 +154,9 @@ class Manifest:
         """sha256 of :meth:`to_bytes`: one value naming the whole tree's content."""
         return hashlib.sha256(self.to_bytes()).hexdigest()
 
-    def report(self, seconds: float) -> TransferReport:
+    def report(self, seconds: float, excluded: tuple[str, ...] = ()) -> TransferReport:
         """The :class:`TransferReport` of a transfer of this tree verified in ``seconds``."""
-        return TransferReport(self.files, self.total_bytes, self.digest(), seconds)
+        return TransferReport(self.files, self.total_bytes, self.digest(), seconds, excluded)
 
     def differences(self, other: Mapping[str, str]) -> list[str]:
         """Human-readable differences against ``{path: sha256}``; empty when equal."""

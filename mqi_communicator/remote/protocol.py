@@ -50,12 +50,16 @@ class CommandResult:
 
 @dataclass(frozen=True)
 class TransferReport:
-    """A verified transfer: how many files and bytes, and the manifest digest."""
+    """A verified transfer: how many files and bytes, and the manifest digest.
+
+    ``excluded`` lists the relative paths an upload left out (``exclude=``).
+    """
 
     files: int
     bytes: int
     manifest_sha256: str
     seconds: float
+    excluded: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -92,10 +96,13 @@ class Transport(Protocol):
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        exclude: Sequence[str] = (),
     ) -> TransferReport:
         """Copy ``local_dir``'s contents to ``remote_dir`` as one verified, atomic step.
 
         ``remote_dir`` must not exist yet; it appears only after the sha256 manifest verified.
+        ``exclude``: relative paths never sent, matched ignoring letter case, whatever
+        they are (``tarstream.enumerate_tree``); the report lists what was left out.
         """
         ...
 
@@ -109,7 +116,8 @@ class Transport(Protocol):
     ) -> TransferReport:
         """Copy ``remote_dir``'s contents to ``local_dir`` as one verified, atomic step.
 
-        ``local_dir`` must not exist yet; it appears only after verification.
+        ``local_dir`` must not exist yet; it appears only after verification. A missing
+        ``remote_dir`` raises ``RemoteSourceMissingError``.
         """
         ...
 
@@ -172,6 +180,8 @@ class JobRef:
     token: str | None = None
     #: A job adopted from the original system: no wrapper, no markers, legacy label.
     legacy: bool = False
+    #: A legacy job's Pueue group (its processes carry ``PUEUE_GROUP=<group>``); else None.
+    group: str | None = None
 
 
 @dataclass(frozen=True)

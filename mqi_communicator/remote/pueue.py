@@ -11,6 +11,8 @@ Every operation is ONE remote command (``kill`` may need two). Facts it honours
   never could (FailedToSpawn, ...).
 * Pueue joins ``add``'s command words with spaces and runs them with ``sh -c``, so the
   wrapper argv is passed as ONE pre-quoted word.
+* Jobs adopted from the original system (``JobRef.legacy``) have no wrapper: they are
+  polled and killed by :mod:`.pueue_legacy` (Pueue's view of the task id + legacy label).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mqi_communicator.errors import (
     SchedulerUnavailableError,
     SubmissionRejectedError,
 )
+from mqi_communicator.remote import pueue_legacy
 from mqi_communicator.remote.local_scheduler import job_command, signal_wrapper_group
 from mqi_communicator.remote.markers import (
     MarkerInfo,
@@ -235,10 +238,11 @@ class PueueScheduler:
 
     def poll(self, refs: Sequence[JobRef]) -> dict[JobRef, JobStatus]:
         """``pueue status --json`` plus the marker probe for all ``refs``, in one command."""
+        statuses = pueue_legacy.poll(self._transport, self._pueue, refs, self._timeout)
+        refs = [r for r in refs if not r.legacy]
         if not refs:
-            return {}
+            return statuses
         obs = self._observe(list(dict.fromkeys(r.remote_dir for r in refs)))
-        statuses = {}
         for ref in refs:
             status = decide(
                 ref,
@@ -257,6 +261,9 @@ class PueueScheduler:
         ``pueue kill <id>`` when Pueue runs our task; otherwise (Pueue lost it, e.g.
         after a crash, yet the wrapper's group lives) TERM-then-KILL the wrapper's group.
         """
+        if ref.legacy:
+            pueue_legacy.kill(self._transport, self._pueue, ref, self._timeout)
+            return
         obs = self._observe([ref.remote_dir])
         task = self._our_task(obs, ref)
         if task is not None and task.state in ("Running", "Paused"):

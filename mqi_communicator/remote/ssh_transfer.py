@@ -27,6 +27,7 @@ from mqi_communicator.errors import (
     CaseContentError,
     HostUnreachableError,
     RemoteCommandError,
+    RemoteSourceMissingError,
     TransferError,
 )
 from mqi_communicator.remote.manifest import Manifest, manifest_of_files, parse_sha256sum
@@ -148,7 +149,8 @@ def download_over_channel(
 
     Raises:
         HostUnreachableError: connect/drop/timeout.
-        RemoteCommandError: ``remote_dir`` does not exist or ``local_dir`` does.
+        RemoteSourceMissingError: ``remote_dir`` does not exist.
+        RemoteCommandError: ``local_dir`` exists.
         TransferError: remote tar, local extraction or verification failed.
     """
     deadline = time.monotonic() + timeout
@@ -190,7 +192,7 @@ def download_over_channel(
         status = finish_channel(chan, transport, deadline, f"download of {remote_dir}", where)
         stderr = errs.text().strip()
         if status == EXIT_NO_SOURCE:
-            raise RemoteCommandError(f"{where}: {stderr}", exit_code=status, stderr=stderr)
+            raise RemoteSourceMissingError(f"{where}: {stderr}", exit_code=status, stderr=stderr)
         if status != 0 or extractor is None:
             raise TransferError(
                 f"{where}: download of {remote_dir} failed (exit {status}): {stderr}"

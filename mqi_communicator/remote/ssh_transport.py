@@ -177,8 +177,12 @@ class SshTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        exclude: Sequence[str] = (),
     ) -> TransferReport:
         """Send ``local_dir`` as one verified tar stream; ``remote_dir`` must not exist.
+
+        ``exclude``: relative paths never sent (``tarstream.enumerate_tree``); the far
+        side's verification then also proves that nothing else arrived.
 
         Raises:
             CaseContentError: the local tree cannot be sent (before anything is sent).
@@ -188,7 +192,7 @@ class SshTransport:
         """
         started = time.monotonic()
         remote_dir = normalize_remote_dir(remote_dir)
-        tree = enumerate_tree(local_dir)
+        tree = enumerate_tree(local_dir, exclude=exclude)
         transport = self._transport()
         partial = partial_name(remote_dir)
         try:
@@ -210,7 +214,7 @@ class SshTransport:
             if transport.is_active():  # a timeout, not a drop: clean up now
                 self._run_pending_cleanup(transport)
             raise
-        return manifest.report(time.monotonic() - started)
+        return manifest.report(time.monotonic() - started, tree.excluded)
 
     def _far_python(self, transport: paramiko.Transport) -> str | None:
         """The far side's python3 >= 3.6 for one-command uploads, probed once per connection."""
@@ -242,7 +246,8 @@ class SshTransport:
         """Fetch ``remote_dir`` as one verified tar stream; ``local_dir`` must not exist.
 
         Raises:
-            RemoteCommandError: ``remote_dir`` is missing or ``local_dir`` exists.
+            RemoteSourceMissingError: ``remote_dir`` is missing.
+            RemoteCommandError: ``local_dir`` exists.
             TransferError: remote tar, local extraction or verification failed.
             HostUnreachableError: connect failed, dropped, or ``timeout``.
         """

@@ -12,6 +12,13 @@ self-contained tree of plain files, every one covered by the manifest.
 Symlinks to directories are refused: following them could duplicate or loop, and
 a MOQUI case never needs them.
 
+Exclusion: ``exclude`` names relative paths left out of the tree (with everything
+under them), whatever they are (directory, file, symlink, even one pointing outside
+the case, which is then not refused), matched without regard to letter case so that
+``OUTPUT`` cannot stand in for ``output`` on a case-insensitive far side. The upload
+uses it for the case's own results folder (see ``engine/retrieve_step.py``); what was
+left out is listed in :attr:`CaseTree.excluded`, and the source is never changed.
+
 Building uses system GNU tar when present (1.7x faster than :mod:`tarfile` here),
 with a :mod:`tarfile` fallback (Windows, or no GNU tar). Extraction likewise.
 """
@@ -25,7 +32,7 @@ import subprocess
 import tarfile
 import tempfile
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
@@ -34,7 +41,15 @@ from typing import IO
 
 from mqi_communicator.errors import CaseContentError, TransferError
 
-__all__ = ["CHUNK", "CaseFile", "CaseTree", "TarExtractor", "enumerate_tree", "iter_tar_chunks"]
+__all__ = [
+    "CHUNK",
+    "CaseFile",
+    "CaseTree",
+    "TarExtractor",
+    "enumerate_tree",
+    "is_excluded",
+    "iter_tar_chunks",
+]
 
 #: Transfer chunk size (1 MiB): large enough to amortise per-call overhead.
 CHUNK = 1 << 20
@@ -51,11 +66,15 @@ class CaseFile:
 
 @dataclass(frozen=True)
 class CaseTree:
-    """What enumeration found under ``root``: files and (relative) directories."""
+    """What enumeration found under ``root``: files and (relative) directories.
+
+    ``excluded`` lists the relative paths left out by ``enumerate_tree(exclude=...)``.
+    """
 
     root: Path
     files: tuple[CaseFile, ...]
     dirs: tuple[str, ...]
+    excluded: tuple[str, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -67,8 +86,21 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def is_excluded(rel: str, exclude: Sequence[str]) -> bool:
+    """Whether the relative POSIX path ``rel`` is one of ``exclude``, ignoring letter case.
+
+    Only the entry itself matches; enumeration never descends into an excluded entry.
+    """
+    folded = rel.casefold()
+    return any(folded == e.strip("/").casefold() for e in exclude)
+
+
 def enumerate_tree(
-    root: Path, *, allow_empty: bool = False, follow_symlinks: bool = True
+    root: Path,
+    *,
+    allow_empty: bool = False,
+    follow_symlinks: bool = True,
+    exclude: Sequence[str] = (),
 ) -> CaseTree:
     """List every entry under ``root``, refusing what cannot be sent faithfully.
 
@@ -77,6 +109,8 @@ def enumerate_tree(
         allow_empty: Accept a tree without regular files.
         follow_symlinks: List in-case symlinks to files as files (upload). When
             False they are only checked, not listed (verifying a received tree).
+        exclude: Relative POSIX paths to leave out, with everything under them,
+            whatever their type (see the module docstring); checked before any refusal.
 
     Raises:
         CaseContentError: naming the offending path.
@@ -86,6 +120,7 @@ def enumerate_tree(
     real_root = os.path.realpath(root)
     files: list[CaseFile] = []
     dirs: list[str] = []
+    excluded: list[str] = []
 
     def walk(directory: Path, rel_prefix: str) -> None:
         try:
@@ -95,6 +130,9 @@ def enumerate_tree(
         for entry in entries:
             path = Path(entry.path)
             rel = rel_prefix + entry.name
+            if exclude and is_excluded(rel, exclude):
+                excluded.append(rel)  # not even stat-ed: its type and target do not matter
+                continue
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 target = Path(os.path.realpath(path))
@@ -120,8 +158,9 @@ def enumerate_tree(
 
     walk(Path(real_root), "")
     if not files and not allow_empty:
-        raise CaseContentError(f"{root} contains no files")
-    return CaseTree(Path(real_root), tuple(files), tuple(dirs))
+        left_out = f" besides {', '.join(excluded)} (never sent)" if excluded else ""
+        raise CaseContentError(f"{root} contains no files{left_out}")
+    return CaseTree(Path(real_root), tuple(files), tuple(dirs), tuple(excluded))
 
 
 def _check_readable(path: Path) -> None:

@@ -9,6 +9,13 @@ evidence* about the job we placed on it, carrying that job's label:
 * ``KILL_CONFIRMED`` -- an observation made *after* the kill request shows the job gone;
 * ``NEVER_SUBMITTED`` -- the job provably never reached the scheduler.
 
+A label is part of every such fact: evidence without one (``None`` or ``""``) proves
+nothing, whatever its kind (:func:`~mqi_communicator.statemachine.guards.termination_proven`).
+
+``OPERATOR_ATTESTED`` is not termination evidence either: it is an operator's word that a
+zombie's job is gone (``gpus release --confirm-job-gone --reason``), accepted only by the
+GPU trigger ``operator_release`` and recorded with who (``actor``) and why (``detail``).
+
 "The kill command returned 0" is ``KILL_REQUESTED``, which is not termination evidence:
 Pueue and Slurm kill asynchronously.
 """
@@ -37,6 +44,8 @@ class EvidenceKind(StrEnum):
     UNREACHABLE = "unreachable"
     KILL_UNCONFIRMED = "kill_unconfirmed"
     OPERATOR = "operator"
+    #: An operator's word that a zombie's job is gone; frees only through ``operator_release``.
+    OPERATOR_ATTESTED = "operator_attested"
     RESULTS_VERIFIED = "results_verified"
     INTAKE = "intake"
 
@@ -57,13 +66,16 @@ class Evidence:
 
     Attributes:
         kind: What was observed.
-        label: The job label the fact is about (our label, never a scheduler id alone:
-            ids are reused). None only for jobs adopted from the legacy database.
+        label: The job label the fact is about (our label, or ``mqic_case_<id>`` for a job
+            adopted from the original system; never a scheduler id alone: ids are reused).
+            Evidence without a label never frees a GPU.
         observed_at: When the observation was made (UTC).
         job_id: The scheduler's id, when known.
         requested_at: For ``KILL_CONFIRMED``: when the kill was requested. The
             observation must come after it.
-        detail: Free text for humans (exit code, scheduler state, ...).
+        detail: Free text for humans (exit code, scheduler state, ...); for
+            ``OPERATOR_ATTESTED``, the operator's reason.
+        actor: Who attested (``user@host``); only for ``OPERATOR_ATTESTED``.
     """
 
     kind: EvidenceKind
@@ -72,6 +84,7 @@ class Evidence:
     job_id: str | None = None
     requested_at: datetime | None = None
     detail: str = ""
+    actor: str | None = None
 
     @property
     def proves_termination(self) -> bool:
@@ -92,6 +105,8 @@ class Evidence:
             "requested_at": self.requested_at.isoformat() if self.requested_at else None,
             "detail": self.detail,
         }
+        if self.actor is not None:  # absent otherwise: older audit rows stay byte-identical
+            data["actor"] = self.actor
         return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
     @classmethod
@@ -106,4 +121,5 @@ class Evidence:
             job_id=data.get("job_id"),
             requested_at=datetime.fromisoformat(req) if req else None,
             detail=data.get("detail", ""),
+            actor=data.get("actor"),
         )

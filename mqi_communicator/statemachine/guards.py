@@ -1,7 +1,9 @@
 """The safety rules, as small pure functions over a model snapshot and the evidence.
 
-The guards, not the callers, decide whether a GPU may be freed: no code path can free a
-GPU without passing :func:`termination_proven`.
+The guards, not the callers, decide whether a GPU may be freed: the engine's evidence
+must pass :func:`termination_proven`; the one other way out, an operator's attested word
+about a zombie, must pass :func:`operator_attested` on its own trigger
+(``operator_release``), so engine evidence can never take that path nor the reverse.
 """
 
 from __future__ import annotations
@@ -9,9 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .evidence import Evidence
+from .evidence import Evidence, EvidenceKind
 
-__all__ = ["CASE_GUARDS", "GPU_GUARDS", "CaseFacts", "GpuFacts", "termination_proven"]
+__all__ = [
+    "CASE_GUARDS",
+    "GPU_GUARDS",
+    "CaseFacts",
+    "GpuFacts",
+    "operator_attested",
+    "termination_proven",
+]
 
 
 @dataclass(frozen=True)
@@ -39,10 +48,29 @@ def termination_proven(gpu: GpuFacts, evidence: Evidence | None) -> bool:
 
     The evidence must be of a terminating kind and be about *this* GPU's job label:
     an observation of a stranger's job (a reused Pueue id) proves nothing about ours.
+    A missing label on either side (``None`` or ``""``) is never a match: "no label"
+    equals "no label" only by accident (a job whose label was never recorded).
     """
     if evidence is None or not evidence.proves_termination:
         return False
+    if not evidence.label or not gpu.job_label:
+        return False
     return evidence.label == gpu.job_label
+
+
+def operator_attested(gpu: GpuFacts, evidence: Evidence | None) -> bool:
+    """True when an operator attested, with who and why, that the zombie's job is gone.
+
+    Only the ``operator_release`` trigger uses this guard; the engine never makes such
+    evidence. The label is not compared: the way out exists precisely for zombies whose
+    job can no longer be observed (host gone), including those that never had a label.
+    """
+    return (
+        evidence is not None
+        and evidence.kind is EvidenceKind.OPERATOR_ATTESTED
+        and bool(evidence.detail.strip())
+        and bool((evidence.actor or "").strip())
+    )
 
 
 def _has_case(gpu: GpuFacts, evidence: Evidence | None) -> bool:
@@ -62,6 +90,7 @@ CaseGuard = Callable[[CaseFacts, Evidence | None], bool]
 
 GPU_GUARDS: dict[str, GpuGuard] = {
     "termination_proven": termination_proven,
+    "operator_attested": operator_attested,
     "has_case": _has_case,
     "offline_requested": _offline_requested,
 }

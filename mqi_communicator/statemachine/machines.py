@@ -95,11 +95,18 @@ def _fire(
 
 
 def _why(facts: CaseFacts | GpuFacts, trigger: str, evidence: Evidence | None) -> str:
+    if isinstance(facts, GpuFacts) and trigger == "operator_release":
+        return "needs operator_attested evidence with who (actor) and why (a non-empty reason)"
     if isinstance(facts, GpuFacts) and trigger in {"release", "recover"}:
         if evidence is None:
             return "no termination evidence given"
         if not evidence.proves_termination:
             return f"evidence {evidence.kind.value!r} does not prove the job is gone"
+        if not evidence.label or not facts.job_label:
+            return (
+                f"evidence label {evidence.label!r} vs GPU job label {facts.job_label!r}: "
+                "evidence without a label proves nothing"
+            )
         return (
             f"evidence is about job label {evidence.label!r}, "
             f"but this GPU holds {facts.job_label!r}"

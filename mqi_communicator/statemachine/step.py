@@ -7,7 +7,7 @@ check that the two halves belong together:
 * a case leaves ``submitting``/``running`` for a state that holds no GPU only together
   with its GPU's ``release`` (needs termination evidence) or ``quarantine``;
 * GPU ``assign``/``release``/``quarantine`` never happen without their case;
-* ``recover``, ``take_offline`` and ``bring_online`` involve no case.
+* ``recover``, ``operator_release``, ``take_offline`` and ``bring_online`` involve no case.
 """
 
 from __future__ import annotations

@@ -106,6 +106,21 @@ GPU_TRANSITIONS: tuple[TransitionSpec, ...] = (
         ("termination_proven", "offline_requested"),
         doc="the stray job is provably gone; the GPU stays out of the pool",
     ),
+    TransitionSpec(
+        "operator_release",
+        (G.ZOMBIE,),
+        G.AVAILABLE,
+        ("operator_attested",),
+        ("offline_requested",),
+        doc="an operator attested (who, why) that the stray job is gone",
+    ),
+    TransitionSpec(
+        "operator_release",
+        (G.ZOMBIE,),
+        G.OFFLINE,
+        ("operator_attested", "offline_requested"),
+        doc="an operator attested that the stray job is gone; the GPU stays out",
+    ),
     TransitionSpec("take_offline", (G.AVAILABLE,), G.OFFLINE, doc="operator: out of the pool"),
     TransitionSpec("bring_online", (G.OFFLINE,), G.AVAILABLE, doc="operator: back in the pool"),
 )

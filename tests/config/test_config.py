@@ -130,6 +130,31 @@ def test_bad_timezone_and_results_inside_watch_dir(tmp_path: Path) -> None:
     assert "results_dir: expected a folder outside watch_dir" in msg
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", "the whole case directory cannot be the results"),
+        (".", "the whole case directory cannot be the results"),
+        ("./", "the whole case directory cannot be the results"),
+        ("../elsewhere", "expected a relative path of plain names"),
+        ("/abs/output", "expected a relative path of plain names"),
+        ("out//put", "expected a relative path of plain names"),
+        ("out\\put", "expected a relative path of plain names"),
+        (".MQI/x", "marker folder"),
+    ],
+)
+def test_results_subdir_must_be_a_folder_inside_the_case(
+    tmp_path: Path, value: str, expected: str
+) -> None:
+    msg = error_of(write(tmp_path, with_(engine={"results_subdir": value})))
+    assert "engine.results_subdir: " in msg and expected in msg, msg
+
+
+def test_results_subdir_nested_and_trailing_slash(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, with_(engine={"results_subdir": "out/dose/"})), env={})
+    assert cfg.engine.results_subdir == "out/dose"
+
+
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("watch_dir: x\nhosts: [unclosed\n", encoding="utf-8")

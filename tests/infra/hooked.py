@@ -47,9 +47,12 @@ class HookedTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        exclude: Sequence[str] = (),
     ) -> TransferReport:
         self.before_upload(local_dir, remote_dir)
-        return self.inner.upload_tree(local_dir, remote_dir, progress=progress, timeout=timeout)
+        return self.inner.upload_tree(
+            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude
+        )
 
     def download_tree(
         self,

@@ -29,7 +29,14 @@ import pytest
 from mqi_communicator.remote.ssh_transport import SshTransport
 from tests.infra.require import unavailable
 
-__all__ = ["SshServer", "make_ssh_transport", "ssh_transport", "sshd", "start_sshd"]
+__all__ = [
+    "SshServer",
+    "free_port",
+    "make_ssh_transport",
+    "ssh_transport",
+    "sshd",
+    "start_sshd",
+]
 
 SSHD_BIN = Path("/usr/sbin/sshd")
 UP_SCRIPT = Path(__file__).with_name("sshd_up.sh")
@@ -85,6 +92,8 @@ class SshServer:
     workdir: Path
     confdir: Path
     pid: int | None = field(default=None)
+    #: sshd runs in a private mount namespace with /tmp read-only (sshd_up.sh readonly-tmp).
+    readonly_tmp: bool = False
 
     @property
     def log_path(self) -> Path:
@@ -95,8 +104,9 @@ class SshServer:
         """Start sshd (again) on the same port with the same keys."""
         if self.pid is not None and _alive(self.pid):
             return
+        mode = ["readonly-tmp"] if self.readonly_tmp else []
         proc = subprocess.run(
-            ["bash", str(UP_SCRIPT), str(self.confdir), str(self.port)],
+            ["bash", str(UP_SCRIPT), str(self.confdir), str(self.port), *mode],
             capture_output=True,
             text=True,
             timeout=60,
@@ -164,8 +174,11 @@ def make_ssh_transport(server: SshServer, **overrides: Any) -> SshTransport:
     return SshTransport(host_name, hostname, **kwargs)
 
 
-def start_sshd(base: Path, port: int) -> SshServer:
-    """Start an sshd with fresh keys under ``base`` (outside the repo)."""
+def start_sshd(base: Path, port: int, *, readonly_tmp: bool = False) -> SshServer:
+    """Start an sshd with fresh keys under ``base`` (outside the repo).
+
+    With ``readonly_tmp`` its sessions see /tmp read-only (``base`` must be outside /tmp).
+    """
     confdir = base / "conf"
     workdir = base / "remote"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -177,6 +190,7 @@ def start_sshd(base: Path, port: int) -> SshServer:
         known_hosts=confdir / "known_hosts",
         workdir=workdir,
         confdir=confdir,
+        readonly_tmp=readonly_tmp,
     )
     server.start()
     return server
@@ -195,6 +209,11 @@ def _choose_port() -> int:
         return int(os.environ["MQI_TEST_SSHD_PORT"])
     if not _port_busy(22222):
         return 22222
+    return free_port()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]

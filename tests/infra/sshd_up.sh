@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Start a throw-away OpenSSH sshd on 127.0.0.1 for tests and benchmarks.
-# Usage: sshd_up.sh DIR [PORT]   (DIR must be outside the repo; keys are made fresh there)
+# Usage: sshd_up.sh DIR [PORT [readonly-tmp]]
+#   (DIR must be outside the repo; keys are made fresh there)
 # Prints nothing on success; DIR then holds id_ed25519 (client key), known_hosts,
 # sshd_config, sshd.pid and sshd.log. Stop with: kill "$(cat DIR/sshd.pid)".
+# readonly-tmp: sshd (and so every session and command it starts) runs in a private mount
+# namespace where /tmp is a read-only bind of itself: a GPU server whose /tmp cannot be
+# written. DIR must then be outside /tmp (sshd writes its pid file and log there).
 # On a fresh machine install the server first: apt-get install -y openssh-server
 set -euo pipefail
-DIR=${1:?usage: sshd_up.sh DIR [PORT]}; PORT=${2:-22222}
+DIR=${1:?usage: sshd_up.sh DIR [PORT [readonly-tmp]]}; PORT=${2:-22222}; MODE=${3:-}
 SSHD=/usr/sbin/sshd
 [ -x "$SSHD" ] || { echo "sshd_up: $SSHD not found (apt-get install openssh-server)" >&2; exit 3; }
 mkdir -p "$DIR" /run/sshd && chmod 0755 /run/sshd   # sshd refuses to start without /run/sshd
@@ -33,7 +37,17 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
   echo "sshd_up: port $PORT is already in use (another sshd? set another port)" >&2; exit 5
 fi
 rm -f "$DIR/sshd.pid"
-"$SSHD" -f "$DIR/sshd_config" -E "$DIR/sshd.log"
+if [ "$MODE" = readonly-tmp ]; then
+  case $(cd "$DIR" && pwd -P)/ in /tmp/*) echo "sshd_up: readonly-tmp needs DIR outside /tmp" >&2; exit 7;; esac
+  # --propagation private: the read-only mount never reaches the host's namespace.
+  # shellcheck disable=SC2016  # $@ is expanded by the inner shell
+  unshare --mount --propagation private sh -c \
+    'mount --bind /tmp /tmp && mount -o remount,bind,ro /tmp && exec "$@"' mqi-readonly-tmp \
+    "$SSHD" -f "$DIR/sshd_config" -E "$DIR/sshd.log" \
+    || { echo "sshd_up: cannot start sshd with a read-only /tmp (unshare/mount above)" >&2; exit 8; }
+else
+  "$SSHD" -f "$DIR/sshd_config" -E "$DIR/sshd.log"
+fi
 for _ in $(seq 100); do
   if ssh-keyscan -p "$PORT" -t ed25519 127.0.0.1 >"$DIR/known_hosts.new" 2>/dev/null \
      && [ -s "$DIR/known_hosts.new" ]; then

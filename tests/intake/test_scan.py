@@ -130,6 +130,17 @@ def test_case_problem_good_empty_and_only_subdirs(tmp_path: Path) -> None:
     assert case_problem(tmp_path / "dirs") == "empty: the case directory holds no files"
 
 
+def test_case_problem_ignores_what_the_upload_leaves_out(tmp_path: Path) -> None:
+    case = make_case(tmp_path)
+    (case / "Output").symlink_to(tmp_path / "nowhere")  # would be "unreadable"
+    assert case_problem(case) is not None
+    assert case_problem(case, ("output",)) is None
+    only = tmp_path / "only_results"
+    (only / "output").mkdir(parents=True)
+    (only / "output" / "stale.dat").write_text("stale")
+    assert case_problem(only, ("output",)) == "empty: the case directory holds no files"
+
+
 def test_case_problem_dangling_symlink_and_fifo(tmp_path: Path) -> None:
     case = make_case(tmp_path)
     (case / "link.dcm").symlink_to(tmp_path / "gone.dcm")

@@ -105,11 +105,14 @@ def test_new_folder_registers_after_quiescence_and_wakes(
     assert intake.next_check_in() == pytest.approx(5, abs=0.01)
     clock.advance(4)
     assert intake.poll() == []
-    # Another file arrives late: the quiet period starts again.
-    (case / "late.dcm").write_bytes(b"l")
+    # Another file arrives late: the quiet period starts again. The clock moves first
+    # and the wait is on the restarted quiet period itself, not on `wake` (the observer
+    # thread may set it before a clear() that follows the write, or for an older event).
     clock.advance(0.5)
     intake.wake.clear()
-    wait_until(intake.wake.is_set, "the observer saw the late file")
+    (case / "late.dcm").write_bytes(b"l")
+    wait_until(lambda: intake.next_check_in() > 4.9, "the observer saw the late file")
+    assert intake.wake.is_set()
     clock.advance(4.9)
     assert intake.poll() == []
     clock.advance(0.2)

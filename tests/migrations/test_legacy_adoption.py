@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mqi_communicator.errors import SchemaMismatchError
+from mqi_communicator.errors import GuardRejectedError, SchemaMismatchError
 from mqi_communicator.migrations import api
 from mqi_communicator.persistence import Store
 from mqi_communicator.statemachine import (
@@ -88,17 +88,19 @@ EXPECTED_CASES: dict[int, tuple[CaseState, str | None, str | None]] = {
     27: (CaseState.FAILED, None, None),
     28: (CaseState.RUNNING, "gpu-server/gpu6", "18"),
 }
-EXPECTED_GPUS: dict[str, tuple[GpuState, int | None, str | None]] = {
-    # name: (status, case_id, job_id)
-    "gpu-server/gpu0": (GpuState.ASSIGNED, 7, "15"),
-    "gpu-server/gpu1": (GpuState.AVAILABLE, None, None),
-    "gpu-server/gpu2": (GpuState.ASSIGNED, 23, "16"),
-    "gpu-server/gpu3": (GpuState.ZOMBIE, None, None),
-    "gpu-server/gpu4": (GpuState.ZOMBIE, None, "9"),
-    "gpu-server/gpu5": (GpuState.ZOMBIE, None, "11"),
-    "gpu-server/gpu6": (GpuState.ASSIGNED, 28, "18"),
-    "gpu-server/gpu7": (GpuState.AVAILABLE, None, None),
+EXPECTED_GPUS: dict[str, tuple[GpuState, int | None, str | None, int | None]] = {
+    # name: (status, case_id, job_id, case whose legacy job it holds or quarantines)
+    "gpu-server/gpu0": (GpuState.ASSIGNED, 7, "15", 7),
+    "gpu-server/gpu1": (GpuState.AVAILABLE, None, None, None),
+    "gpu-server/gpu2": (GpuState.ASSIGNED, 23, "16", 23),
+    "gpu-server/gpu3": (GpuState.ZOMBIE, None, None, 22),
+    "gpu-server/gpu4": (GpuState.ZOMBIE, None, "9", 24),
+    "gpu-server/gpu5": (GpuState.ZOMBIE, None, "11", 26),
+    "gpu-server/gpu6": (GpuState.ASSIGNED, 28, "18", 28),
+    "gpu-server/gpu7": (GpuState.AVAILABLE, None, None, None),
 }
+#: The cases adopted as running: their jobs are the original system's Pueue tasks.
+RUNNING_LEGACY = {7, 23, 28}
 
 
 def _utc(*args: int) -> datetime:
@@ -139,10 +141,18 @@ def test_db_upgrade_adopts_every_row(legacy_db: Path) -> None:
             assert case.path == row[1]
             status, gpu_name, job_id = EXPECTED_CASES[row[0]]
             assert (case.status, case.gpu_name, case.job_id) == (status, gpu_name, job_id), row
-            assert case.label is None
-        for name, (status, case_id, job_id) in EXPECTED_GPUS.items():
+            legacy = row[0] in RUNNING_LEGACY
+            # The original system's label and origin: the engine matches the task by both.
+            assert case.label == (f"mqic_case_{row[0]}" if legacy else None), row
+            assert case.job_origin == ("legacy" if legacy else None), row
+            assert case.host is None  # resolved by the engine from the config
+        for name, (status, case_id, job_id, owner) in EXPECTED_GPUS.items():
             g = gpus[name]
-            assert (g.status, g.case_id, g.job_id, g.job_label) == (status, case_id, job_id, None)
+            label = f"mqic_case_{owner}" if owner is not None else None
+            assert (g.status, g.case_id, g.job_id, g.job_label) == (status, case_id, job_id, label)
+            assert g.job_origin == ("legacy" if owner is not None else None), name
+            zombie_case = owner if status is GpuState.ZOMBIE else None
+            assert g.quarantined_case_id == zombie_case, name
 
         # Unknown statuses are kept visible, never dropped.
         assert "'unknown'" in (cases[20].failure_reason or "")
@@ -181,10 +191,14 @@ def test_db_upgrade_adopts_every_row(legacy_db: Path) -> None:
         assert created and new.id > 28
         claimed = store.claim(3, now, lambda c, g: (f"mqi-{c.id}", f"/r/{c.id}"))
         assert claimed is not None and claimed[1].name == "gpu-server/gpu1"
-        gone = Evidence(EvidenceKind.CONFIRMED_ABSENT, None, now, job_id="11")
+        unlabelled = Evidence(EvidenceKind.CONFIRMED_ABSENT, None, now, job_id="11")
+        with pytest.raises(GuardRejectedError, match="without a label"):
+            store.apply(None, None, "gpu-server/gpu5", "recover", evidence=unlabelled, now=now)
+        gone = Evidence(EvidenceKind.CONFIRMED_ABSENT, "mqic_case_26", now, job_id="11")
         _, zombie = store.apply(None, None, "gpu-server/gpu5", "recover", evidence=gone, now=now)
         assert zombie is not None and zombie.status is GpuState.AVAILABLE
-        ended = Evidence(EvidenceKind.OBSERVED_TERMINAL, None, now, job_id="15")
+        assert zombie.quarantined_case_id is None and zombie.job_origin is None
+        ended = Evidence(EvidenceKind.OBSERVED_TERMINAL, "mqic_case_7", now, job_id="15")
         c7, g0 = store.apply(7, "job_succeeded", None, "release", evidence=ended, now=now)
         assert c7 is not None and c7.status is CaseState.RETRIEVING
         assert g0 is not None and g0.status is GpuState.AVAILABLE
@@ -195,3 +209,48 @@ def test_db_upgrade_adopts_every_row(legacy_db: Path) -> None:
         "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'legacy%'"
     )
     assert legacy_tables.fetchall() == []
+
+
+def test_a_database_adopted_by_the_older_0001_gets_its_legacy_jobs_back(legacy_db: Path) -> None:
+    """Adopted at 0001 by the code that kept no label: 0002's backfill restores them."""
+    url = f"sqlite:///{legacy_db}"
+    api.upgrade(url, "0001")
+    con = sqlite3.connect(legacy_db)
+    # What the older adoption wrote: no label anywhere.
+    con.execute("UPDATE cases SET label = NULL")
+    con.execute("UPDATE gpu_resources SET job_label = NULL")
+    con.execute("UPDATE case_transitions SET label = NULL")
+    # Case 23 and its GPU were moved by the engine since: not the adopted job any more.
+    con.execute(
+        "INSERT INTO case_transitions (at, entity, case_id, gpu_name, from_state, to_state,"
+        " trigger, detail) VALUES ('2024-03-06 00:00:00', 'case', 23, 'gpu-server/gpu2',"
+        " 'running', 'running', 'confirm_submitted', 'x')"
+    )
+    con.commit()
+    con.close()
+    api.upgrade(url)
+    with Store.open(url) as store:
+        cases = {c.id: c for c in store.list_cases()}
+        gpus = {g.name: g for g in store.list_gpus()}
+    for cid in (7, 28):
+        assert (cases[cid].label, cases[cid].job_origin) == (f"mqic_case_{cid}", "legacy")
+    assert (cases[23].label, cases[23].job_origin) == (None, None)
+    assert (cases[3].label, cases[3].job_origin) == (None, None)
+    g0 = gpus["gpu-server/gpu0"]
+    assert (g0.job_label, g0.job_origin) == ("mqic_case_7", "legacy")
+    # A zombie whose case the older adoption forgot stays unlabelled: no evidence can
+    # match it (only the operator's attested release frees it), but it is marked legacy.
+    g5 = gpus["gpu-server/gpu5"]
+    assert (g5.job_label, g5.job_origin, g5.quarantined_case_id) == (None, "legacy", None)
+    assert gpus["gpu-server/gpu1"].job_origin is None
+
+
+def test_backfill_gives_a_labelled_legacy_zombie_its_case(legacy_db: Path) -> None:
+    url = f"sqlite:///{legacy_db}"
+    api.upgrade(url, "0001")
+    api.upgrade(url)
+    api.downgrade(url, "0001")
+    api.upgrade(url)  # the data step runs again, idempotently
+    with Store.open(url) as store:
+        g4 = store.get_gpu("gpu-server/gpu4")
+    assert (g4.job_label, g4.job_origin, g4.quarantined_case_id) == ("mqic_case_24", "legacy", 24)

@@ -68,8 +68,11 @@ class CountingTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        exclude: Sequence[str] = (),
     ) -> TransferReport:
-        return self.inner.upload_tree(local_dir, remote_dir, progress=progress, timeout=timeout)
+        return self.inner.upload_tree(
+            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude
+        )
 
     def download_tree(
         self,

@@ -26,6 +26,7 @@ from mqi_communicator.errors import (
     CaseContentError,
     HostUnreachableError,
     RemoteCommandError,
+    RemoteSourceMissingError,
     TransferError,
 )
 from mqi_communicator.remote.local_transport import LocalTransport
@@ -239,9 +240,90 @@ def test_download_refuses_existing_local_dir(side: Side) -> None:
 
 
 def test_download_of_missing_remote_dir_is_refused(side: Side) -> None:
-    with pytest.raises(RemoteCommandError):
+    # Its own class: the engine reads it as "the job produced no result files".
+    with pytest.raises(RemoteSourceMissingError):
         side.transport.download_tree(str(side.remote / "nope"), side.local / "out")
     assert not (side.local / "out").exists()
+
+
+def _plant_results_lookalike(kind: str, src: Path, outside: Path) -> list[str]:
+    """Give the case its own results folder ``output`` in the form ``kind``; return the
+    top-level names that must be left out."""
+    outside.mkdir()
+    (outside / "stale.dat").write_bytes(b"stale elsewhere")
+    if kind == "folder":
+        (src / "output" / "sub").mkdir(parents=True)
+        (src / "output" / "stale.dat").write_bytes(b"stale")
+        (src / "output" / "sub" / "deep.dat").write_bytes(b"stale too")
+        return ["output"]
+    if kind == "file":
+        (src / "output").write_bytes(b"stale")
+        return ["output"]
+    if kind == "symlink_to_outside_folder":  # was refused ("points outside the case")
+        (src / "output").symlink_to(outside)
+        return ["output"]
+    if kind == "symlink_to_inside_file":
+        (src / "output").symlink_to("CT/deep/er/plan.dcm")
+        return ["output"]
+    if kind == "broken_symlink":
+        (src / "output").symlink_to("nowhere")
+        return ["output"]
+    assert kind == "letter_case"
+    (src / "OUTPUT").mkdir()
+    (src / "OUTPUT" / "stale.dat").write_bytes(b"stale")
+    (src / "Output").write_bytes(b"stale")
+    (src / "oUtPuT").symlink_to(outside)
+    return ["OUTPUT", "Output", "oUtPuT"]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "folder",
+        "file",
+        "symlink_to_outside_folder",
+        "symlink_to_inside_file",
+        "broken_symlink",
+        "letter_case",
+    ],
+)
+def test_upload_leaves_out_the_case_results_folder_in_any_form(side: Side, kind: str) -> None:
+    src = make_case(side.local / "case")
+    # Look-alikes that are NOT the results folder still travel.
+    (src / "outputs").mkdir()
+    (src / "outputs" / "keep.dat").write_bytes(b"keep")
+    (src / "output.txt").write_bytes(b"keep")
+    (src / "CT" / "output").write_bytes(b"keep: not at the top")
+    planted = _plant_results_lookalike(kind, src, side.local / "elsewhere")
+    before = {p: os.lstat(src / p) for p in planted}
+    sent = {k: v for k, v in sha_tree(src).items() if k.split("/")[0] not in planted}
+    dest = side.remote / "base" / "case"
+    report = side.transport.upload_tree(src, str(dest), exclude=("output",))
+    assert sorted(report.excluded) == sorted(planted)
+    assert [p.name for p in dest.iterdir() if p.name.casefold() == "output"] == []
+    assert sha_tree(dest) == sent
+    assert report.files == len(sent)
+    assert (dest / "outputs" / "keep.dat").is_file() and (dest / "CT" / "output").is_file()
+    assert {p: os.lstat(src / p) for p in planted} == before  # the case is untouched
+    assert no_partials(dest.parent)
+
+
+def test_upload_exclusion_of_a_nested_path_keeps_its_siblings(side: Side) -> None:
+    src = make_case(side.local / "case")
+    dest = side.remote / "case"
+    report = side.transport.upload_tree(src, str(dest), exclude=("ct/DEEP/",))
+    assert report.excluded == ("CT/deep",)
+    assert not (dest / "CT" / "deep").exists()
+    assert sha_tree(dest) == {k: v for k, v in sha_tree(src).items() if "CT/deep/" not in k}
+
+
+def test_upload_of_a_case_holding_only_its_results_is_refused(side: Side) -> None:
+    src = side.local / "case"
+    (src / "output").mkdir(parents=True)
+    (src / "output" / "stale.dat").write_bytes(b"stale")
+    with pytest.raises(CaseContentError, match="no files besides output"):
+        side.transport.upload_tree(src, str(side.remote / "case"), exclude=("output",))
+    assert list(side.remote.iterdir()) == []
 
 
 @pytest.mark.parametrize("target", ["outside_file", "/etc/passwd", "../.."])

@@ -47,6 +47,7 @@ from mqi_communicator.remote.protocol import (
     ProgressCallback,
     TransferReport,
 )
+from mqi_communicator.remote.tarstream import is_excluded
 
 __all__ = ["SimJob", "SimScheduler", "SimTransport", "SimWorld", "SimulatedCrash"]
 
@@ -322,15 +323,22 @@ class SimTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        exclude: Sequence[str] = (),
     ) -> TransferReport:
-        """Copy the case; all or nothing."""
+        """Copy the case, minus ``exclude`` (the real transports' rule); all or nothing."""
         self.world._enter()
         if not self.world.upload_ok:
             raise TransferError("sim: upload interrupted")
         target = self._remote(remote_dir)
         if target.exists():
             raise RemoteCommandError(f"sim: {remote_dir} exists", exit_code=1)
-        shutil.copytree(local_dir, target)
+
+        def ignore(folder: str, names: list[str]) -> set[str]:
+            rel = Path(folder).relative_to(local_dir).as_posix()
+            prefix = "" if rel == "." else rel + "/"
+            return {n for n in names if is_excluded(prefix + n, exclude)}
+
+        shutil.copytree(local_dir, target, ignore=ignore)
         self.world._leave()
         return _report(target)
 

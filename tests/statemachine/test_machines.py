@@ -128,14 +128,63 @@ def test_quarantine_needs_no_evidence_but_only_from_assigned() -> None:
             fire_gpu(GpuFacts("h/g0", state), "quarantine")
 
 
-def test_legacy_jobs_without_label_match_only_label_less_evidence() -> None:
-    legacy = GpuFacts("g0", "zombie", None, None)
-    assert (
-        fire_gpu(legacy, "recover", ev(EvidenceKind.CONFIRMED_ABSENT, label=None))
-        is GpuState.AVAILABLE
-    )
+@pytest.mark.parametrize("missing", [None, ""])
+@pytest.mark.parametrize("trigger,state", [("recover", "zombie"), ("release", "assigned")])
+def test_evidence_without_a_label_never_frees_a_gpu(
+    missing: str | None, trigger: str, state: str
+) -> None:
+    # "no label" == "no label" is an accident, not a match (issue 8, item 4).
+    for gpu_label in (None, "", "mqic_case_5"):
+        gpu = GpuFacts("g0", state, 1 if state == "assigned" else None, gpu_label)
+        for kind in (EvidenceKind.CONFIRMED_ABSENT, EvidenceKind.OBSERVED_TERMINAL):
+            with pytest.raises(GuardRejectedError, match=r"without a label|holds"):
+                fire_gpu(gpu, trigger, ev(kind, label=missing))
+    unlabelled = GpuFacts("g0", state, 1 if state == "assigned" else None, missing)
+    with pytest.raises(GuardRejectedError, match="without a label"):
+        fire_gpu(unlabelled, trigger, ev(EvidenceKind.CONFIRMED_ABSENT, label="L1"))
+    # A legacy label is matched like any other.
+    legacy = GpuFacts("g0", state, 1 if state == "assigned" else None, "mqic_case_5")
     with pytest.raises(GuardRejectedError):
-        fire_gpu(legacy, "recover", ev(EvidenceKind.CONFIRMED_ABSENT, label="L1"))
+        fire_gpu(legacy, trigger, ev(EvidenceKind.CONFIRMED_ABSENT, label="mqic_case_50"))
+    found = ev(EvidenceKind.CONFIRMED_ABSENT, label="mqic_case_5")
+    assert fire_gpu(legacy, trigger, found) is GpuState.AVAILABLE
+
+
+def attested(reason: str = "host reinstalled", actor: str | None = "ops@pc1") -> Evidence:
+    return Evidence(EvidenceKind.OPERATOR_ATTESTED, None, T0, detail=reason, actor=actor)
+
+
+def test_operator_release_needs_attested_evidence_with_who_and_why() -> None:
+    zombie = GpuFacts("gpu0", "zombie", None, None)
+    assert fire_gpu(zombie, "operator_release", attested()) is GpuState.AVAILABLE
+    drained = GpuFacts("gpu0", "zombie", None, "L1", offline_requested=True)
+    assert fire_gpu(drained, "operator_release", attested()) is GpuState.OFFLINE
+    for bad in (
+        None,
+        attested(reason="  "),
+        attested(actor=None),
+        ev(EvidenceKind.CONFIRMED_ABSENT, label="L1"),
+        ev(EvidenceKind.OPERATOR, detail="why"),
+    ):
+        with pytest.raises(GuardRejectedError, match="operator_attested"):
+            fire_gpu(GpuFacts("gpu0", "zombie", None, "L1"), "operator_release", bad)
+
+
+def test_attested_word_is_not_engine_evidence_and_only_zombies_take_it() -> None:
+    # The engine's triggers stay strict: the operator's word never passes them.
+    with pytest.raises(GuardRejectedError):
+        fire_gpu(GpuFacts("gpu0", "zombie", None, "L1"), "recover", attested())
+    with pytest.raises(GuardRejectedError):
+        fire_gpu(GpuFacts("gpu0", "assigned", 1, "L1"), "release", attested())
+    for state in ("available", "assigned", "offline"):
+        with pytest.raises(InvalidTransitionError):
+            fire_gpu(GpuFacts("gpu0", state, None, "L1"), "operator_release", attested())
+
+
+def test_attested_evidence_round_trips_with_its_actor() -> None:
+    e = attested()
+    assert Evidence.from_json(e.to_json()) == e
+    assert '"actor"' not in ev(EvidenceKind.OPERATOR).to_json()
 
 
 def test_evidence_round_trips_through_json() -> None:

@@ -13,15 +13,24 @@ every GPU keeps its ``pueue_group`` as its name), an ``adopt`` audit row is writ
 each, and the old tables are dropped. Downgrading below 0001 drops everything; it does
 not restore the legacy layout.
 
+Two legacy cases with the same ``case_path`` (a legacy file made without its UNIQUE
+constraint) are REFUSED before anything changes: the new schema keeps one case per
+folder, and which row is the real one is the operator's call. The error names every
+duplicated path with its case ids (``migrations/legacy_checks.py``).
+
 Legacy case status -> new status (case-insensitive, surrounding spaces ignored):
 
 * ``pending``, ``submitted``, ``queued``, ``new`` -> ``submitted`` (waits for a GPU).
 * ``running``, ``processing``, and ``submitting`` WITH a ``pueue_task_id`` -> ``running``
   on its GPU (the GPU row pointing at the case, else its ``pueue_group``), with
-  ``job_id`` = the task id as text and no label (the legacy system had none). The GPU
-  becomes ``assigned`` to it. If that GPU is a zombie, or already holds another case,
-  or there is no GPU, or no task id, the case becomes ``failed`` with a reason saying
-  so, and its GPU (if any) becomes or stays a ``zombie``: a job may still run there.
+  ``job_id`` = the task id as text and ``label`` = ``mqic_case_<case_id>``, the label
+  the original system gave its Pueue task. The GPU becomes ``assigned`` to it with the
+  same ``job_label`` and ``job_id``. Host and job origin are not columns at this
+  revision: 0002 marks the job ``legacy`` and the engine resolves the host at start (the
+  configured host of the GPU whose ``pueue_group`` matches). If that GPU is a zombie,
+  or already holds another case, or there is no GPU, or no task id, the case becomes
+  ``failed`` with a reason saying so, and its GPU (if any) becomes or stays a
+  ``zombie``: a job may still run there.
 * ``submitting`` WITHOUT a task id -> ``submitted`` (attempt 2: the submit is retried);
   its GPU becomes a ``zombie`` because the old submit may have reached Pueue.
 * ``postprocessing``, ``downloading`` -> ``retrieving``.
@@ -37,9 +46,11 @@ Legacy GPU status -> new status:
 * ``assigned`` -> ``assigned`` if its case is adopted as running on it; otherwise
   ``zombie`` (the job may still run): a GPU is never freed without evidence.
 * ``zombie`` -> ``zombie``, keeping its job: ``job_id`` = its case's ``pueue_task_id``
-  as text, ``job_label`` NULL. Any other status -> ``zombie``.
+  as text, ``job_label`` = ``mqic_case_<that case>``. Any other status -> ``zombie``.
 
-Zombies hold no case (``assigned_case_id`` NULL); their job fields say what to look for.
+Zombies hold no case (``assigned_case_id`` NULL); their job fields say what to look for
+(0002 records the case as ``quarantined_case_id``). A zombie whose case is unknown keeps
+no label: no evidence can match it, so only ``gpus release --confirm-job-gone`` frees it.
 
 Timestamps: ISO-8601 text with an offset (``2024-03-05T14:22:10+09:00``) is converted to
 UTC; text without an offset is taken as +09:00, the legacy system's local zone; numbers
@@ -56,6 +67,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 import mqi_communicator.migrations.legacy_adoption as legacy_adoption
+from mqi_communicator.migrations.legacy_checks import refuse_duplicate_paths
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -143,6 +155,8 @@ def _create_schema() -> None:
 
 def upgrade() -> None:
     legacy = None if context.is_offline_mode() else legacy_adoption.detect(op.get_bind())
+    if legacy is not None and legacy.cases:
+        refuse_duplicate_paths(op.get_bind())  # before any change: a refusal changes nothing
     if legacy is not None:
         legacy_adoption.move_aside(legacy)
     _create_schema()

@@ -12,6 +12,11 @@ Create Date: 2026-11-30
   that no other engine takes the case over while it is alive.
 * ``gpu_resources.job_token``: the token of the job a GPU holds (kept through zombie).
 * ``gpu_resources.quarantined_case_id``: the case whose job a zombie quarantines.
+
+Data: rows adopted from the original system at 0001 and not moved since are marked
+``legacy`` (label ``mqic_case_<id>`` filled in when an older 0001 left it empty; a
+zombie gets its case); see :mod:`mqi_communicator.migrations.legacy_backfill`.
+Downgrade drops the columns; labels written here stay (they are 0001 columns).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
+
+import mqi_communicator.migrations.legacy_backfill as legacy_backfill
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -43,6 +50,8 @@ def upgrade() -> None:
             ["quarantined_case_id"],
             ["id"],
         )
+    if not context.is_offline_mode():
+        legacy_backfill.backfill(op.get_bind())
 
 
 def downgrade() -> None:

@@ -1,0 +1,235 @@
+"""One consistent, bounded picture of the service for live views, read from the database.
+
+Pure apart from :func:`take_snapshot`, which runs the bounded queries of
+:mod:`mqi_communicator.persistence.overview` in one read transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+from sqlalchemy.orm import Session
+
+from ..persistence import CaseRecord, GpuRecord, Store, TransitionRecord, store_reads
+from ..persistence import overview as q
+from ..statemachine import TERMINAL_CASE_STATES, CaseState, GpuState
+
+__all__ = [
+    "CaseRow",
+    "GpuRow",
+    "HostRow",
+    "Snapshot",
+    "fmt_elapsed",
+    "host_health",
+    "take_snapshot",
+]
+
+#: What a transfer or job phase is called in the progress column.
+_PHASE = {
+    CaseState.SUBMITTING: "up",
+    CaseState.RUNNING: "job",
+    CaseState.RETRIEVING: "down",
+}
+#: GPUs needing attention first.
+_GPU_ORDER = {GpuState.ZOMBIE: 0, GpuState.OFFLINE: 1, GpuState.ASSIGNED: 2, GpuState.AVAILABLE: 3}
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """One case line. ``elapsed_s``: in its state (live) or start to end (ended)."""
+
+    id: int
+    name: str
+    state: CaseState
+    gpu: str | None
+    host: str | None
+    attempt: int
+    elapsed_s: float | None
+    progress: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GpuRow:
+    """One GPU line: the case it holds, or the case whose job a zombie quarantines."""
+
+    name: str
+    host: str | None
+    state: GpuState
+    case_id: int | None
+    case_name: str | None
+    quarantined: bool
+    since: datetime
+    offline_requested: bool
+    next_check_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HostRow:
+    """One host line. ``health`` is ``up``/``down`` when persisted, else ``unknown``."""
+
+    name: str
+    gpus: int
+    busy: int
+    zombies: int
+    offline: int
+    live_cases: int
+    health: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a live view shows at ``taken_at``."""
+
+    taken_at: datetime
+    counts: Mapping[CaseState, int]
+    cases: Sequence[CaseRow]
+    #: Live cases not in ``cases`` (beyond the limit).
+    live_hidden: int
+    gpus: Sequence[GpuRow]
+    hosts: Sequence[HostRow]
+
+
+def fmt_elapsed(seconds: float | None) -> str:
+    """``45s``, ``12m05s``, ``3h07m``, ``2d04h``; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def host_health(_s: Session) -> dict[str, tuple[str, str]]:
+    """Persisted host health, ``name -> (up|down, last error)``.
+
+    The hook for host health: the engine keeps it in memory only today
+    (``Reconciler.health``), so this returns nothing and hosts show ``unknown``. When the
+    engine persists it, read it here and every view (``top``, the web app) shows it.
+    """
+    return {}
+
+
+def _case_row(c: CaseRecord, last: TransitionRecord | None, now: datetime) -> CaseRow:
+    ended = c.status in TERMINAL_CASE_STATES
+    if ended:
+        end = c.completed_at or c.status_updated_at
+        elapsed: float | None = (end - c.created_at).total_seconds()
+    else:
+        elapsed = (now - c.status_updated_at).total_seconds()
+    phase = _PHASE.get(c.status)
+    progress = f"{phase} {c.progress}%" if phase else ("100%" if c.progress >= 100 else "")
+    reason = c.failure_reason or (last.detail if last is not None else "") or ""
+    if c.cancel_requested and not ended:
+        reason = f"cancel requested; {reason}" if reason else "cancel requested"
+    return CaseRow(
+        id=c.id,
+        name=c.name,
+        state=c.status,
+        gpu=c.gpu_name,
+        host=c.host,
+        attempt=c.attempt,
+        elapsed_s=elapsed,
+        progress=progress,
+        reason=" ".join(reason.split()),  # one line, whatever the reason held
+    )
+
+
+def _gpu_row(g: GpuRecord, names: Mapping[int, str]) -> GpuRow:
+    case_id = g.case_id if g.case_id is not None else g.quarantined_case_id
+    return GpuRow(
+        name=g.name,
+        host=g.host,
+        state=g.status,
+        case_id=case_id,
+        case_name=names.get(case_id) if case_id is not None else None,
+        quarantined=g.status is GpuState.ZOMBIE and g.quarantined_case_id is not None,
+        since=g.status_updated_at,
+        offline_requested=g.offline_requested,
+        next_check_at=g.next_check_at,
+    )
+
+
+def _hosts(
+    names: Sequence[str],
+    gpus: Sequence[GpuRow],
+    cases: Sequence[CaseRow],
+    health: Mapping[str, tuple[str, str]],
+) -> list[HostRow]:
+    known = list(dict.fromkeys([*names, *(g.host for g in gpus if g.host)]))
+    live = Counter(c.host for c in cases if c.state not in TERMINAL_CASE_STATES and c.host)
+    out = []
+    for h in known:
+        mine = [g for g in gpus if g.host == h]
+        state, detail = health.get(h, ("unknown", "health not persisted by the engine"))
+        out.append(
+            HostRow(
+                name=h,
+                gpus=len(mine),
+                busy=sum(g.state is GpuState.ASSIGNED for g in mine),
+                zombies=sum(g.state is GpuState.ZOMBIE for g in mine),
+                offline=sum(g.state is GpuState.OFFLINE for g in mine),
+                live_cases=live[h],
+                health=state,
+                detail=detail,
+            )
+        )
+    return out
+
+
+def _read(
+    s: Session, host_names: Sequence[str], now: datetime, live_limit: int, ended_limit: int
+) -> Snapshot:
+    counts = store_reads.count_by_status(s)
+    live = q.live_cases(s, live_limit)
+    ended = q.recent_ended_cases(s, ended_limit)
+    gpus = store_reads.list_gpus(s)
+    last = q.latest_transitions(s, [c.id for c in (*live, *ended)])
+    held = [i for g in gpus for i in (g.case_id, g.quarantined_case_id) if i is not None]
+    names = q.case_names(s, held)
+    gpu_rows = sorted(
+        (_gpu_row(g, names) for g in gpus), key=lambda g: (_GPU_ORDER[g.state], g.name)
+    )
+    case_rows = [_case_row(c, last.get(c.id), now) for c in (*live, *ended)]
+    live_total = sum(n for st, n in counts.items() if st not in TERMINAL_CASE_STATES)
+    return Snapshot(
+        taken_at=now,
+        counts=counts,
+        cases=case_rows,
+        live_hidden=max(0, live_total - len(live)),
+        gpus=gpu_rows,
+        hosts=_hosts(host_names, gpu_rows, case_rows, host_health(s)),
+    )
+
+
+def take_snapshot(
+    store: Store,
+    host_names: Sequence[str],
+    now: datetime,
+    *,
+    live_limit: int = 200,
+    ended_limit: int = 20,
+) -> Snapshot:
+    """Read one consistent snapshot: counts, live + recent cases, GPUs, hosts.
+
+    Args:
+        store: An open store (reads only; no engine lock).
+        host_names: The configured hosts (shown even without GPUs in the database).
+        now: The time the elapsed columns are measured to (aware UTC).
+        live_limit: At most this many live cases (oldest first).
+        ended_limit: Plus this many most recent ended cases.
+    """
+    return store.read(
+        partial(
+            _read, host_names=host_names, now=now, live_limit=live_limit, ended_limit=ended_limit
+        )
+    )

@@ -1,0 +1,169 @@
+"""What each page shows, built from the library's reads (pure shaping, no HTTP here)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ..persistence import CaseRecord, GpuRecord, TransitionRecord
+from ..service import Communicator
+from ..statemachine import CaseState, GpuState
+from .integrations import HostStatus, host_health
+
+__all__ = [
+    "PAGE_SIZE",
+    "AttemptRow",
+    "CasesPage",
+    "HostRow",
+    "Overview",
+    "ResultFile",
+    "attempts",
+    "cases_page",
+    "overview",
+    "result_files",
+]
+
+PAGE_SIZE = 50
+_LATEST = 15
+#: A results folder with more entries than this is listed only in part (and says so).
+_MAX_FILES = 200
+
+
+@dataclass(frozen=True)
+class HostRow:
+    """A configured host with its GPUs' states; ``health`` None when nothing recorded it."""
+
+    name: str
+    transport: str
+    scheduler: str
+    gpus: int
+    busy: int
+    zombies: int
+    offline: int
+    health: HostStatus | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The overview page."""
+
+    case_counts: dict[CaseState, int]
+    gpus: list[GpuRecord]
+    hosts: list[HostRow]
+    health_recorded: bool
+    latest: list[TransitionRecord]
+
+
+def overview(comm: Communicator) -> Overview:
+    """Counts per case state, every GPU, the hosts, and the latest transitions."""
+    gpus = comm.gpus()
+    health = host_health(comm)
+    hosts = []
+    for name, host in comm.config.hosts.items():
+        mine = [g for g in gpus if g.host == name]
+        hosts.append(
+            HostRow(
+                name=name,
+                transport=host.transport,
+                scheduler=host.scheduler.kind,
+                gpus=len(mine),
+                busy=sum(g.status is GpuState.ASSIGNED for g in mine),
+                zombies=sum(g.status is GpuState.ZOMBIE for g in mine),
+                offline=sum(g.status is GpuState.OFFLINE for g in mine),
+                health=health.get(name) if health is not None else None,
+            )
+        )
+    latest = comm.history(limit=_LATEST)
+    latest.reverse()  # newest first on the page
+    return Overview(comm.store.count_by_status(), gpus, hosts, health is not None, latest)
+
+
+@dataclass(frozen=True)
+class CasesPage:
+    """One page of the case list; ``older`` is the keyset cursor of the next page."""
+
+    cases: list[CaseRecord]
+    state: CaseState | None
+    search: str
+    before: int | None
+    older: int | None
+    matching: int | None
+
+
+def cases_page(
+    comm: Communicator, state: CaseState | None, search: str, before: int | None
+) -> CasesPage:
+    """The page of cases below id ``before`` (newest first), filtered.
+
+    ``matching`` is the number of cases in ``state`` (from the status index); with a
+    search it is None, since counting a substring match means reading every path.
+    """
+    rows = comm.store.page_cases(state=state, search=search, before_id=before, limit=PAGE_SIZE + 1)
+    older = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
+    matching: int | None = None
+    if not search:
+        counts = comm.store.count_by_status()
+        matching = counts[state] if state is not None else sum(counts.values())
+    return CasesPage(rows[:PAGE_SIZE], state, search, before, older, matching)
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One attempt of a case as its audit rows tell it."""
+
+    attempt: int
+    label: str | None
+    gpus: list[str]
+    first: datetime
+    last: datetime
+    outcome: str
+
+
+def attempts(history: Sequence[TransitionRecord]) -> list[AttemptRow]:
+    """The case's attempts, in order, from its audit rows (case rows only)."""
+    grouped: dict[int, list[TransitionRecord]] = {}
+    for t in history:
+        if t.entity == "case" and t.attempt is not None:
+            grouped.setdefault(t.attempt, []).append(t)
+    out = []
+    for n, rows in sorted(grouped.items()):
+        gpus = sorted({t.gpu_name for t in rows if t.gpu_name})
+        label = next((t.label for t in reversed(rows) if t.label), None)
+        out.append(AttemptRow(n, label, gpus, rows[0].at, rows[-1].at, rows[-1].to_state))
+    return out
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """A file in the case's local results folder (path relative to that folder)."""
+
+    path: str
+    size: int
+
+
+def result_files(results_dir: Path, case_name: str) -> tuple[list[ResultFile], bool] | None:
+    """The files under ``results_dir/case_name`` (at most 200) and whether more exist.
+
+    None when the folder does not exist. Symbolic links are listed, never followed.
+    """
+    if case_name in ("", ".", "..") or "/" in case_name or "\\" in case_name:
+        return None
+    root = results_dir / case_name
+    if not root.is_dir():
+        return None
+    found: list[ResultFile] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            full = Path(folder) / name
+            try:
+                size = full.lstat().st_size
+            except OSError:
+                size = -1  # vanished or unreadable: still listed, size unknown
+            found.append(ResultFile(full.relative_to(root).as_posix(), size))
+            if len(found) > _MAX_FILES:
+                return found[:_MAX_FILES], True
+    return found, False
