@@ -59,7 +59,10 @@ def test_unit_is_valid_and_its_exec_start_runs(tmp_path: Path, web: bool) -> Non
         )
         assert check.returncode == 0 and "mqi" not in check.stderr, check.stderr
     if not web:
-        # The very command systemd would start: one tick on this config, then exit.
+        # The very command systemd would start: one tick on this config, then exit
+        # (`run` never creates the watch and results folders: a site makes them).
+        for folder in ("watch_dir", "results_dir"):
+            getattr(load_config(config), folder).mkdir(parents=True, exist_ok=True)
         ran = subprocess.run(
             [*argv, "--once"],
             cwd=svc["WorkingDirectory"],
