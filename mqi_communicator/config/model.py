@@ -118,9 +118,16 @@ class EngineConfig(_Strict):
     results_subdir: str = "output"
     label_prefix: str = Field(default="mqic", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     transfer_timeout_s: PositiveFloat = 3600.0
-    #: With several engines (PostgreSQL), how long a ``submitting`` case must stay
-    #: unchanged before another engine recovers it.
-    submit_grace_s: PositiveFloat = 1800.0
+    #: With several engines (PostgreSQL): a case's lease that is not renewed for this
+    #: long (by the database's clock) has expired, and another engine may take the case
+    #: over. The working engine renews it every ``lease_ttl_s / 3``.
+    lease_ttl_s: float = Field(default=60.0, ge=2.0)
+    #: With several engines: how long a ``submitting`` case that holds NO lease (rows
+    #: from before leases) must stay unchanged before another engine recovers it. It
+    #: must cover a whole start step, so at least ``transfer_timeout_s`` plus the
+    #: longest ``hosts.*.scheduler.timeout_s``; omitted, it is exactly that
+    #: (:attr:`Config.takeover_grace_s`).
+    submit_grace_s: PositiveFloat | None = None
     backoff: BackoffConfig = BackoffConfig()
 
     @field_validator("results_subdir")
@@ -411,9 +418,30 @@ class Config(_Strict):
             for key in sorted(required):
                 if getattr(gpu, key) is None:
                     _fail(f"{where}.{key}", f"required for a GPU on a {kind!r} scheduler host")
+        grace = self.engine.submit_grace_s
+        if grace is not None and grace < self.min_takeover_grace_s:
+            _fail(
+                "engine.submit_grace_s",
+                f"expected at least engine.transfer_timeout_s + the longest"
+                f" hosts.*.scheduler.timeout_s = {self.min_takeover_grace_s:g} s (a shorter"
+                f" grace lets another engine take over a case whose upload may still run),"
+                f" got {grace:g}; or leave it out to use that minimum",
+            )
         for key, problem in layout_errors(self)[:1]:  # overlapping folders, shared devices
             _fail(key, problem)
         return self
+
+    @property
+    def min_takeover_grace_s(self) -> float:
+        """The longest a start step can take: the upload plus the submit command."""
+        submit = max(h.scheduler.timeout_s for h in self.hosts.values())
+        return self.engine.transfer_timeout_s + submit
+
+    @property
+    def takeover_grace_s(self) -> float:
+        """``engine.submit_grace_s``, or when omitted :attr:`min_takeover_grace_s`."""
+        grace = self.engine.submit_grace_s
+        return grace if grace is not None else self.min_takeover_grace_s
 
 
 def _number_text(value: object) -> object:
