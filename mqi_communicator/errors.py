@@ -15,6 +15,7 @@ __all__ = [
     "HostKeyError",
     "HostUnreachableError",
     "InvalidTransitionError",
+    "LegacyAdoptionError",
     "MqiError",
     "NotFoundError",
     "PermanentError",
@@ -23,6 +24,7 @@ __all__ = [
     "SchedulerOutputError",
     "SchedulerUnavailableError",
     "SchemaMismatchError",
+    "StaleOutcomeError",
     "SubmissionRejectedError",
     "TransferError",
     "TransientError",
@@ -51,6 +53,30 @@ class SchedulerUnavailableError(TransientError):
 
 class ConflictError(TransientError):
     """Another writer changed the row first (optimistic version check failed)."""
+
+
+class StaleOutcomeError(ConflictError):
+    """An outcome arrived for an attempt the case no longer holds; nothing was written.
+
+    A remote action (upload, submit, kill, download) is started for one attempt and
+    label. If the case moved on meanwhile (another engine took it over, retried it), the
+    outcome belongs to nobody: the engine logs it and drops it.
+    """
+
+    def __init__(
+        self,
+        case_id: int | None,
+        expected: tuple[int | None, str | None],
+        actual: tuple[int | None, str | None],
+    ) -> None:
+        what = f"case {case_id}" if case_id is not None else "GPU"
+        super().__init__(
+            f"{what}: outcome of attempt {expected[0]} ({expected[1]}) is stale;"
+            f" the row now holds attempt {actual[0]} ({actual[1]})"
+        )
+        self.case_id = case_id
+        self.expected_attempt, self.expected_label = expected
+        self.actual_attempt, self.actual_label = actual
 
 
 class TransferError(TransientError):
@@ -88,6 +114,10 @@ class CaseContentError(PermanentError):
 
 class ConfigError(PermanentError):
     """The configuration is malformed; the message names the file, key and expectation."""
+
+
+class LegacyAdoptionError(PermanentError):
+    """A legacy database cannot be adopted as it is; it was left unchanged."""
 
 
 class NotFoundError(PermanentError):

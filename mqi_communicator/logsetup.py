@@ -10,9 +10,11 @@ import logging
 from datetime import datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .config import LogConfig
+from .textsafe import printable
 
 __all__ = ["LOGGER_NAME", "ZonedFormatter", "setup_logging", "teardown_logging"]
 
@@ -22,7 +24,12 @@ _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class ZonedFormatter(logging.Formatter):
-    """A formatter whose ``%(asctime)s`` is rendered in a fixed IANA time zone."""
+    """A formatter whose ``%(asctime)s`` is rendered in a fixed IANA time zone.
+
+    Every record is one line: control characters in the message (a case folder named
+    with a newline or an escape sequence) are written as escapes, so a name can never
+    forge a log line or drive the terminal of whoever reads the log (``printable``).
+    """
 
     def __init__(self, fmt: str = _FORMAT, *, timezone: str = "UTC") -> None:
         super().__init__(fmt)
@@ -34,6 +41,14 @@ class ZonedFormatter(logging.Formatter):
         if datefmt:
             return moment.strftime(datefmt)
         return f"{moment:%Y-%m-%d %H:%M:%S}.{int(record.msecs):03d} {moment:%z}"
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line with the message's control characters escaped."""
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        """The traceback, its own line breaks kept and anything else escaped."""
+        return printable(super().formatException(ei), keep_newlines=True)
 
 
 def setup_logging(config: LogConfig) -> Path | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
-from .dblock import EngineLock, sqlite_file, sqlite_lock_path
+from .dblock import engine_lock, sqlite_file
 from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
 from .engine.retrieve_step import upload_exclusions
@@ -117,8 +117,8 @@ class Communicator:
         self._owns_hosts = hosts is None
         self._wake = threading.Event()
         self._stop = threading.Event()
-        lock_path = sqlite_lock_path(config.database_url) if store.dialect == "sqlite" else None
-        self._lock = EngineLock(lock_path) if lock_path is not None else None
+        # SQLite: one engine per file; PostgreSQL: a shared lock that `db downgrade` waits out.
+        self._lock = engine_lock(config.database_url)
         self.intake: Intake | None = None
         if watch:
             self.intake = Intake(

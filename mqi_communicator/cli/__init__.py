@@ -1,8 +1,10 @@
 """The ``mqi-communicator`` command line.
 
 Each command module defines one click command or group; register it in ``_COMMANDS``.
-Expected failures (:class:`~mqi_communicator.errors.MqiError`) are printed to stderr as
-one line and exit with status 1, without a traceback; usage errors exit with 2.
+Expected failures (our errors, database and file-system refusals: see
+:func:`~mqi_communicator.cli.output.describe_failure`) are printed to stderr as one line
+and exit with status 1, or 2 when the user must fix an argument or the configuration;
+no traceback.
 """
 
 from __future__ import annotations
@@ -10,12 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from alembic.util import CommandError
-from sqlalchemy.exc import OperationalError
 
-from ..errors import MqiError
 from .commands import COMMANDS
 from .db import db
+from .output import cli_errors
 
 __all__ = ["main"]
 
@@ -24,14 +24,8 @@ class _Group(click.Group):
     """A group that turns expected errors into a one-line message on stderr."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        with cli_errors():
             return super().invoke(ctx)
-        except MqiError as err:
-            raise click.ClickException(str(err)) from err
-        except OperationalError as err:  # database unreachable, locked, refused login
-            raise click.ClickException(f"database error: {err.orig}".strip()) from err
-        except CommandError as err:  # alembic: unknown revision and the like
-            raise click.ClickException(str(err)) from err
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,12 +9,17 @@ import click
 
 from ..persistence import CaseRecord, TransitionRecord
 from ..statemachine import TERMINAL_CASE_STATES, CaseState
+from ..textsafe import printable
 from .common import config_option, open_communicator
 from .output import echo_json, fmt_time, render_table
 
 __all__ = ["cases", "evidence_text", "history_table"]
 
 _STATES = [s.value for s in CaseState]
+
+#: A case id as the database can hold it (SQLite INTEGER is 64-bit). Anything else (a
+#: word, zero, a negative or a 23-digit number) is a usage error before any query.
+CASE_ID = click.IntRange(1, 2**63 - 1)
 
 
 @click.group()
@@ -91,7 +96,7 @@ def history_table(rows: Sequence[TransitionRecord]) -> str:
 
 
 @cases.command("show")
-@click.argument("case_id", type=int)
+@click.argument("case_id", type=CASE_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @config_option
 def show_case(case_id: int, as_json: bool, config_path: Path | None) -> None:
@@ -122,34 +127,37 @@ def show_case(case_id: int, as_json: bool, config_path: Path | None) -> None:
     ]
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
-        click.echo(f"{key.ljust(width)}  {'-' if value is None else value}")
+        click.echo(f"{key.ljust(width)}  {'-' if value is None else printable(value)}")
     click.echo("")
     click.echo(f"history ({len(history)} transitions):")
     click.echo(history_table(history))
 
 
 @cases.command("retry")
-@click.argument("case_id", type=int)
+@click.argument("case_id", type=CASE_ID)
 @config_option
 def retry_case(case_id: int, config_path: Path | None) -> None:
     """Send a failed or cancelled case back to ``submitted`` for a new attempt."""
     with open_communicator(config_path) as comm:
         case = comm.retry(case_id)
-    click.echo(f"case {case.id} ({case.name}): {case.status.value}, attempt {case.attempt}")
+    click.echo(
+        f"case {case.id} ({printable(case.name)}): {case.status.value}, attempt {case.attempt}"
+    )
 
 
 @cases.command("cancel")
-@click.argument("case_id", type=int)
+@click.argument("case_id", type=CASE_ID)
 @config_option
 def cancel_case(case_id: int, config_path: Path | None) -> None:
     """Cancel a case; a running job is killed by the engine, with the usual evidence rules."""
     with open_communicator(config_path) as comm:
         case = comm.cancel(case_id)
     if case.status in TERMINAL_CASE_STATES:
-        click.echo(f"case {case.id} ({case.name}): {case.status.value}")
+        click.echo(f"case {case.id} ({printable(case.name)}): {case.status.value}")
     else:
         click.echo(
-            f"case {case.id} ({case.name}): cancel requested while {case.status.value}; "
+            f"case {case.id} ({printable(case.name)}): cancel requested while "
+            f"{case.status.value}; "
             "the running engine kills its job and then cancels it"
         )
 

@@ -40,6 +40,8 @@ def resolve_config(config_path: Path | None) -> Path:
         path, origin = Path(os.environ["MQI_CONFIG"]), "MQI_CONFIG"
     else:
         path, origin = Path(DEFAULT_CONFIG), "the default"
+    if path.is_dir():
+        fail(f"{path} (from {origin}) is a folder; name the config file itself", EXIT_USAGE)
     if not path.is_file():
         fail(
             f"config file not found: {path} (from {origin}); pass --config PATH or set "

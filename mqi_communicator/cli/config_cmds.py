@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from ..config import Config, load_config
+from ..config.layout import layout_warnings
 from ..engine.build import build_transport
+from ..textsafe import printable
 from .common import config_option, resolve_config
 from .doctor_checks import (
     CheckResult,
@@ -35,15 +37,21 @@ def _load(config_path: Path | None) -> tuple[Path, Config]:
 def check_config(config_path: Path | None) -> None:
     """Validate a config file without starting anything.
 
-    Exit 0 when valid; exit 2 with each error naming the file, the key and what was
-    expected. Example files ship in the package: mqi_communicator/examples/*.yaml.
-    When its database already exists, jobs adopted from the original system whose Pueue
-    group no configured GPU has (so no host can be found for them) are errors too.
+    Exit 0 when valid (warnings, such as a folder that does not exist yet or a host no
+    GPU uses, are printed on stderr); exit 2 with each error naming the file, the key
+    and what was expected, including folders that overlap (results or a local
+    remote_base or the database inside watch_dir, watch_dir inside results_dir) and two
+    GPUs on one CUDA device of a host. Example files ship in the package:
+    mqi_communicator/examples/*.yaml. When its database already exists, jobs adopted
+    from the original system whose Pueue group no configured GPU has (so no host can be
+    found for them) are errors too.
     """
     path, cfg = _load(config_path)
+    for warning in layout_warnings(cfg):
+        click.echo(f"warning: {printable(path)}: {printable(warning)}", err=True)
     legacy = legacy_config_problems(cfg) or []
     for problem in legacy:
-        click.echo(f"error: {path}: {problem}", err=True)
+        click.echo(f"error: {printable(path)}: {printable(problem)}", err=True)
     if legacy:
         raise SystemExit(EXIT_USAGE)
     click.echo(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
+from ..dblock import schema_change_lock
 from ..migrations import api
 from ..persistence.engine_setup import display_url, normalize_url
+from .output import EXIT_USAGE, fail
 
 __all__ = ["URL_ENV", "database_url", "db", "db_option"]
 
@@ -54,13 +57,41 @@ def upgrade(db_url: str | None, revision: str) -> None:
 
 @db.command()
 @db_option
+@click.option(
+    "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
+)
 @click.argument("revision")
-def downgrade(db_url: str | None, revision: str) -> None:
-    """Downgrade the schema to REVISION (``base`` drops every table)."""
+def downgrade(db_url: str | None, yes: bool, revision: str) -> None:
+    """Downgrade the schema to REVISION (``base`` drops every table and every case).
+
+    Refused while an engine runs on the database (SQLite: its lock file; PostgreSQL: the
+    engines' advisory lock), which is held until the downgrade ends. Asks first on a
+    terminal; without one, --yes is required.
+    """
     url = database_url(db_url)
-    before = api.current(url)
-    api.downgrade(url, revision)
-    click.echo(f"{display_url(url)}: downgraded from {before} to {api.current(url) or 'base'}")
+    lock = schema_change_lock(url)
+    if lock is not None:
+        lock.acquire()  # before asking: no point confirming what cannot run
+    try:
+        before = api.current(url)
+        shown = display_url(url)
+        if not yes:
+            _confirm(f"downgrade {shown} from {before or 'nothing'} to {revision}", revision)
+        api.downgrade(url, revision)
+        click.echo(f"{shown}: downgraded from {before} to {api.current(url) or 'base'}")
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _confirm(action: str, revision: str) -> None:
+    """Ask on a terminal; without one, refuse (exit 2) and say to pass --yes."""
+    loses = (
+        " This drops every table, with every case and its history." if revision == "base" else ""
+    )
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        fail(f"{action}?{loses} Nothing done: pass --yes to confirm", EXIT_USAGE)
+    click.confirm(f"{action}?{loses}", abort=True)
 
 
 @db.command()

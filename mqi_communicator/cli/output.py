@@ -2,13 +2,18 @@
 
 Records are frozen dataclasses; :func:`to_jsonable` turns them (and their datetimes,
 enums and evidence) into JSON values, so ``--json`` output is machine-readable with
-ISO-8601 times.
+ISO-8601 times. Every cell and message goes through
+:func:`~mqi_communicator.textsafe.printable`: a case name cannot drive the terminal.
+
+:func:`describe_failure` is the one place where an expected failure becomes a one-line
+message and an exit code; the command group and :func:`cli_errors` both use it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -17,14 +22,19 @@ from pathlib import PurePath
 from typing import Any, NoReturn
 
 import click
+from alembic.util import CommandError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
-from ..errors import ConfigError, MqiError, SchemaMismatchError
+from ..errors import ConfigError, LegacyAdoptionError, MqiError, SchemaMismatchError
+from ..persistence.engine_setup import ERROR_DATABASE_ATTR
+from ..textsafe import printable
 
 __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_USAGE",
     "cli_errors",
+    "describe_failure",
     "echo_json",
     "exit_code_for",
     "fail",
@@ -57,9 +67,19 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+#: What ``json.dumps(ensure_ascii=False)`` leaves raw although a terminal acts on it:
+#: DEL, the C1 controls (0x9b is a one-byte CSI), bidi and line-separator characters.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
 def echo_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    click.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
+    """Print ``value`` as indented JSON on stdout (no raw control character in it)."""
+    text = json.dumps(to_jsonable(value), indent=2, ensure_ascii=False)
+    click.echo(_JSON_UNSAFE.sub(_json_escape, text))
 
 
 def fmt_time(value: datetime | None) -> str:
@@ -76,7 +96,7 @@ def _cell(value: Any) -> str:
         return fmt_time(value)
     if isinstance(value, Enum):
         return str(value.value)
-    return str(value)
+    return printable(value)
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -97,24 +117,63 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(message, keep_newlines=True)}", err=True)
     raise SystemExit(code)
 
 
 def exit_code_for(err: MqiError) -> int:
     """2 for configuration and schema problems (the user must fix something), else 1."""
-    if isinstance(err, ConfigError | SchemaMismatchError):
+    if isinstance(err, ConfigError | SchemaMismatchError | LegacyAdoptionError):
         return EXIT_USAGE
     return EXIT_FAILURE
 
 
+def describe_failure(err: BaseException) -> tuple[str, int] | None:
+    """The message and exit code of an expected failure; None for anything else (a bug).
+
+    Expected: our own errors; the database unreachable, locked or read-only (1); a file
+    that is not a database (2); Alembic refusing a revision (1); the operating system
+    refusing a file (1). A bug keeps its traceback, which is what a bug report needs.
+    """
+    if isinstance(err, MqiError):
+        return str(err), exit_code_for(err)
+    if isinstance(err, DatabaseError):
+        where = getattr(err, ERROR_DATABASE_ATTR, None)
+        which = f"database error on {where}" if where else "database error"
+        if isinstance(err, OperationalError):  # unreachable, locked, refused login, read-only
+            return (
+                f"{which}: {err.orig}; check the database URL, that the database is "
+                "reachable and that its file and folder are writable by this user",
+                EXIT_FAILURE,
+            )
+        if type(err) is DatabaseError:  # sqlite: a corrupt file
+            return (
+                f"{which}: {err.orig}; the database URL (--db, database_url or "
+                "MQI_DATABASE_URL) must name an intact mqi-communicator database",
+                EXIT_USAGE,
+            )
+    if isinstance(err, CommandError):  # alembic: unknown revision and the like
+        return str(err), EXIT_FAILURE
+    if isinstance(err, OSError):
+        where = f" {err.filename!r}" if err.filename is not None else ""
+        return (
+            f"cannot use{where}: {err.strerror or err}; check that it exists and that "
+            "this user may read and write it",
+            EXIT_FAILURE,
+        )
+    return None
+
+
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn an :class:`MqiError` into a one-line message on stderr and an exit code.
+    """Turn an expected failure (:func:`describe_failure`) into one line on stderr and exit.
 
     No traceback: these are expected failures that the message explains.
     """
     try:
         yield
-    except MqiError as err:
-        fail(str(err), exit_code_for(err))
+    except Exception as err:
+        known = describe_failure(err)
+        if known is None:
+            raise
+        fail(*known)

@@ -20,6 +20,7 @@ from ..console.snapshot import describe_health
 from ..engine.runtime import utcnow
 from ..persistence import TransitionRecord
 from ..statemachine import TERMINAL_CASE_STATES, CaseState
+from ..textsafe import printable
 
 if TYPE_CHECKING:
     from ..service import Communicator
@@ -74,7 +75,8 @@ class ProgressPrinter:
         if self._bar_open:  # finish the carriage-return line first
             click.echo("", file=self._out)
             self._bar_open = False
-        click.echo(f"[{self._clock() - self._t0:6.1f}s] {text}", file=self._out)
+        # Lines name cases, whose folder names may hold escape sequences or newlines.
+        click.echo(f"[{self._clock() - self._t0:6.1f}s] {printable(text)}", file=self._out)
 
     def note(self, text: str) -> None:
         """Print a free-form line with the elapsed-time prefix."""
@@ -95,7 +97,7 @@ class ProgressPrinter:
             filled = pct // 5
             bar = "#" * filled + "." * (20 - filled)
             text = f"  transfer {label} [{bar}] {pct:3d}% {human_bytes(done)}/{human_bytes(total)}"
-            click.echo(f"\r{text}", nl=False, file=self._out)
+            click.echo(f"\r{printable(text)}", nl=False, file=self._out)
             self._bar_open = not finished
             if finished:
                 click.echo("", file=self._out)

@@ -12,11 +12,12 @@ from typing import Any
 
 import click
 
-from ..config import load_config
+from ..config import Config, load_config
+from ..config.layout import missing_folders
 from ..logsetup import setup_logging, teardown_logging
 from ..service import Communicator
 from .common import config_option, resolve_config
-from .output import cli_errors
+from .output import EXIT_USAGE, cli_errors, fail
 from .progress import ProgressPrinter
 
 __all__ = ["run", "stop_on_signals"]
@@ -54,6 +55,19 @@ def stop_on_signals(
             signal.signal(signum, old)
 
 
+def _refuse_missing_folders(config: Config) -> None:
+    """Exit 2 when watch_dir or results_dir is missing (see ``config.layout``)."""
+    missing = missing_folders(config)
+    if missing:
+        named = ", ".join(f"{key} {folder}" for key, folder in missing)
+        fail(
+            f"{named}: no such folder; create it (or mount the share it lives on) and "
+            "start again; run never creates these, so an unmounted share is not replaced "
+            "by an empty local folder",
+            EXIT_USAGE,
+        )
+
+
 @click.command()
 @click.option("--once", is_flag=True, help="Run a single reconcile tick, then exit.")
 @click.option("--quiet", is_flag=True, help="No live progress lines (the log file still has all).")
@@ -63,13 +77,15 @@ def run(once: bool, quiet: bool, config_path: Path | None) -> None:
 
     Stops cleanly on SIGTERM or Ctrl-C, between steps. Logs go to the rotating
     file named by log.file in the config (in log.timezone). On SQLite only one
-    engine may run per database; a second one is refused.
+    engine may run per database; a second one is refused. A missing watch_dir or
+    results_dir is refused (exit 2), never created.
     """
     path = resolve_config(config_path)
     printer = ProgressPrinter()
     stop = threading.Event()
     with cli_errors():
         config = load_config(path)
+        _refuse_missing_folders(config)
         log_file = setup_logging(config.log)
         comm = Communicator(config, progress=None if quiet else printer.transfer)
         try:

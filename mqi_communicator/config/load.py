@@ -51,6 +51,10 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         text = file.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{file}: cannot read the config file: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{file}: not a UTF-8 text file (byte {err.start}); a config file is YAML text"
+        ) from err
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

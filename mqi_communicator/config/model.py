@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .layout import layout_errors
 from .web import WebConfig
 
 __all__ = [
@@ -117,9 +118,16 @@ class EngineConfig(_Strict):
     results_subdir: str = "output"
     label_prefix: str = Field(default="mqic", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     transfer_timeout_s: PositiveFloat = 3600.0
-    #: With several engines (PostgreSQL), how long a ``submitting`` case must stay
-    #: unchanged before another engine recovers it.
-    submit_grace_s: PositiveFloat = 1800.0
+    #: With several engines (PostgreSQL): a case's lease that is not renewed for this
+    #: long (by the database's clock) has expired, and another engine may take the case
+    #: over. The working engine renews it every ``lease_ttl_s / 3``.
+    lease_ttl_s: float = Field(default=60.0, ge=2.0)
+    #: With several engines: how long a ``submitting`` case that holds NO lease (rows
+    #: from before leases) must stay unchanged before another engine recovers it. It
+    #: must cover a whole start step, so at least ``transfer_timeout_s`` plus the
+    #: longest ``hosts.*.scheduler.timeout_s``; omitted, it is exactly that
+    #: (:attr:`Config.takeover_grace_s`).
+    submit_grace_s: PositiveFloat | None = None
     backoff: BackoffConfig = BackoffConfig()
 
     @field_validator("results_subdir")
@@ -366,6 +374,18 @@ class Config(_Strict):
             data["database_url"] = f"sqlite:///{db.as_posix()}"
         return data
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from ..errors import ConfigError
+        from ..persistence.engine_setup import normalize_url
+
+        try:
+            normalize_url(value)
+        except ConfigError as err:
+            raise ValueError(str(err)) from err
+        return value
+
     @field_validator("watch_dir", "results_dir")
     @classmethod
     def _resolve_dirs(cls, value: Path, info: ValidationInfo) -> Path:
@@ -398,10 +418,30 @@ class Config(_Strict):
             for key in sorted(required):
                 if getattr(gpu, key) is None:
                     _fail(f"{where}.{key}", f"required for a GPU on a {kind!r} scheduler host")
-        if self.results_dir == self.watch_dir or self.watch_dir in self.results_dir.parents:
-            # Results inside the watch folder would be picked up as new cases.
-            _fail("results_dir", "expected a folder outside watch_dir")
+        grace = self.engine.submit_grace_s
+        if grace is not None and grace < self.min_takeover_grace_s:
+            _fail(
+                "engine.submit_grace_s",
+                f"expected at least engine.transfer_timeout_s + the longest"
+                f" hosts.*.scheduler.timeout_s = {self.min_takeover_grace_s:g} s (a shorter"
+                f" grace lets another engine take over a case whose upload may still run),"
+                f" got {grace:g}; or leave it out to use that minimum",
+            )
+        for key, problem in layout_errors(self)[:1]:  # overlapping folders, shared devices
+            _fail(key, problem)
         return self
+
+    @property
+    def min_takeover_grace_s(self) -> float:
+        """The longest a start step can take: the upload plus the submit command."""
+        submit = max(h.scheduler.timeout_s for h in self.hosts.values())
+        return self.engine.transfer_timeout_s + submit
+
+    @property
+    def takeover_grace_s(self) -> float:
+        """``engine.submit_grace_s``, or when omitted :attr:`min_takeover_grace_s`."""
+        grace = self.engine.submit_grace_s
+        return grace if grace is not None else self.min_takeover_grace_s
 
 
 def _number_text(value: object) -> object:

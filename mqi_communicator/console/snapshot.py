@@ -18,6 +18,7 @@ from ..persistence import CaseRecord, GpuRecord, Store, TransitionRecord, store_
 from ..persistence import overview as q
 from ..persistence.host_health import HostHealthRecord, read_host_health
 from ..statemachine import TERMINAL_CASE_STATES, CaseState, GpuState
+from ..textsafe import printable
 
 __all__ = [
     "CaseRow",
@@ -127,7 +128,8 @@ def describe_health(rec: HostHealthRecord | None, now: datetime) -> tuple[str, s
     if rec.next_retry_at is not None:
         left = (rec.next_retry_at - now).total_seconds()
         retry = f"in {fmt_elapsed(left)}" if left > 0 else "due"
-    error = " ".join(rec.last_error.split())  # one line, whatever the far side said
+    # One line, no terminal control: the error text comes from the far side.
+    error = printable(" ".join(rec.last_error.split()))
     return "down", f"down for {for_}, {rec.failures} failures, next try {retry}: {error}"
 
 

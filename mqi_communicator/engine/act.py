@@ -9,7 +9,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from ..errors import ConflictError, HostUnreachableError, InvalidTransitionError, MqiError
+from ..errors import (
+    ConflictError,
+    HostUnreachableError,
+    InvalidTransitionError,
+    MqiError,
+    StaleOutcomeError,
+)
 from ..persistence import CaseRecord, GpuRecord
 from ..statemachine.decide import (
     Apply,
@@ -21,18 +27,36 @@ from ..statemachine.decide import (
 )
 from .runtime import TickContext, case_ref, case_view, gpu_ref
 
-__all__ = ["act_on_case", "act_on_gpu", "apply_case_step"]
+__all__ = [
+    "act_on_case",
+    "act_on_gpu",
+    "apply_case_record",
+    "apply_case_step",
+    "drop_stale",
+    "note_case",
+]
 
 log = logging.getLogger("mqi_communicator.engine")
 
 
-def apply_case_step(
-    ctx: TickContext, case: CaseRecord, step: Apply, job_id: str | None = None
-) -> bool:
-    """Persist ``step`` for ``case`` (and its GPU). False if another writer got there first."""
+def apply_case_record(
+    ctx: TickContext,
+    case: CaseRecord,
+    step: Apply,
+    job_id: str | None = None,
+    *,
+    started: CaseRecord | None = None,
+) -> CaseRecord | None:
+    """Persist ``step`` for ``case`` (and its GPU); the case as written, or None if not.
+
+    ``case`` is the row the decision was made on (its version is checked); ``started``
+    (default ``case``) is the row the remote action was started from: the step lands
+    only while the case still holds that attempt and label, else it is dropped.
+    """
+    origin = started if started is not None else case
     gpu_name = case.gpu_name if step.gpu_trigger else None
     try:
-        ctx.store.apply(
+        written, _ = ctx.store.apply(
             case.id,
             step.case_trigger,
             gpu_name,
@@ -43,19 +67,64 @@ def apply_case_step(
             failure_reason=step.failure_reason,
             job_id=job_id,
             expected_case_version=case.version,
+            expected_attempt=origin.attempt,
+            expected_label=origin.label,
         )
+    except StaleOutcomeError as err:
+        drop_stale(ctx, origin, err)
+        return None
     except ConflictError:
         log.info("case %s changed under us; will look again next tick", case.id)
-        return False
+        return None
     except InvalidTransitionError as err:
         # A refused step wrote nothing. Log it and move on, so one case cannot starve
         # every other case of their ticks.
         log.error("case %s: step refused, nothing written: %s", case.id, err)
         ctx.report.errors.append(f"case {case.id}: {err}")
-        return False
+        return None
     ctx.report.transitions += 1
     log.info("case %s: %s (%s)", case.id, step.case_trigger, step.reason)
+    return written
+
+
+def apply_case_step(
+    ctx: TickContext,
+    case: CaseRecord,
+    step: Apply,
+    job_id: str | None = None,
+    *,
+    started: CaseRecord | None = None,
+) -> bool:
+    """Persist ``step`` for ``case`` (and its GPU). False if another writer got there first.
+
+    See :func:`apply_case_record` for ``started``.
+    """
+    return apply_case_record(ctx, case, step, job_id, started=started) is not None
+
+
+def note_case(ctx: TickContext, started: CaseRecord, detail: str, **fields: object) -> bool:
+    """Set note fields on the case the action was started for; False if it moved on."""
+    try:
+        ctx.store.update_case(
+            started.id,
+            ctx.now,
+            detail=detail,
+            expected_attempt=started.attempt,
+            expected_label=started.label,
+            **fields,
+        )
+    except StaleOutcomeError as err:
+        drop_stale(ctx, started, err)
+        return False
     return True
+
+
+def drop_stale(ctx: TickContext, started: CaseRecord, why: StaleOutcomeError | str) -> None:
+    """Log (once, here) an outcome that belongs to an attempt the case no longer holds."""
+    ctx.report.stale += 1
+    log.warning(
+        "case %s: stale outcome for attempt %s dropped (%s)", started.id, started.attempt, why
+    )
 
 
 def act_on_case(ctx: TickContext, case: CaseRecord, decision: Decision) -> None:
@@ -63,9 +132,7 @@ def act_on_case(ctx: TickContext, case: CaseRecord, decision: Decision) -> None:
     if isinstance(decision, Apply):
         apply_case_step(ctx, case, decision)
     elif isinstance(decision, MarkStarted):
-        ctx.store.update_case(
-            case.id, ctx.now, detail="job started", started_at=decision.started_at
-        )
+        note_case(ctx, case, "job started", started_at=decision.started_at)
     elif isinstance(decision, RequestKill):
         _kill_case(ctx, case, decision.reason)
     elif isinstance(decision, Wait) and case.kill_requested_at is not None:
@@ -76,13 +143,11 @@ def _kill_case(ctx: TickContext, case: CaseRecord, reason: str) -> None:
     host = ctx.host_of_case(case)
     # Intent first: if we crash after this line, the kill window still runs out and the
     # GPU is quarantined rather than silently freed.
-    ctx.store.update_case(
-        case.id,
-        ctx.now,
-        detail=f"kill requested: {reason}",
-        kill_requested_at=ctx.now,
-        kill_reason=reason,
-    )
+    # A case that moved on to another attempt is not this kill's to end.
+    if not note_case(
+        ctx, case, f"kill requested: {reason}", kill_requested_at=ctx.now, kill_reason=reason
+    ):
+        return
     ctx.report.kills += 1
     if host is None:
         return
@@ -91,7 +156,8 @@ def _kill_case(ctx: TickContext, case: CaseRecord, reason: str) -> None:
     except HostUnreachableError as err:
         ctx.host_down(host.name, err)
         fresh = ctx.store.get_case(case.id)
-        apply_case_step(ctx, fresh, decide_kill_unreachable(case_view(fresh), ctx.now))
+        step = decide_kill_unreachable(case_view(fresh), ctx.now)
+        apply_case_step(ctx, fresh, step, started=case)
     except MqiError as err:
         # e.g. the job ended between poll and kill; the next poll decides.
         log.info("kill of case %s refused: %s", case.id, err)
@@ -131,6 +197,7 @@ def act_on_gpu(ctx: TickContext, gpu: GpuRecord, decision: Decision) -> None:
                 evidence=decision.evidence,
                 now=ctx.now,
                 detail=decision.reason,
+                expected_label=gpu.job_label,
             )
         except (ConflictError, InvalidTransitionError) as err:
             log.info("zombie %s not recovered this tick: %s", gpu.name, err)

@@ -150,8 +150,9 @@ def build_settings(config: Config, *, exclusive: bool | None = None) -> EngineSe
         results_subdir=eng.results_subdir,
         label_prefix=eng.label_prefix,
         exclusive=exclusive,
-        submit_grace=timedelta(seconds=eng.submit_grace_s),
+        submit_grace=timedelta(seconds=config.takeover_grace_s),
         transfer_timeout_s=eng.transfer_timeout_s,
+        lease_ttl_s=eng.lease_ttl_s,
     )
 
 

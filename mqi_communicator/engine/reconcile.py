@@ -26,6 +26,7 @@ from ..statemachine.states import CaseState, GpuState
 from .act import act_on_case, act_on_gpu
 from .backoff import Backoff, HostHealth
 from .health_record import HealthRecorder
+from .lease import new_engine_id
 from .legacy_jobs import claimable_gpus, resolve_hosts
 from .retrieve_step import retrieve
 from .runtime import (
@@ -78,6 +79,8 @@ class Reconciler:
         self.health = HostHealth(backoff or Backoff(), on_change=HealthRecorder(store, clock))
         self.progress = progress
         self._inflight: set[int] = set()
+        #: Who this engine is in the cases' leases (one id per engine object).
+        self.engine_id = new_engine_id()
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
         resolve_hosts(store, gpus, clock())  # jobs adopted from the original system
 
@@ -95,6 +98,7 @@ class Reconciler:
             now=self.clock(),
             report=TickReport(),
             progress=self.progress,
+            engine_id=self.engine_id,
         )
         cases = self.store.list_cases(_LIVE)
         zombies = [g for g in rows if g.status is GpuState.ZOMBIE]

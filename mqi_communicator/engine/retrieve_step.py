@@ -35,7 +35,8 @@ from ..persistence import CaseRecord
 from ..remote.protocol import TransferReport
 from ..statemachine.decide import Apply, decide_retrieval_error
 from ..statemachine.evidence import Evidence, EvidenceKind
-from .act import apply_case_step
+from .act import apply_case_step, note_case
+from .lease import keep_lease, take_over
 from .runtime import TickContext, case_view
 
 __all__ = ["NO_RESULTS", "results_path", "retrieve", "upload_exclusions", "uploaded_note"]
@@ -76,7 +77,18 @@ def _stamp_matches(folder: Path, case: CaseRecord) -> bool:
 
 
 def retrieve(ctx: TickContext, case: CaseRecord) -> None:
-    """Advance one ``retrieving`` case as far as possible."""
+    """Advance one ``retrieving`` case as far as possible.
+
+    With several engines, only the one holding the case's lease downloads it.
+    """
+    leased = take_over(ctx, case, grace_without_lease=False)
+    if leased is None:
+        return  # another engine is bringing these results home
+    with keep_lease(ctx, case.id):
+        _retrieve(ctx, leased)
+
+
+def _retrieve(ctx: TickContext, case: CaseRecord) -> None:
     results_dir = ctx.settings.results_dir
     final = results_path(results_dir, case)
     staging = results_dir / ".mqi-staging" / f"case{case.id}_a{case.attempt}"
@@ -152,9 +164,9 @@ def _give_up(ctx: TickContext, case: CaseRecord, error: str, *, permanent: bool)
     if isinstance(decision, Apply):
         apply_case_step(ctx, case, decision)
     else:
-        ctx.store.update_case(
-            case.id,
-            ctx.now,
-            detail=f"retrieval failed: {error}",
+        note_case(
+            ctx,
+            case,
+            f"retrieval failed: {error}",
             transient_failures=case.transient_failures + 1,
         )

@@ -68,10 +68,14 @@ class EngineSettings:
     #: True when this engine is the only one on its database (SQLite + lock file):
     #: then any ``submitting`` case it did not start itself is a crash leftover.
     exclusive: bool = True
-    #: With several engines (PostgreSQL), a ``submitting`` case is only recovered by
-    #: another engine after this long without change.
-    submit_grace: timedelta = timedelta(minutes=30)
+    #: With several engines (PostgreSQL), a ``submitting`` case that holds NO lease is
+    #: recovered by another engine only after this long without change. It must exceed
+    #: the longest start step (upload + submit); the config derives or checks it.
+    submit_grace: timedelta = timedelta(seconds=3660)
     transfer_timeout_s: float = 3600.0
+    #: With several engines: a lease not renewed for this long (database clock) has
+    #: expired and its case may be taken over. Renewed every ``lease_ttl_s / 3``.
+    lease_ttl_s: float = 60.0
 
 
 @dataclass
@@ -83,6 +87,8 @@ class TickReport:
     transitions: int = 0
     kills: int = 0
     retrieved: int = 0
+    #: Outcomes dropped because the case had moved on to another attempt.
+    stale: int = 0
     errors: list[str] = field(default_factory=list)
     unreachable_hosts: list[str] = field(default_factory=list)
 
@@ -105,6 +111,8 @@ class TickContext:
     now: datetime
     report: TickReport
     progress: TransferProgress | None = None
+    #: This engine's lease owner id (see :func:`~mqi_communicator.engine.lease.new_engine_id`).
+    engine_id: str = "engine"
 
     def host_of_case(self, case: CaseRecord) -> HostRuntime | None:
         """The runtime of the host the case's job lives on (None if unconfigured)."""

@@ -26,9 +26,10 @@ from ..statemachine.decide import (
 )
 from ..statemachine.evidence import Evidence, EvidenceKind
 from ..statemachine.states import CaseState
-from .act import apply_case_step
+from .act import apply_case_record, apply_case_step, drop_stale, note_case
+from .lease import LeaseKeeper, keep_lease, take_over
 from .retrieve_step import upload_exclusions, uploaded_note
-from .runtime import TickContext, case_view
+from .runtime import HostRuntime, TickContext, case_view
 
 __all__ = ["recover_submitting", "start_waiting_cases"]
 
@@ -53,8 +54,13 @@ def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord], inflight: s
         candidates = [g.name for g in ctx.gpus.values() if not ctx.health.is_down(g.host, ctx.now)]
         if not candidates:
             return
+        lease = None if ctx.settings.exclusive else (ctx.engine_id, ctx.settings.lease_ttl_s)
         claimed = ctx.store.claim(
-            case.id, ctx.now, plan=lambda c, g: _plan(ctx, c, g), candidates=candidates
+            case.id,
+            ctx.now,
+            plan=lambda c, g: _plan(ctx, c, g),
+            candidates=candidates,
+            lease=lease,
         )
         if claimed is None:
             if ctx.store.get_case(case.id).status is CaseState.SUBMITTED:
@@ -63,7 +69,8 @@ def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord], inflight: s
         ctx.report.claimed += 1
         inflight.add(case.id)
         try:
-            _upload_and_submit(ctx, *claimed)
+            with keep_lease(ctx, case.id) as keeper:
+                _upload_and_submit(ctx, *claimed, keeper)
         finally:
             inflight.discard(case.id)
 
@@ -74,7 +81,10 @@ def _plan(ctx: TickContext, case: CaseRecord, gpu: GpuRecord) -> tuple[str, str]
     return label, remote_case_dir(host.remote_base, case.id, case.attempt)
 
 
-def _upload_and_submit(ctx: TickContext, case: CaseRecord, gpu: GpuRecord) -> None:
+def _upload_and_submit(
+    ctx: TickContext, case: CaseRecord, gpu: GpuRecord, keeper: LeaseKeeper
+) -> None:
+    """Upload and submit attempt ``case.attempt``; every outcome applies to it alone."""
     gpu_rt = ctx.gpus[gpu.name]
     host = ctx.hosts[gpu_rt.host]
     assert case.label is not None and case.remote_dir is not None
@@ -95,7 +105,12 @@ def _upload_and_submit(ctx: TickContext, case: CaseRecord, gpu: GpuRecord) -> No
     except MqiError as err:
         _submit_failed(ctx, case, host.name, err, sent=False)
         return
-    ctx.store.update_case(case.id, ctx.now, detail=uploaded_note(case, report), progress=30)
+    # Nothing may be submitted for an attempt another engine has taken over.
+    if not keeper.still_ours():
+        drop_stale(ctx, case, "another engine took its lease over; not submitted")
+        return
+    if not note_case(ctx, case, uploaded_note(case, report), progress=30):
+        return
     spec = JobSpec(
         label=label,
         remote_dir=case.remote_dir,
@@ -122,6 +137,7 @@ def _upload_and_submit(ctx: TickContext, case: CaseRecord, gpu: GpuRecord) -> No
         fresh,
         Apply("confirm_submitted", None, ev, f"submitted as {ref.job_id}"),
         job_id=ref.job_id,
+        started=case,
     )
 
 
@@ -135,26 +151,23 @@ def _submit_failed(
     text = f"{type(err).__name__}: {err}"
     ctx.report.errors.append(f"case {case.id}: {text}")
     log.warning("case %s: start failed (%s)", case.id, text)
+    # The row is reloaded for its version (our own notes moved it); the decision still
+    # applies only to the attempt the upload or submit was started for (``started``).
     fresh = ctx.store.get_case(case.id)
     decision = decide_after_submit_error(
         case_view(fresh), text, permanent=permanent, sent=sent, now=ctx.now, policy=ctx.policy
     )
-    if (
-        isinstance(decision, Apply)
-        and apply_case_step(ctx, fresh, decision)
-        and decision.case_trigger == "requeue"
-    ):
+    if not isinstance(decision, Apply):
+        return
+    written = apply_case_record(ctx, fresh, decision, started=case)
+    if written is not None and decision.case_trigger == "requeue":
         delay = ctx.health.backoff.delay(fresh.attempt)
-        ctx.store.update_case(
-            case.id, ctx.now, detail=f"retry after {delay}", next_attempt_at=ctx.now + delay
-        )
+        note_case(ctx, written, f"retry after {delay}", next_attempt_at=ctx.now + delay)
 
 
 def recover_submitting(ctx: TickContext, case: CaseRecord, inflight: set[int]) -> None:
     """A ``submitting`` case nobody is working on: find its job by label, or release."""
     if case.id in inflight:
-        return
-    if not ctx.settings.exclusive and ctx.now - case.status_updated_at < ctx.settings.submit_grace:
         return
     host = ctx.host_of_case(case)
     if host is None or case.label is None or case.remote_dir is None:
@@ -162,6 +175,16 @@ def recover_submitting(ctx: TickContext, case: CaseRecord, inflight: set[int]) -
         return
     if ctx.health.is_down(host.name, ctx.now):
         return
+    # Another engine's live lease means its upload or submit still runs: hands off.
+    leased = take_over(ctx, case, grace_without_lease=True)
+    if leased is None:
+        return
+    with keep_lease(ctx, case.id):
+        _recover(ctx, leased, host)
+
+
+def _recover(ctx: TickContext, case: CaseRecord, host: HostRuntime) -> None:
+    assert case.label is not None and case.remote_dir is not None
     reachable = True
     found = None
     try:

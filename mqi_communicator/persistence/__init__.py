@@ -6,7 +6,7 @@ from .models import Base, Case, CaseTransition, GpuResource
 from .records import CaseRecord, GpuRecord, TransitionRecord
 from .schema_check import check_schema
 from .store import Store
-from .store_writes import ClaimPlan
+from .store_claim import ClaimPlan
 
 __all__ = [
     "CANCEL_REASON",

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..errors import ConfigError
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "ERROR_DATABASE_ATTR",
+    "SUPPORTED_BACKENDS",
     "WRITE_OPTION",
     "display_url",
     "make_engine",
@@ -26,12 +29,18 @@ BUSY_TIMEOUT_MS = 30_000
 #: Execution option that makes a SQLite transaction start with ``BEGIN IMMEDIATE``.
 WRITE_OPTION = "mqi_sqlite_write"
 
+#: The database backends the schema and the engine are written and tested for.
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
 
 def normalize_url(url: str) -> str:
     """Turn what a user typed into a SQLAlchemy URL string.
 
     ``postgresql://`` and ``postgres://`` select psycopg 3; a bare path such as
     ``x.db`` means a SQLite file.
+
+    Raises:
+        ConfigError: empty, not a URL, or a backend other than SQLite and PostgreSQL.
     """
     text = url.strip()
     if not text:
@@ -42,9 +51,16 @@ def normalize_url(url: str) -> str:
         if text.startswith(prefix):
             return "postgresql+psycopg://" + text[len(prefix) :]
     try:
-        make_url(text)
+        parsed = make_url(text)
     except ArgumentError as err:
         raise ConfigError(f"not a database URL: {text!r}: {err}") from err
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        shown = parsed.render_as_string(hide_password=True)
+        raise ConfigError(
+            f"unsupported database backend {backend!r} in {shown!r}: use "
+            "sqlite:///path/to/mqi.db or postgresql://user@host/dbname"
+        )
     return text
 
 
@@ -65,6 +81,7 @@ def _sqlite_setup(engine: Engine, *, foreign_keys: bool) -> None:
         cur = dbapi_conn.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            _check_is_database(cur, engine.url)
             cur.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
             # WAL lets readers run while one writer writes; a no-op on :memory:.
             cur.execute("PRAGMA journal_mode = WAL")
@@ -80,6 +97,19 @@ def _sqlite_setup(engine: Engine, *, foreign_keys: bool) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
+
+
+def _check_is_database(cur: Any, url: URL) -> None:
+    """Raise :class:`ConfigError` naming the file when it is not an SQLite database."""
+    try:
+        cur.execute("SELECT count(*) FROM sqlite_master")  # reads the header and schema
+    except sqlite3.DatabaseError as err:
+        if isinstance(err, sqlite3.OperationalError):  # locked, unreadable: not our call
+            raise
+        raise ConfigError(
+            f"{url.database}: not an SQLite database ({err}); point --db / database_url "
+            "at an mqi-communicator database, or a new file name to create one"
+        ) from err
 
 
 def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
@@ -99,7 +129,23 @@ def make_engine(url: str | URL, *, foreign_keys: bool = True, **kwargs: Any) -> 
         raise ConfigError(f"unsupported database URL {shown!r}: {err}") from err
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine, foreign_keys=foreign_keys)
+    _name_database_in_errors(engine)
     return engine
+
+
+#: Attribute set on SQLAlchemy errors: the database they concern, password hidden.
+ERROR_DATABASE_ATTR = "mqi_database"
+
+
+def _name_database_in_errors(engine: Engine) -> None:
+    # A driver's "unable to open database file" does not say which file; the CLI's
+    # message should (cli.output.describe_failure reads the attribute).
+    shown = engine.url.render_as_string(hide_password=True)
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(ctx: ExceptionContext) -> None:
+        if ctx.sqlalchemy_exception is not None:
+            setattr(ctx.sqlalchemy_exception, ERROR_DATABASE_ATTR, shown)
 
 
 def write_engine(engine: Engine) -> Engine:

@@ -21,6 +21,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ..errors import ConflictError, SchemaMismatchError
 from ..statemachine import CaseState, Evidence
+from . import store_claim as claims
+from . import store_gpu_writes as gpu_writes
+from . import store_lease as leases
 from . import store_reads as reads
 from . import store_writes as writes
 from .engine_setup import display_url, make_engine, write_engine
@@ -216,17 +219,19 @@ class Store:
     def sync_gpus(self, gpus: Sequence[tuple[str, str | None]], now: datetime) -> None:
         """Add the ``(name, host)`` GPUs not yet known, as ``available``. Never deletes."""
         try:
-            self._write(lambda s: writes.sync_gpus(s, gpus, now))
+            self._write(lambda s: gpu_writes.sync_gpus(s, gpus, now))
         except ConflictError:
             # Another process added some of them at the same moment: add the rest.
-            self._write(lambda s: writes.sync_gpus(s, gpus, now))
+            self._write(lambda s: gpu_writes.sync_gpus(s, gpus, now))
 
     def claim(
         self,
         case_id: int,
         now: datetime,
-        plan: writes.ClaimPlan,
+        plan: claims.ClaimPlan,
         candidates: Sequence[str] | None = None,
+        *,
+        lease: tuple[str, float] | None = None,
     ) -> tuple[CaseRecord, GpuRecord] | None:
         """Atomically give a free GPU to a ``submitted`` case.
 
@@ -235,12 +240,14 @@ class Store:
             now: The time of the claim.
             plan: ``(case, gpu) -> (job label, remote dir)``, called under the lock.
             candidates: GPU names allowed, in order of preference (None: any).
+            lease: ``(owner, ttl_s)``: the claimer also takes the case's lease, in the
+                same transaction (engines sharing a database; see :meth:`take_lease`).
 
         Returns:
             The moved case and GPU, or None when no GPU is free or the case is no
             longer ``submitted``.
         """
-        return self._write(lambda s: writes.claim(s, case_id, now, plan, candidates))
+        return self._write(lambda s: claims.claim(s, case_id, now, plan, candidates, lease))
 
     def apply(
         self,
@@ -255,10 +262,19 @@ class Store:
         failure_reason: str | None = None,
         job_id: str | None = None,
         expected_case_version: int | None = None,
+        expected_attempt: int | None = None,
+        expected_label: str | None = None,
     ) -> tuple[CaseRecord | None, GpuRecord | None]:
         """Apply one step (case and/or GPU transition) and its audit rows atomically.
 
+        The outcome of a remote action passes the attempt and label it was started for
+        as ``expected_attempt``/``expected_label`` (None: not checked): the step is
+        written only while the case still holds that attempt and label. Without a case,
+        ``expected_label`` is compared with the GPU's job label.
+
         Raises:
+            StaleOutcomeError: the case (or GPU) holds another attempt or label now;
+                nothing written.
             InvalidTransitionError: illegal trigger or mismatched halves; nothing written.
             GuardRejectedError: a guard refused (e.g. release without evidence).
             ConflictError: ``expected_case_version`` is stale, or a concurrent writer won.
@@ -277,19 +293,77 @@ class Store:
                 failure_reason=failure_reason,
                 job_id=job_id,
                 expected_case_version=expected_case_version,
+                expected_attempt=expected_attempt,
+                expected_label=expected_label,
             )
         )
 
     def update_case(
-        self, case_id: int, now: datetime, *, detail: str, **fields: object
+        self,
+        case_id: int,
+        now: datetime,
+        *,
+        detail: str,
+        expected_attempt: int | None = None,
+        expected_label: str | None = None,
+        **fields: object,
     ) -> CaseRecord:
-        """Set non-status case fields (progress, started_at, job_id, kill_*, ...)."""
-        return self._write(lambda s: writes.update_case(s, case_id, now, detail, fields))
+        """Set non-status case fields (progress, started_at, job_id, kill_*, ...).
+
+        ``expected_attempt``/``expected_label`` as in :meth:`apply`.
+
+        Raises:
+            StaleOutcomeError: the case holds another attempt or label; nothing written.
+        """
+        return self._write(
+            lambda s: writes.update_case(
+                s,
+                case_id,
+                now,
+                detail,
+                fields,
+                expected_attempt=expected_attempt,
+                expected_label=expected_label,
+            )
+        )
 
     def update_gpu(self, name: str, now: datetime, *, detail: str, **fields: object) -> GpuRecord:
         """Set ``kill_requested_at`` / ``next_check_at`` of a GPU."""
-        return self._write(lambda s: writes.update_gpu(s, name, now, detail, fields))
+        return self._write(lambda s: gpu_writes.update_gpu(s, name, now, detail, fields))
 
     def set_gpu_offline(self, name: str, now: datetime, offline: bool) -> GpuRecord:
         """Operator: take a GPU out of the pool (now if idle, else after its job) or back."""
-        return self._write(lambda s: writes.set_gpu_offline(s, name, now, offline))
+        return self._write(lambda s: gpu_writes.set_gpu_offline(s, name, now, offline))
+
+    # -- leases (engines sharing a database; times are the database's) ----------------
+
+    def take_lease(
+        self, case_id: int, owner: str, ttl_s: float, *, expected_version: int
+    ) -> CaseRecord | None:
+        """Take a case's lease for ``ttl_s`` seconds if nobody else holds a live one.
+
+        Args:
+            case_id: The case.
+            owner: The engine's id (``engine.lease.new_engine_id()``).
+            ttl_s: Seconds until the lease expires unless renewed (database clock).
+            expected_version: The case's version as the caller saw it: the lease is
+                taken only if the case has not changed since (leases do not bump it).
+
+        Returns:
+            The case holding the new lease, or None (someone's lease is live, or the
+            case changed); nothing is written then.
+        """
+        return self._write(lambda s: leases.take_lease(s, case_id, owner, ttl_s, expected_version))
+
+    def renew_lease(self, case_id: int, owner: str, ttl_s: float) -> bool:
+        """Extend ``owner``'s lease to now + ``ttl_s``; False if ``owner`` lost it."""
+        return self._write(lambda s: leases.renew_lease(s, case_id, owner, ttl_s))
+
+    def release_lease(self, case_id: int, owner: str) -> bool:
+        """End ``owner``'s lease now (expire it; a status change erases it anyway)."""
+        return self._write(lambda s: leases.release_lease(s, case_id, owner))
+
+    def database_time(self) -> datetime:
+        """The database server's clock (what lease expiry is measured against)."""
+        with self._read() as s:
+            return leases.db_now(s)

@@ -63,7 +63,10 @@ def test_unit_is_valid_and_its_exec_start_runs(tmp_path: Path, web: bool) -> Non
         )
         assert check.returncode == 0 and "mqi" not in check.stderr, check.stderr
     if not web:
-        # The very command systemd would start: one tick on this config, then exit.
+        # The very command systemd would start: one tick on this config, then exit
+        # (`run` never creates the watch and results folders: a site makes them).
+        for folder in ("watch_dir", "results_dir"):
+            getattr(load_config(config), folder).mkdir(parents=True, exist_ok=True)
         ran = subprocess.run(
             [*argv, "--once"],
             cwd=svc["WorkingDirectory"],
@@ -81,6 +84,8 @@ def test_web_unit_exec_start_serves_and_the_engine_starts_after_it(tmp_path: Pat
     root = tmp_path / "fresh site"
     root.mkdir()
     config = write_config(root, root / "go")
+    for folder in ("watch_dir", "results_dir"):  # a site makes them; `run` never does
+        getattr(load_config(config), folder).mkdir(parents=True, exist_ok=True)
     svc = parse(unit_text(config, "--web"))["Service"]
     port = free_port()
     argv = [*shlex.split(svc["ExecStart"]), "--port", str(port)]

@@ -221,3 +221,26 @@ def test_shipped_examples_validate_and_build(name: str) -> None:
     assert build_settings(cfg).exclusive is cfg.database_url.startswith("sqlite")
     for host in hosts.values():
         host.transport.close()
+
+
+def test_a_takeover_grace_shorter_than_a_start_step_is_refused(tmp_path: Path) -> None:
+    # Issue 8: a 30 min grace with a 60 min transfer timeout let a second engine take
+    # over a case whose upload still ran.
+    data = with_(engine={"submit_grace_s": 1800, "transfer_timeout_s": 3600})
+    message = error_of(write(tmp_path, data))
+    assert "engine.submit_grace_s" in message and "engine.transfer_timeout_s" in message
+    assert "scheduler.timeout_s" in message and "3660" in message and "1800" in message
+
+
+def test_the_takeover_grace_is_derived_from_the_longest_start_step(tmp_path: Path) -> None:
+    data = with_(engine={"transfer_timeout_s": 7200, "lease_ttl_s": 30})
+    data["hosts"]["gpu-server"]["scheduler"]["timeout_s"] = 90  # type: ignore[index]
+    cfg = load_config(write(tmp_path, data), env={})
+    assert cfg.engine.submit_grace_s is None
+    settings = build_settings(cfg)
+    assert settings.submit_grace.total_seconds() == 7290
+    assert settings.lease_ttl_s == 30
+    explicit = with_(engine={"transfer_timeout_s": 600, "submit_grace_s": 900})
+    cfg = load_config(write(tmp_path, explicit, "explicit.yaml"), env={})
+    assert build_settings(cfg).submit_grace.total_seconds() == 900
+    assert "engine.lease_ttl_s" in error_of(write(tmp_path, with_(engine={"lease_ttl_s": 0.5})))

@@ -110,6 +110,7 @@ def test_host_down_and_up_are_recorded_shown_and_notified(
         command=job,
         extra={"hooks": {"targets": {"web": {"url": receiver.url}}, "poll_interval_s": 0.1}},
     )
+    e2e.results.mkdir()  # a site makes it; `run` never does
     e2e.drop_case("patient 01")
     console = e2e.root / "run-console.txt"
     with engine(config, console):

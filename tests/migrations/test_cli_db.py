@@ -58,7 +58,7 @@ def test_expected_errors_have_no_traceback(tmp_path: Path) -> None:
 def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'd.db'}"
     assert run_cli("db", "upgrade", "--db", url).returncode == 0
-    down = run_cli("db", "downgrade", "--db", url, "base")
+    down = run_cli("db", "downgrade", "--db", url, "base", "--yes")
     assert down.returncode == 0, down.stderr
     assert run_cli("db", "current", "--db", url).stdout.strip() == "none"
     assert run_cli("db", "upgrade", "--db", url).returncode == 0

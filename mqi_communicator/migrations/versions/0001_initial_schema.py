@@ -13,6 +13,11 @@ every GPU keeps its ``pueue_group`` as its name), an ``adopt`` audit row is writ
 each, and the old tables are dropped. Downgrading below 0001 drops everything; it does
 not restore the legacy layout.
 
+Two legacy cases with the same ``case_path`` (a legacy file made without its UNIQUE
+constraint) are REFUSED before anything changes: the new schema keeps one case per
+folder, and which row is the real one is the operator's call. The error names every
+duplicated path with its case ids (``migrations/legacy_checks.py``).
+
 Legacy case status -> new status (case-insensitive, surrounding spaces ignored):
 
 * ``pending``, ``submitted``, ``queued``, ``new`` -> ``submitted`` (waits for a GPU).
@@ -62,6 +67,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 import mqi_communicator.migrations.legacy_adoption as legacy_adoption
+from mqi_communicator.migrations.legacy_checks import refuse_duplicate_paths
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -149,6 +155,8 @@ def _create_schema() -> None:
 
 def upgrade() -> None:
     legacy = None if context.is_offline_mode() else legacy_adoption.detect(op.get_bind())
+    if legacy is not None and legacy.cases:
+        refuse_duplicate_paths(op.get_bind())  # before any change: a refusal changes nothing
     if legacy is not None:
         legacy_adoption.move_aside(legacy)
     _create_schema()

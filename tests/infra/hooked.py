@@ -1,0 +1,89 @@
+"""Real transports and schedulers with a hook before the real call (no fakes of the work).
+
+``HookedTransport`` runs ``before_upload(local_dir, remote_dir)`` and then the real
+upload; the hook may block (a gate the test opens), act on the database as another
+engine would, or raise to stand for a transfer that broke. ``HookedScheduler`` does the
+same before ``submit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mqi_communicator.remote.protocol import (
+    CommandResult,
+    JobRef,
+    JobSpec,
+    JobStatus,
+    ProgressCallback,
+    Scheduler,
+    TransferReport,
+    Transport,
+)
+
+
+@dataclass
+class HookedTransport:
+    """``inner`` with ``before_upload`` called first on every upload."""
+
+    inner: Transport
+    before_upload: Callable[[Path, str], None]
+
+    @property
+    def host_name(self) -> str:
+        return self.inner.host_name
+
+    def run(
+        self, command: Sequence[str] | str, *, timeout: float, stdin: bytes | None = None
+    ) -> CommandResult:
+        return self.inner.run(command, timeout=timeout, stdin=stdin)
+
+    def upload_tree(
+        self,
+        local_dir: Path,
+        remote_dir: str,
+        *,
+        progress: ProgressCallback | None = None,
+        timeout: float = 3600.0,
+        exclude: Sequence[str] = (),
+    ) -> TransferReport:
+        self.before_upload(local_dir, remote_dir)
+        return self.inner.upload_tree(
+            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude
+        )
+
+    def download_tree(
+        self,
+        remote_dir: str,
+        local_dir: Path,
+        *,
+        progress: ProgressCallback | None = None,
+        timeout: float = 3600.0,
+    ) -> TransferReport:
+        return self.inner.download_tree(remote_dir, local_dir, progress=progress, timeout=timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass
+class HookedScheduler:
+    """``inner`` with ``before_submit`` called first on every submit."""
+
+    inner: Scheduler
+    before_submit: Callable[[JobSpec], None]
+
+    def submit(self, spec: JobSpec) -> JobRef:
+        self.before_submit(spec)
+        return self.inner.submit(spec)
+
+    def poll(self, refs: Sequence[JobRef]) -> dict[JobRef, JobStatus]:
+        return self.inner.poll(refs)
+
+    def kill(self, ref: JobRef) -> None:
+        self.inner.kill(ref)
+
+    def find_by_label(self, label: str, remote_dir: str) -> JobRef | None:
+        return self.inner.find_by_label(label, remote_dir)
