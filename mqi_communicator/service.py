@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config, load_config
 from .dblock import engine_lock, sqlite_file
@@ -31,14 +31,16 @@ from .errors import (
     InvalidTransitionError,
     NotFoundError,
 )
-from .intake import Intake, case_problem
-from .migrations.api import upgrade
+from .intake.scan import case_problem
 from .notify import HookDispatcher
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .persistence.host_health import HostHealthRecord, read_host_health
 from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk, read_job_log
 from .statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind, GpuState
 from .zombie_release import release_zombie
+
+if TYPE_CHECKING:
+    from .intake.watcher import Intake
 
 __all__ = ["Communicator"]
 
@@ -121,6 +123,8 @@ class Communicator:
         self._lock = engine_lock(config.database_url)
         self.intake: Intake | None = None
         if watch:
+            from .intake.watcher import Intake  # watchdog: only an engine watches
+
             self.intake = Intake(
                 config.watch_dir,
                 register=self.register,
@@ -467,4 +471,6 @@ def _create_sqlite_if_missing(database_url: str) -> None:
         return
     db.parent.mkdir(parents=True, exist_ok=True)
     log.info("creating the database %s", db)
+    from .migrations.api import upgrade  # Alembic: only when a database is made
+
     upgrade(database_url)

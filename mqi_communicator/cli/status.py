@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..console.snapshot import describe_health
-from ..engine.runtime import utcnow
 from ..persistence import GpuRecord
 from ..persistence.host_health import HostHealthRecord
 from ..service import Communicator
@@ -38,7 +38,7 @@ def summarize(comm: Communicator) -> dict[str, Any]:
 
 def host_table(hosts: dict[str, HostHealthRecord | None]) -> str:
     """The hosts' health as a table (the engine's view, read from the database)."""
-    now = utcnow()
+    now = datetime.now(UTC)
     rows = []
     for name, rec in hosts.items():
         word, _ = describe_health(rec, now)
