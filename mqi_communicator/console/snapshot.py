@@ -130,7 +130,8 @@ def describe_health(rec: HostHealthRecord | None, now: datetime) -> tuple[str, s
         retry = f"in {fmt_elapsed(left)}" if left > 0 else "due"
     # One line, no terminal control: the error text comes from the far side.
     error = printable(" ".join(rec.last_error.split()))
-    return "down", f"down for {for_}, {rec.failures} failures, next try {retry}: {error}"
+    tries = f"{rec.failures} failed tr{'y' if rec.failures == 1 else 'ies'}"
+    return "down", f"down for {for_}, {tries}, next try {retry}: {error}"
 
 
 def host_health(s: Session, now: datetime) -> dict[str, tuple[str, str]]:

@@ -139,7 +139,7 @@ def test_overview_and_metrics_show_the_recorded_host_health(ws: Workspace) -> No
         _, _, page = web.call("/")
         row = page.split('data-host="local"', 1)[1].split("</tr>", 1)[0]
         assert "host-down" in page and "down</span>" in row
-        assert "connect: &lt;Connection refused&gt;" in row and "1 failures" in row
+        assert "connect: &lt;Connection refused&gt;" in row and "failed tries: 1" in row
         assert 'mqi_host_up{host="local"} 0.0' in web.call("/metrics")[2]
         health.succeeded("local")
         assert "host-up" in web.call("/")[2]
