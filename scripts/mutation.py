@@ -145,7 +145,10 @@ def run(mutants: list[Mutant], timeout: float) -> int:
         targets = tuple(dict.fromkeys(t for m in mutants for t in m.tests))
         t0 = time.perf_counter()
         status, summary = _pytest(copy, targets, timeout * 3)
-        print(f"baseline ({len(targets)} targets): {status} in {time.perf_counter() - t0:.0f} s")
+        print(
+            f"baseline ({len(targets)} targets): {status} in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
         if status != "passed":
             print(f"  the unmutated tree fails its own tests: {summary}")
             return 1
@@ -164,7 +167,7 @@ def run(mutants: list[Mutant], timeout: float) -> int:
                 verdict = "killed (timeout)"
             if status == "passed":
                 survivors.append(m.id)
-            print(f"{verdict:17} {time.perf_counter() - t0:6.1f} s  {m.id}: {summary}")
+            print(f"{verdict:17} {time.perf_counter() - t0:6.1f} s  {m.id}: {summary}", flush=True)
     total = len(mutants)
     print(
         f"score: {total - len(survivors)}/{total} killed in "

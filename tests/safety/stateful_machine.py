@@ -43,6 +43,7 @@ from .stateful_support import (
     POLICY,
     STATS,
     T0,
+    refusals_noted,
     scratch_dir,
     template_db,
     traced,
@@ -76,11 +77,14 @@ class SafetyMachine(OracleChecks, BoundaryRules, RuleBasedStateMachine):
         self.zombies_seen: set[str] = set()
         self.busy_offline: set[str] = set()
         self.superseded: dict[int, str] = {}
+        #: Steps the guards refused (the engine logs and drops them): must stay empty.
+        self.refused: list[str] = []
         self._open()
         STATS["examples"] += 1
 
     def _open(self) -> None:
         self.store = Store.open(self.url)
+        self.store.apply = refusals_noted(self.store.apply, self.refused)  # type: ignore[method-assign]
         host = HostRuntime(HOST, SimTransport(self.world), SimScheduler(self.world), "/work")
         gpus = [GpuRuntime(n, HOST, GpuBinding(n, pueue_group=n.split("/")[1])) for n in GPUS]
         self.reconciler = Reconciler(
@@ -259,6 +263,7 @@ class SafetyMachine(OracleChecks, BoundaryRules, RuleBasedStateMachine):
                 "vanish",
                 "record_lost",
                 "processes_die",
+                "succeed_leaving_a_descendant",
                 "succeed_leaving_a_descendant",
                 "kill_takes_effect",
                 "kill_takes_effect",

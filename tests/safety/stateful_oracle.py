@@ -48,6 +48,7 @@ class OracleChecks:
     zombies_seen: set[str]
     busy_offline: set[str]
     reached: set[str]
+    refused: list[str]
     remember_attempts: Callable[[list[CaseRecord], list[TransitionRecord]], None]
 
     # -- invariants ----------------------------------------------------------------------
@@ -69,6 +70,7 @@ class OracleChecks:
             self._note_reached(cases)
             self.remember_attempts(cases, history)
         broken += safety(self.gpus, self.world)
+        broken += [f"the engine offered a step the guards refuse: {r}" for r in self.refused]
         assert not broken, "\n".join([*broken, "after the steps:", *self.trail[-40:]])
         self.busy = False
 
@@ -140,7 +142,7 @@ class OracleChecks:
                 break
             self.clock.now += timedelta(minutes=10)
             self.reconciler.tick()
-            broken = safety(self.store.list_gpus(), w)
+            broken = safety(self.store.list_gpus(), w) + self.refused
             assert not broken, "while healing: " + "\n".join(broken)
         raise AssertionError(f"not home after {bound} healed ticks:\n{rows_text(self.store)}")
 

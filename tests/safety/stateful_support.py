@@ -32,6 +32,7 @@ __all__ = [
     "T0",
     "apply_for_attempt",
     "heal_bound",
+    "refusals_noted",
     "rows_text",
     "scratch_dir",
     "template_db",
@@ -117,6 +118,25 @@ def traced(fn: F) -> F:
         fn(self, **kw)
 
     return cast(F, run)
+
+
+def refusals_noted(apply: Callable[..., Any], refused: list[str]) -> Callable[..., Any]:
+    """``Store.apply`` that notes every step a guard refuses (then raises as before).
+
+    The engine logs and drops a refused step, so nothing in the rows shows it; yet a
+    decision the guards refuse is a decision that disagrees with the safety rules (e.g. a
+    give-up that releases instead of quarantining leaves the case stuck, unnoticed).
+    """
+
+    @functools.wraps(apply)
+    def noted(*args: Any, **kw: Any) -> Any:
+        try:
+            return apply(*args, **kw)
+        except errors.GuardRejectedError as err:
+            refused.append(str(err))
+            raise
+
+    return noted
 
 
 def heal_bound(n_cases: int) -> int:
