@@ -108,7 +108,7 @@ def _env(copy: Path) -> dict[str, str]:
     env = dict(os.environ)
     # The copy, not the editable install of the working tree, must be imported.
     env["PYTHONPATH"] = str(copy) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("MQI_HYPOTHESIS_PROFILE", "ci")
+    env.setdefault("MQI_HYPOTHESIS_PROFILE", "mutation")  # ci, without shrinking
     return env
 
 

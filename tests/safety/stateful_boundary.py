@@ -2,8 +2,9 @@
 
 Mixed into :class:`~.stateful_machine.SafetyMachine`:
 
-* ``job_overruns``: a started job runs past the job timeout; the engine's kill works,
-  is ignored, or cannot be sent (the host drops right after the poll);
+* ``job_overruns``: a job runs past the job timeout; the engine's kill works, is
+  ignored, cannot be sent (the host drops right after the poll), or cannot be confirmed
+  (the probe goes blind right after it);
 * ``stale_outcome_arrives``: an outcome computed for an EARLIER attempt of a case (engine
   1's upload error, built from the fresh row as the engine did in issue 8, bug 3) reaches
   the store while the case is on a newer attempt (waiting, running or retrieving); the
