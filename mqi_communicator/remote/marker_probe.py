@@ -226,18 +226,27 @@ def _alive(message: str | None) -> bool | None:
 
 
 def _scan(lines: list[str]) -> dict[str, int] | None:
-    """Live processes per token, or None unless the canary proved the scan complete."""
+    """Live processes per token, or None unless the scan's section proves itself whole.
+
+    Whole: a canary line, then only well-formed carrier lines (one of them the canary's
+    own environ), then the end line. Any other line inside the section (a spoiled or
+    merged line could hide a carrier) makes the whole scan unknown.
+    """
     canary: str | None = None
     counts: dict[str, set[str]] = {}
-    ended = False
+    state = "before"
     for line in lines:
         if line.startswith(f"{_SCAN} canary "):
-            canary, counts, ended = line.split(" ", 2)[2], {}, False
+            canary, counts, state = line.split(" ", 2)[2], {}, "inside"
+        elif state != "inside":
+            continue
         elif line == f"{_SCAN} end":
-            ended = True
-        elif canary is not None and not ended and (m := _CARRIER.match(line)):
+            state = "ended"
+        elif m := _CARRIER.match(line):
             counts.setdefault(m.group(2), set()).add(m.group(1))
-    if canary is None or not ended or canary not in counts.pop(_CANARY, set()):
+        else:
+            state = "spoiled"
+    if state != "ended" or canary not in counts.pop(_CANARY, set()):
         return None
     return {token: len(pids) for token, pids in counts.items()}
 
