@@ -12,6 +12,10 @@ cut or spoil it, and run the real parser and decision functions. Then:
 * ``processes_gone`` True implies the same;
 * any answer but UNKNOWN implies the markers were our attempt's (token and label);
 * a job whose own evidence is clear gets the same answer alone or in any batch.
+
+Not modelled (documented limits): a job process that cleared its environment AND left
+the wrapper's process group; the instant between the scheduler starting the wrapper and
+its re-exec with the token (the schedulers' own view covers it).
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqi_communicator.remote.marker_probe import TOKEN_ENV, _key, parse_probe, probe_snippet
+from mqi_communicator.remote.marker_probe import (
+    _CARRIER,
+    TOKEN_ENV,
+    _key,
+    parse_probe,
+    probe_snippet,
+)
 from mqi_communicator.remote.marker_status import status_from_markers
 from mqi_communicator.remote.protocol import JobRef, JobState, JobStatus
 from mqi_communicator.remote.pueue import decide
@@ -46,9 +56,11 @@ class Truth:
     index: int
     dir_exists: bool
     owner: str  # "ours", "foreign" (another attempt's token), "none" (nothing installed)
+    foreign_label: bool  # a foreign attempt labelled differently (else: our very label)
     phase: str
     exit_code: int
     descendant: bool  # a detached process (setsid) carrying the directory's token
+    hidden_in_group: bool  # a job process that cleared its environment, in the wrapper's group
     stranger_group: bool  # the pgid was reused by a stranger's live group
     kill_unclear: bool  # kill -0 printed something we cannot read
     forged_in_case: bool  # the case ships a .mqi/ claiming "exit 0, group gone"
@@ -80,7 +92,7 @@ class Truth:
         """Any process of whatever ran at this place (ours or another attempt's)."""
         if self.owner == "none":
             return False
-        return self.phase in WRAPPER_ALIVE or self.descendant
+        return self.phase in WRAPPER_ALIVE or self.descendant or self.hidden_in_group
 
 
 @st.composite
@@ -91,13 +103,20 @@ def truths(draw: st.DrawFn, index: int) -> Truth:
         index=index,
         dir_exists=draw(st.booleans()) if owner == "none" else True,
         owner=owner,
+        foreign_label=draw(st.booleans()),
         phase=phase,
         exit_code=draw(st.sampled_from([0, 1, 3, 137, 143])),
         descendant=owner != "none" and phase != "never" and draw(st.booleans()),
+        hidden_in_group=phase in STARTED and draw(st.integers(0, 3)) == 0,
         stranger_group=phase in ("exited", "signalled", "sigkilled") and draw(st.booleans()),
         kill_unclear=phase in STARTED and draw(st.integers(0, 4)) == 0,
         forged_in_case=draw(st.booleans()),
     )
+
+
+def _dir_label(t: Truth) -> str:
+    """The label marker: ours, or another installation's (maybe the same label scheme)."""
+    return "mqic-other-a1" if t.owner == "foreign" and t.foreign_label else t.label
 
 
 def _record(t: Truth) -> list[str]:
@@ -106,7 +125,7 @@ def _record(t: Truth) -> list[str]:
     out = [f"@mqi {k} dir {int(t.dir_exists)}"]
     if t.dir_token is not None:
         out.append(f"@mqi {k} token {t.dir_token}")
-        out.append(f"@mqi {k} label {t.label if t.owner == 'ours' else 'mqic-other-a1'}")
+        out.append(f"@mqi {k} label {_dir_label(t)}")
     if t.phase in STARTED:
         out.append(f"@mqi {k} started 1800000000")
     code = 143 if t.phase == "signalled" else t.exit_code
@@ -118,7 +137,7 @@ def _record(t: Truth) -> list[str]:
         out.append(f"@mqi {k} pgid {5000 + t.index}")
         if t.kill_unclear:
             answer = "sh: 1: kill: Input/output error"
-        elif t.phase == "running" or t.stranger_group:
+        elif t.phase == "running" or t.stranger_group or t.hidden_in_group:
             answer = "alive"
         else:
             answer = "sh: 1: kill: No such process"
@@ -207,11 +226,28 @@ def test_cut_or_spoiled_output_never_ends_a_live_job(
     batch: tuple[Truth, ...], scan: str, data: st.DataObject
 ) -> None:
     text = render(list(batch), scan)
-    cut = data.draw(st.integers(0, len(text)))
-    junk = data.draw(st.text(max_size=40) | st.sampled_from(["@mqi-scan end\n", "\n@mqi "]))
+    scan_at = max(text.find("@mqi-scan"), 0)  # spoiling the scan hides processes
+    cut = data.draw(st.integers(0, len(text)) | st.integers(scan_at, len(text)))
+    junk = data.draw(st.text(max_size=40) | st.sampled_from(["@mqi-scan end\n", "\n", "0"]))
     spoiled = data.draw(st.sampled_from([text[:cut], text[:cut] + junk + text[cut:]]))
     for t in batch:
         _check_safe(t, _decisions(t, spoiled))
+
+
+@given(batches, st.data(), st.text(max_size=20))
+def test_a_spoiled_scan_line_hides_nothing(
+    batch: tuple[Truth, ...], data: st.DataObject, junk: str
+) -> None:
+    """A line of the scan section that is not a well-formed carrier voids the whole scan."""
+    lines = render(list(batch), "ok").splitlines()
+    inside = [i for i, line in enumerate(lines) if line.startswith("/proc/")]
+    i = data.draw(st.sampled_from(inside))
+    spoiled = data.draw(st.sampled_from([junk + lines[i], lines[i][:-1] + "\0", lines[i][:5]]))
+    lines[i] = spoiled
+    for t in batch:
+        info = parse_probe("\n".join(lines) + "\n").get(t.remote_dir)
+        still_whole = _CARRIER.match(spoiled) is not None
+        assert info is None or info.token_procs is None or still_whole, info
 
 
 @given(batches, st.data())
@@ -234,7 +270,7 @@ def _materialize(root: Path, t: Truth) -> None:
     mqi = Path(str(case) + ".mqi")
     mqi.mkdir(parents=True)
     (mqi / "token").write_text(t.dir_token + "\n")
-    (mqi / "label").write_text((t.label if t.owner == "ours" else "mqic-other-a1") + "\n")
+    (mqi / "label").write_text(_dir_label(t) + "\n")
     if t.phase in STARTED:
         (mqi / "started").write_text("1800000000\n")
         (mqi / "pgid").write_text(f"{_dead_pgid()}\n")
@@ -254,7 +290,7 @@ def _dead_pgid() -> int:
 @settings(max_examples=25)
 @given(
     st.lists(truths(0), min_size=1, max_size=1).map(
-        lambda ts: [t for t in ts if t.phase not in WRAPPER_ALIVE and not t.descendant]
+        lambda ts: [t for t in ts if not t.anything_alive]
     ),
     st.data(),
 )
