@@ -173,7 +173,7 @@ def install_snippet(remote_dir: str, label: str) -> str:
     return (
         f"{{ case $_mqi_tok in ''|*[!0-9A-Za-z_-]*) echo 'mqi: no attempt token' >&2; false;; esac"
         f" && mkdir -p {m}"
-        f" && {{ [ -f {m}/token ] || {{ printf '%s\\n' \"$_mqi_tok\" >{m}/token.tmp.$$"
+        f" && {{ [ -f {m}/token ] || {{ (umask 077; printf '%s\\n' \"$_mqi_tok\" >{m}/token.tmp.$$)"
         f" && ln {m}/token.tmp.$$ {m}/token 2>/dev/null; rm -f {m}/token.tmp.$$; }}; }}"
         f" && _mqi_have= && IFS= read -r _mqi_have <{m}/token"
         f' && {{ [ "$_mqi_have" = "$_mqi_tok" ] ||'

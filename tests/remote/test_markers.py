@@ -63,6 +63,7 @@ def test_install_and_probe_survive_hostile_names(tmp_path: Path, name: str) -> N
     assert (mqi(case) / "wrapper.sh").read_text() == markers.wrapper_source()
     assert (mqi(case) / "label").read_text() == label + "\n"
     assert (mqi(case) / "token").read_text() == token_for(case) + "\n"
+    assert (mqi(case) / "token").stat().st_mode & 0o077 == 0, "the token is readable by us only"
 
     argv = markers.wrapper_argv(str(case), label, ["sh", "-c", "echo out; exit 4"])
     done = subprocess.run(argv, capture_output=True, text=True, start_new_session=True)
