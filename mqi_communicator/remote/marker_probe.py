@@ -33,10 +33,24 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["TOKEN_ENV", "MarkerInfo", "parse_probe", "probe_key", "probe_snippet"]
+__all__ = [
+    "LEGACY_MQI_DIR",
+    "MQI_SUFFIX",
+    "TOKEN_ENV",
+    "MarkerInfo",
+    "marker_dir",
+    "parse_probe",
+    "probe_key",
+    "probe_snippet",
+]
 
 #: The environment variable that carries the attempt's token into every job process.
 TOKEN_ENV = "MQI_JOB_TOKEN"  # noqa: S105  (a variable name, not a secret)
+
+#: The marker directory of ``<remote_dir>`` is ``<remote_dir>`` + this suffix.
+MQI_SUFFIX = ".mqi"
+#: Where jobs started before the attempt token existed kept their markers (in the case).
+LEGACY_MQI_DIR = ".mqi"
 
 #: How much of job.log a probe returns for a failed job, in bytes.
 _TAIL_BYTES = 2000
@@ -114,6 +128,16 @@ class MarkerInfo:
         return True
 
 
+def marker_dir(remote_dir: str, *, legacy: bool = False) -> str:
+    """The marker directory of the case in ``remote_dir`` (the place: see ``markers``)."""
+    root = remote_dir.rstrip("/")
+    if legacy:
+        return f"{root}/{LEGACY_MQI_DIR}"
+    if not root:
+        raise ValueError(f"not a case directory: {remote_dir!r}")
+    return root + MQI_SUFFIX
+
+
 def _key(remote_dir: str, legacy: bool) -> str:
     raw = ("L" if legacy else "T") + remote_dir
     return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii")
@@ -125,7 +149,7 @@ def probe_key(remote_dir: str, token: str | None) -> str:
     ``remote_dir`` itself for a job with a token; the legacy marker directory
     (``<remote_dir>/.mqi``) for a job without one, so both can share one batch.
     """
-    return remote_dir if token is not None else f"{remote_dir.rstrip('/')}/.mqi"
+    return remote_dir if token is not None else marker_dir(remote_dir, legacy=True)
 
 
 # One function defined once, then called per directory: keeps the command short (a
@@ -186,15 +210,12 @@ def probe_snippet(remote_dirs: Sequence[str], legacy_dirs: Sequence[str] = ()) -
     EPERM means alive, "No such process" means gone. A pgid reused by an unrelated group
     makes a finished job look alive; that errs on the safe side.
     """
+    targets = [(d, False) for d in dict.fromkeys(remote_dirs)]
+    targets += [(d, True) for d in dict.fromkeys(legacy_dirs)]
     calls = [
-        f"_mqi_probe {_key(d, False)} {shlex.quote(d.rstrip('/') or '/')} "
-        f"{shlex.quote(d.rstrip('/') + '.mqi')} 0"
-        for d in dict.fromkeys(remote_dirs)
-    ]
-    calls += [
-        f"_mqi_probe {_key(d, True)} {shlex.quote(d.rstrip('/') or '/')} "
-        f"{shlex.quote(d.rstrip('/') + '/.mqi')} 1"
-        for d in dict.fromkeys(legacy_dirs)
+        f"_mqi_probe {_key(d, legacy)} {shlex.quote(d.rstrip('/') or '/')} "
+        f"{shlex.quote(marker_dir(d, legacy=legacy))} {int(legacy)}"
+        for d, legacy in targets
     ]
     body = "\n".join(calls)
     return f"(LC_ALL=C; export LC_ALL\n{_PROBE_FUNCTION}{body}\n{_SCAN_COMMAND}\nexit 0)"
@@ -300,8 +321,8 @@ def parse_probe(text: str) -> dict[str, MarkerInfo]:
             fields = pending.pop(target, None)
             info = _build(fields, target[1], scan) if fields is not None else None
             if info is not None:
-                key = f"{target[0].rstrip('/')}/.mqi" if target[1] else target[0]
-                result[key] = info
+                remote_dir, legacy = target
+                result[marker_dir(remote_dir, legacy=True) if legacy else remote_dir] = info
             continue
         if len(parts) == 4:
             pending.setdefault(target, {})[parts[2]] = parts[3]

@@ -34,8 +34,11 @@ from importlib import resources
 
 from mqi_communicator.errors import SubmissionRejectedError
 from mqi_communicator.remote.marker_probe import (
+    LEGACY_MQI_DIR,
+    MQI_SUFFIX,
     TOKEN_ENV,
     MarkerInfo,
+    marker_dir,
     parse_probe,
     probe_key,
     probe_snippet,
@@ -71,11 +74,6 @@ __all__ = [
 #: Scripts longer than this go to the far shell on stdin: Linux caps ONE argv string
 #: (the ``sh -c`` text) at 128 KiB, and a probe of ~1,000 directories exceeds it.
 _ARGV_SAFE_BYTES = 64 * 1024
-
-#: The marker directory of ``<remote_dir>`` is ``<remote_dir>`` + this suffix.
-MQI_SUFFIX = ".mqi"
-#: Where jobs started before the attempt token existed kept their markers (in the case).
-LEGACY_MQI_DIR = ".mqi"
 
 #: First line of every command that needs the token: reads it from stdin into ``$_mqi_tok``.
 READ_TOKEN = "IFS= read -r _mqi_tok || _mqi_tok=\n"  # noqa: S105  (shell text, no secret)
@@ -127,16 +125,6 @@ def poll_script(refs: Sequence[JobRef]) -> str:
         # any ``.mqi`` in its case is content, so it gets no marker record at all.
         [r.remote_dir for r in refs if r.token is None and not r.legacy],
     )
-
-
-def marker_dir(remote_dir: str, *, legacy: bool = False) -> str:
-    """The marker directory of the case in ``remote_dir`` (see the module docstring)."""
-    root = remote_dir.rstrip("/")
-    if legacy:
-        return f"{root}/{LEGACY_MQI_DIR}"
-    if not root:
-        raise ValueError(f"not a case directory: {remote_dir!r}")
-    return root + MQI_SUFFIX
 
 
 def wrapper_source() -> str:
