@@ -182,7 +182,8 @@ def test_cleanup_leaves_no_group(
     pueue: PueueStandin, sched: PueueScheduler, tmp_path: Path
 ) -> None:
     ref = sched.submit(spec(tmp_path / "z", ["sleep", "60"]))
-    poll_until(sched, ref, lambda s: s.state is JobState.RUNNING)
+    # started_at: the wrapper has written its pgid and start markers.
+    poll_until(sched, ref, lambda s: s.state is JobState.RUNNING and s.started_at is not None)
     pgid = int((mqi(tmp_path / "z") / "pgid").read_text())
     pueue.cleanup()
     if not group_gone(pgid):

@@ -145,7 +145,13 @@ def finished(status: JobStatus) -> bool:
 
 
 def started(status: JobStatus) -> bool:
-    return status.state is JobState.RUNNING and status.processes_gone is False
+    # started_at: the wrapper wrote its pgid and start markers (a process with the token
+    # is alive a moment earlier, from the wrapper's re-exec on).
+    return (
+        status.state is JobState.RUNNING
+        and status.processes_gone is False
+        and status.started_at is not None
+    )
 
 
 def pgid_of(remote_dir: str) -> int:
