@@ -1,6 +1,6 @@
 """The Pueue scheduler adapter: command builders, one decision function, thin executors.
 
-Every operation is ONE remote command (``kill`` may need two). Facts it honours
+Every operation is ONE remote command (``kill`` may need three). Facts it honours
 (``shared/recipes/pueue-contract.md``):
 
 * Task ids are reused, so a task counts as ours only when its label is ours.
