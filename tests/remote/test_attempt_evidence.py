@@ -246,6 +246,20 @@ def test_forged_exit_marker_does_not_complete_pueue(
     assert status.state is JobState.KILLED, status
 
 
+def test_forged_pgid_is_never_signalled_pueue(
+    pueue_sched: PueueScheduler, tmp_path: Path, stranger: int
+) -> None:
+    case = tmp_path / "forged"
+    job = spec(case, "touch ran; sleep 300")
+    forge(case, job.label, stranger)
+    ref = pueue_sched.submit(job)
+    poll_until(pueue_sched, ref, lambda s: (case / "ran").exists())
+    pueue_sched.kill(ref)
+    status = poll_until(pueue_sched, ref, lambda s: s.processes_gone is True)
+    assert status.state is JobState.KILLED, status
+    assert group_alive(stranger), "cancel killed an unrelated process group"
+
+
 def test_detached_descendant_pueue(pueue_sched: PueueScheduler, tmp_path: Path) -> None:
     case = tmp_path / "detach"
     ref = pueue_sched.submit(spec(case, DETACH))
@@ -253,6 +267,22 @@ def test_detached_descendant_pueue(pueue_sched: PueueScheduler, tmp_path: Path) 
 
 
 # -- real Slurm (loopback cluster on this machine) -----------------------------------------
+
+
+def test_forged_exit_marker_does_not_complete_slurm(slurm: SlurmCluster, tmp_path: Path) -> None:
+    sched = SlurmScheduler(LocalTransport(env=slurm.env), kill_grace_s=1)
+    case = tmp_path / "mqic_case_61_a1"
+    job = spec(case, "touch ran; sleep 300", GpuBinding("g"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    forge(case, job.label, dead.pid)
+    ref = sched.submit(job)
+    poll_until(sched, ref, lambda s: (case / "ran").exists(), timeout=60)
+    assert (case / "ran").exists(), "the job never ran"
+    status = sched.poll([ref])[ref]
+    assert status.state is JobState.RUNNING and not ended(status), status
+    sched.kill(ref)
+    assert poll_until(sched, ref, lambda s: s.processes_gone is True).state is JobState.KILLED
 
 
 def test_detached_descendant_slurm(slurm: SlurmCluster, tmp_path: Path) -> None:
