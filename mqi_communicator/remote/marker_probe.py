@@ -210,8 +210,9 @@ def probe_snippet(remote_dirs: Sequence[str], legacy_dirs: Sequence[str] = ()) -
     EPERM means alive, "No such process" means gone. A pgid reused by an unrelated group
     makes a finished job look alive; that errs on the safe side.
     """
-    targets = [(d, False) for d in dict.fromkeys(remote_dirs)]
-    targets += [(d, True) for d in dict.fromkeys(legacy_dirs)]
+    # A ref without a directory (e.g. an adopted job) gets no record, hence UNKNOWN.
+    targets = [(d, False) for d in dict.fromkeys(remote_dirs) if d.strip("/")]
+    targets += [(d, True) for d in dict.fromkeys(legacy_dirs) if d.strip("/")]
     calls = [
         f"_mqi_probe {_key(d, legacy)} {shlex.quote(d.rstrip('/') or '/')} "
         f"{shlex.quote(marker_dir(d, legacy=legacy))} {int(legacy)}"

@@ -96,3 +96,8 @@ def test_a_job_from_before_the_upgrade_is_judged_by_its_old_markers(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_a_ref_without_a_directory_is_unknown(sched: LocalScheduler) -> None:
+    ref = JobRef("1", "mqic-9-a1", "", token="d" * 32)
+    assert sched.poll([ref])[ref].state is JobState.UNKNOWN
