@@ -127,6 +127,11 @@ def kill_job(
     Raises:
         RemoteCommandError: the job is not ours (nothing signalled) or the command failed.
     """
+    if not ref.remote_dir.strip("/"):
+        raise RemoteCommandError(
+            f"{transport.host_name}: job {ref.label!r} has no directory; nothing signalled",
+            exit_code=EXIT_NOT_OURS,
+        )
     if ref.token is not None:
         script = token_kill_script(ref.remote_dir, grace_s, pgid=pgid)
         result = transport.run(script, timeout=timeout, stdin=token_stdin(ref.token))
