@@ -182,6 +182,8 @@ def kill_script(ref: JobRef, grace_s: float) -> str:
     name = "" if "," in ref.label else f" --name={quote(ref.label)}"
     scancel = f"scancel{name} {ref.job_id}; _rc=$?\n" if is_job_id(ref.job_id) else "_rc=0\n"
     if ref.token is not None:
+        if not ref.remote_dir.strip("/"):  # no marker directory to check the token in
+            return READ_TOKEN + scancel + "exit $_rc\n"
         return READ_TOKEN + scancel + token_kill_fragment(ref.remote_dir, grace_s) + "exit $_rc\n"
     m = quote(marker_dir(ref.remote_dir, legacy=True))
     killer = 'kill -TERM -"$1" 2>/dev/null; sleep "$2"; kill -KILL -"$1" 2>/dev/null'
