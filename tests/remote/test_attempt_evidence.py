@@ -14,7 +14,8 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,9 +74,16 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def wait_pid_gone(pid: int, timeout: float = 20) -> bool:
-    import time
+def poll_condition(cond: Callable[[], bool], timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
+
+def wait_pid_gone(pid: int, timeout: float = 20) -> bool:
     deadline = time.monotonic() + timeout
     while pid_alive(pid):
         with contextlib.suppress(ChildProcessError):
@@ -196,6 +204,13 @@ def test_probe_needs_no_writable_place(tmp_path: Path) -> None:
     case = tmp_path / "alive"
     ref = sched.submit(spec(case, "sleep 300"))
     try:
+
+        def job_started() -> bool:  # the wrapper and its child both carry the token
+            info = parse_probe(LocalTransport().run(probe_snippet([str(case)]), timeout=30).stdout)
+            procs = info[str(case)].token_procs if str(case) in info else None
+            return procs is not None and procs >= 2
+
+        assert poll_condition(job_started)
         # /tmp (which holds the case here) stays visible, but nothing can be written to it.
         readonly = (
             "mount --bind /tmp /tmp && mount -o remount,bind,ro /tmp"

@@ -94,15 +94,19 @@ def test_probe_many_dirs_in_one_command(tmp_path: Path) -> None:
         markers.wrapper_argv(str(running), "running", ["sleep", "60"]), start_new_session=True
     )
     try:
-        wait_for(lambda: (mqi(running) / "pgid").exists())
         dirs = [str(running), str(missing), str(empty), str(ok)]
-        infos = markers.parse_probe(sh(markers.probe_snippet(dirs)).stdout)
+        infos: dict[str, markers.MarkerInfo] = {}
+
+        def both_started() -> bool:  # the wrapper, then its child (sleep), carry the token
+            infos.update(markers.parse_probe(sh(markers.probe_snippet(dirs)).stdout))
+            return str(running) in infos and infos[str(running)].token_procs == 2
+
+        wait_for(both_started)
         assert set(infos) == set(dirs)
         assert infos[str(running)].group_alive is True
         assert infos[str(running)].pgid == proc.pid
         assert infos[str(running)].exit_code is None
         assert infos[str(running)].processes_gone is False
-        assert infos[str(running)].token_procs == 2, "the wrapper and its child carry it"
         assert infos[str(missing)].dir_exists is False
         assert infos[str(missing)].processes_gone is True
         assert infos[str(empty)].dir_exists and infos[str(empty)].pgid is None
