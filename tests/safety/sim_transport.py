@@ -102,7 +102,8 @@ def _revoked_dir(command: Sequence[str] | str) -> str | None:
     if words[:2] != ["mkdir", "-p"] or len(words) < 7 or words[5:7] != ["ln", "-s"]:
         return None
     mqi = words[2]
-    return mqi.removesuffix("/.mqi") if mqi.endswith("/.mqi") else None
+    # <dir>.mqi (attempts with a token) or <dir>/.mqi (claimed before tokens existed)
+    return mqi.removesuffix(".mqi").rstrip("/") if mqi.endswith(".mqi") else None
 
 
 def _report(root: Path) -> TransferReport:
