@@ -16,6 +16,7 @@ Everything it starts is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import secrets
 import shlex
 import shutil
 import statistics
@@ -61,7 +62,15 @@ def main() -> None:
             case = base / "cases" / f"mqic_case_{i}_a1"
             case.mkdir(parents=True)
             refs.append(
-                submitter.submit(JobSpec(f"mqic_case_{i}_a1", str(case), ["sleep", "900"], gpu))
+                submitter.submit(
+                    JobSpec(
+                        f"mqic_case_{i}_a1",
+                        str(case),
+                        ["sleep", "900"],
+                        gpu,
+                        token=secrets.token_hex(16),
+                    )
+                )
             )
         t_submit = time.perf_counter() - t_submit
         deadline = time.monotonic() + 60

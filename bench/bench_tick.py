@@ -51,7 +51,7 @@ from mqi_communicator.engine.runtime import case_ref  # noqa: E402
 from mqi_communicator.migrations.api import upgrade  # noqa: E402
 from mqi_communicator.persistence import Store  # noqa: E402
 from mqi_communicator.persistence.models import Case, CaseTransition  # noqa: E402
-from mqi_communicator.remote.markers import MQI_DIR, wrapper_argv, wrapper_source  # noqa: E402
+from mqi_communicator.remote.markers import marker_dir, wrapper_argv, wrapper_source  # noqa: E402
 from mqi_communicator.remote.protocol import remote_case_dir  # noqa: E402
 from mqi_communicator.remote.quoting import join_argv  # noqa: E402
 from mqi_communicator.statemachine import CaseState, Evidence, EvidenceKind  # noqa: E402
@@ -111,10 +111,12 @@ def populate_running(
 
         claimed = store.claim(case.id, now, plan=plan, candidates=[gpu_names[i]])
         assert claimed is not None
-        mqi = Path(rdir) / MQI_DIR
+        Path(rdir).mkdir(parents=True)
+        mqi = Path(marker_dir(rdir))
         mqi.mkdir(parents=True)
         (mqi / "wrapper.sh").write_text(wrapper_source())
         (mqi / "label").write_text(label + "\n")
+        (mqi / "token").write_text(f"{claimed[0].attempt_token}\n")
         answer = standin_request(
             standin,
             {
@@ -151,7 +153,7 @@ def wait_all_started(dirs: list[str], limit_s: float = 300) -> None:
     deadline = time.monotonic() + limit_s
     missing = dirs
     while missing:
-        missing = [d for d in missing if not (Path(d) / MQI_DIR / "pgid").exists()]
+        missing = [d for d in missing if not (Path(marker_dir(d)) / "pgid").exists()]
         if time.monotonic() > deadline:
             raise SystemExit(f"{len(missing)} wrappers never started")
         time.sleep(0.5)

@@ -440,7 +440,12 @@ class Communicator:
         if host is None:
             raise ConfigError(f"case {case_id} ran on host {case.host!r}, which is not configured")
         return read_job_log(
-            host.transport, case.remote_dir, offset=offset, lines=lines, max_bytes=max_bytes
+            host.transport,
+            case.remote_dir,
+            offset=offset,
+            lines=lines,
+            max_bytes=max_bytes,
+            legacy=case.attempt_token is None,
         )
 
     # -- lifecycle ---------------------------------------------------------------------

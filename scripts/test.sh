@@ -43,4 +43,6 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy --strict"; mypy
-echo "== pytest"; exec pytest "$@"
+# Two workers: most tests wait on real processes (sshd, Slurm, jobs), so two run in the
+# time of one on the 2-CPU machines this targets; MQI_TEST_WORKERS=0 runs them in-process.
+echo "== pytest"; exec pytest -n "${MQI_TEST_WORKERS:-2}" "$@"

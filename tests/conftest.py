@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 pytest_plugins = [
     "tests.infra.pg",
@@ -36,4 +36,12 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("dev", max_examples=50, stateful_step_count=30, deadline=None)
+# scripts/mutation.py: the CI run without shrinking (a failure is all it needs to know,
+# and shrinking a database-backed stateful run takes minutes).
+settings.register_profile(
+    "mutation",
+    settings.get_profile("ci"),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    print_blob=False,
+)
 settings.load_profile(os.environ.get("MQI_HYPOTHESIS_PROFILE", "ci"))

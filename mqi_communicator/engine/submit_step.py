@@ -218,7 +218,9 @@ def _revoke_start(ctx: TickContext, case: CaseRecord, host: str, transport: Tran
     """
     assert case.remote_dir is not None
     try:
-        result = transport.run(revoke_snippet(case.remote_dir), timeout=_REVOKE_TIMEOUT_S)
+        # An attempt claimed before tokens existed runs the old wrapper: claim its place.
+        script = revoke_snippet(case.remote_dir, legacy=case.attempt_token is None)
+        result = transport.run(script, timeout=_REVOKE_TIMEOUT_S)
     except HostUnreachableError as err:
         ctx.host_down(host, err)
         return False

@@ -17,7 +17,7 @@ import shlex
 from dataclasses import dataclass
 
 from ..errors import RemoteCommandError
-from .markers import MQI_DIR
+from .marker_probe import marker_dir
 from .protocol import Transport
 
 __all__ = [
@@ -34,9 +34,13 @@ DEFAULT_MAX_BYTES = 256 * 1024
 _TAG = "@mqi-log"
 
 
-def job_log_path(remote_dir: str) -> str:
-    """The wrapper's ``job.log`` of the attempt whose directory is ``remote_dir``."""
-    return f"{remote_dir.rstrip('/')}/{MQI_DIR}/job.log"
+def job_log_path(remote_dir: str, *, legacy: bool = False) -> str:
+    """The wrapper's ``job.log`` of the attempt whose directory is ``remote_dir``.
+
+    ``legacy``: an attempt claimed before attempt tokens existed, whose markers (and log)
+    are inside the case directory.
+    """
+    return f"{marker_dir(remote_dir, legacy=legacy)}/job.log"
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ def read_job_log(
     lines: int = 100,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = 60.0,
+    legacy: bool = False,
 ) -> LogChunk:
     """Read the job log of ``remote_dir``: new bytes from ``offset``, else the last ``lines``.
 
@@ -142,7 +147,8 @@ def read_job_log(
         HostUnreachableError: the host could not be asked.
         RemoteCommandError: the read failed on the far side.
     """
-    script = read_script(job_log_path(remote_dir), offset=offset, lines=lines, max_bytes=max_bytes)
+    path = job_log_path(remote_dir, legacy=legacy)
+    script = read_script(path, offset=offset, lines=lines, max_bytes=max_bytes)
     result = transport.run(script, timeout=timeout)
     if result.exit_code != 0:
         raise RemoteCommandError(

@@ -156,7 +156,9 @@ class JobSpec:
     """Everything a scheduler needs to start one case's job.
 
     ``remote_dir`` is the already uploaded case directory; the job runs there through
-    the wrapper at ``<remote_dir>/.mqi/wrapper.sh``, which runs ``command``.
+    the wrapper at ``<remote_dir>.mqi/wrapper.sh`` (the marker directory, beside the case;
+    see :mod:`~mqi_communicator.remote.markers`), which runs ``command``. Adapters refuse
+    a spec without ``token``.
     """
 
     label: str
@@ -165,7 +167,7 @@ class JobSpec:
     gpu: GpuBinding
     env: Mapping[str, str] = field(default_factory=dict)
     time_limit_s: int | None = None
-    #: The attempt's secret (see ``cases.attempt_token``); None only in old callers.
+    #: The attempt's secret (see ``cases.attempt_token``); required by every adapter.
     token: str | None = None
 
 
@@ -176,7 +178,8 @@ class JobRef:
     job_id: str
     label: str
     remote_dir: str
-    #: The attempt's secret the job's markers and processes carry; None if unknown.
+    #: The attempt's secret the job's markers and processes carry; None: a job started
+    #: before tokens existed (judged by its in-case markers and process group only).
     token: str | None = None
     #: A job adopted from the original system: no wrapper, no markers, legacy label.
     legacy: bool = False
@@ -188,8 +191,11 @@ class JobRef:
 class JobStatus:
     """The observed state of one job.
 
-    ``processes_gone`` is True only when we positively saw that the wrapper's process
-    group no longer exists (or never started); None when we could not check.
+    ``processes_gone`` is True only when we positively saw that nothing of the job runs:
+    the wrapper's process group is gone and no live process carries the attempt's token
+    (or the wrapper never started); False when something of it was seen alive; None when
+    we could not tell. A state counted as ended (succeeded, failed, absent) never comes
+    with None from the marker-based adapters: unknown liveness is ``UNKNOWN``.
     """
 
     state: JobState

@@ -1,14 +1,15 @@
 """The Pueue scheduler adapter: command builders, one decision function, thin executors.
 
-Every operation is ONE remote command (``kill`` may need two). Facts it honours
+Every operation is ONE remote command (``kill`` may need three). Facts it honours
 (``shared/recipes/pueue-contract.md``):
 
 * Task ids are reused, so a task counts as ours only when its label is ours.
-* ``pueue kill`` only sends a signal, and after a hard crash of pueued a restored task
-  says ``Killed`` while its processes live on. So the wrapper's markers decide: a live
-  wrapper process group means RUNNING whatever Pueue says; an exit marker gives the
-  result; Pueue's view matters only before the wrapper started (queued) or when it
-  never could (FailedToSpawn, ...).
+* ``pueue kill`` only sends a signal (to the task's group), and after a hard crash of
+  pueued a restored task says ``Killed`` while its processes live on. So the wrapper's
+  markers decide: a live process carrying the job's token (or the wrapper's group)
+  means RUNNING whatever Pueue says; an exit marker gives the result; Pueue's view
+  matters only before the wrapper started (queued) or when it never could
+  (FailedToSpawn, ...). ``kill`` also ends every process carrying the token.
 * Pueue joins ``add``'s command words with spaces and runs them with ``sh -c``, so the
   wrapper argv is passed as ONE pre-quoted word.
 * Jobs adopted from the original system (``JobRef.legacy``) have no wrapper: they are
@@ -29,16 +30,21 @@ from mqi_communicator.errors import (
     SubmissionRejectedError,
 )
 from mqi_communicator.remote import pueue_legacy
-from mqi_communicator.remote.local_scheduler import job_command, signal_wrapper_group
+from mqi_communicator.remote.local_scheduler import job_command
 from mqi_communicator.remote.markers import (
+    READ_TOKEN,
     MarkerInfo,
     install_snippet,
     parse_probe,
+    poll_script,
+    probe_key,
     probe_snippet,
+    require_token,
     run_script,
     status_from_markers,
     wrapper_argv,
 )
+from mqi_communicator.remote.process_kill import kill_job
 from mqi_communicator.remote.protocol import JobRef, JobSpec, JobState, JobStatus, Transport
 from mqi_communicator.remote.pueue_parse import PueueStatus, TaskInfo, parse_status
 from mqi_communicator.remote.quoting import join_argv
@@ -97,13 +103,13 @@ def decide(
         pueue_ok: Whether Pueue answered with a readable status.
         info: The markers of ``ref.remote_dir`` (None when the probe had no record).
     """
-    marks = status_from_markers(info, ref.label)
+    marks = status_from_markers(info, ref.label, ref.token)
     if marks.state is not JobState.ABSENT:
         # The wrapper started (or the probe was unreadable): its markers are the truth.
         if marks.state is JobState.RUNNING and task is not None and task.state == "Done":
             return JobStatus(
                 JobState.RUNNING,
-                detail=f"pueue reports {task.result} but the wrapper's process group is alive",
+                detail=f"pueue reports {task.result} but the job's processes are alive",
                 started_at=marks.started_at,
                 processes_gone=False,
             )
@@ -179,11 +185,15 @@ class PueueScheduler:
         group = spec.gpu.pueue_group
         if not group:
             raise ConfigError(f"GPU {spec.gpu.name!r} has no pueue_group")
+        stdin = require_token(spec)
         inner = join_argv(wrapper_argv(spec.remote_dir, spec.label, job_command(spec)))
         add = [*self._pueue, "add", "--print-task-id", "--label", spec.label]
         add += ["--group", group, "--", inner]
-        script = f"{install_snippet(spec.remote_dir, spec.label)} || exit 97\n{join_argv(add)}"
-        result = self._transport.run(script, timeout=self._timeout)
+        script = (
+            f"{READ_TOKEN}{install_snippet(spec.remote_dir, spec.label)} || exit 97\n"
+            f"{join_argv(add)} </dev/null"
+        )
+        result = self._transport.run(script, timeout=self._timeout, stdin=stdin)
         if result.exit_code == 97:
             raise RemoteCommandError(
                 f"{self._host}: could not install the wrapper in {spec.remote_dir!r}: "
@@ -204,13 +214,12 @@ class PueueScheduler:
             raise SchedulerOutputError(
                 f"{self._host}: pueue add printed no task id: {result.stdout[-500:]!r}"
             )
-        return JobRef(job_id=lines[-1].strip(), label=spec.label, remote_dir=spec.remote_dir)
+        return JobRef(lines[-1].strip(), spec.label, spec.remote_dir, token=spec.token)
 
-    def _observe(self, dirs: Sequence[str]) -> _Observation:
+    def _observe(self, probe: str) -> _Observation:
+        """``pueue status --json`` and the marker ``probe``, in one command."""
         status_cmd = join_argv([*self._pueue, "status", "--json"])
-        script = f"echo {_BEGIN}\n{status_cmd}\nprintf '\\n{_END} %s\\n' \"$?\"\n" + probe_snippet(
-            dirs
-        )
+        script = f"echo {_BEGIN}\n{status_cmd}\nprintf '\\n{_END} %s\\n' \"$?\"\n{probe}"
         result = run_script(self._transport, script, timeout=self._timeout)
         out = result.stdout
         _banner, sep, rest = out.partition(f"{_BEGIN}\n")
@@ -242,13 +251,13 @@ class PueueScheduler:
         refs = [r for r in refs if not r.legacy]
         if not refs:
             return statuses
-        obs = self._observe(list(dict.fromkeys(r.remote_dir for r in refs)))
+        obs = self._observe(poll_script(refs))
         for ref in refs:
             status = decide(
                 ref,
                 self._our_task(obs, ref),
                 obs.pueue is not None,
-                obs.markers.get(ref.remote_dir),
+                obs.markers.get(probe_key(ref.remote_dir, ref.token)),
             )
             if status.state is JobState.UNKNOWN and obs.pueue_problem:
                 status = JobStatus(JobState.UNKNOWN, detail=f"{status.detail}; {obs.pueue_problem}")
@@ -258,46 +267,55 @@ class PueueScheduler:
     def kill(self, ref: JobRef) -> None:
         """Ask for the job to be killed; returning is NOT evidence that it is gone.
 
-        ``pueue kill <id>`` when Pueue runs our task; otherwise (Pueue lost it, e.g.
-        after a crash, yet the wrapper's group lives) TERM-then-KILL the wrapper's group.
+        ``pueue kill <id>`` when Pueue runs our task, and in any case the token killer
+        (:mod:`~mqi_communicator.remote.process_kill`) for every process that carries the
+        job's token: Pueue signals only the task's group, and may have lost the task
+        (after a crash) while the wrapper lives on.
         """
         if ref.legacy:
             pueue_legacy.kill(self._transport, self._pueue, ref, self._timeout)
             return
-        obs = self._observe([ref.remote_dir])
+        obs = self._observe(poll_script([ref]))
         task = self._our_task(obs, ref)
         if task is not None and task.state in ("Running", "Paused"):
             result = self._transport.run(
                 join_argv([*self._pueue, "kill", ref.job_id]), timeout=self._timeout
             )
-            if result.exit_code == 0:
-                return
-            if _unavailable(result.stderr):
+            if result.exit_code != 0 and _unavailable(result.stderr):
                 raise SchedulerUnavailableError(f"{self._host}: pueued: {result.stderr.strip()}")
-            # Ended in between; the markers below still say whether anything is left.
-        info = obs.markers.get(ref.remote_dir)
+            # Non-zero otherwise: ended in between; the token killer still runs.
+        info = obs.markers.get(probe_key(ref.remote_dir, ref.token))
+        if ref.token is not None:
+            if info is not None and info.token is None and not info.wrapper_started:
+                return  # never installed: nothing of ours can run
+            kill_job(self._transport, ref, grace_s=self._grace, timeout=self._timeout)
+            return
+        # A job started before tokens existed: its in-case markers name its group.
         if info is None or info.label != ref.label or info.pgid is None:
             return  # the wrapper never started: nothing of ours to signal
         if info.group_alive is False:
             return
-        signal_wrapper_group(self._transport, ref, info.pgid, self._grace, self._timeout)
+        kill_job(self._transport, ref, grace_s=self._grace, timeout=self._timeout, pgid=info.pgid)
 
     def find_by_label(self, label: str, remote_dir: str) -> JobRef | None:
         """Our task by label (highest id), else a live wrapper found by its markers.
+
+        The returned ref holds the token found in the marker directory.
 
         Raises:
             SchedulerUnavailableError: Pueue did not answer and the markers do not
                 show our wrapper, so "not there" cannot be claimed.
         """
-        obs = self._observe([remote_dir])
+        obs = self._observe(probe_snippet([remote_dir]))
         info = obs.markers.get(remote_dir)
         if obs.pueue is not None:
             ids = [t.task_id for t in obs.pueue.tasks.values() if t.label == label]
             if ids:
-                return JobRef(job_id=str(max(ids)), label=label, remote_dir=remote_dir)
+                token = info.token if info is not None else None
+                return JobRef(str(max(ids)), label, remote_dir, token=token)
         if info is not None and info.label == label and info.pgid is not None:
             # Pueue lost the task (crash, wiped state) but our wrapper ran here.
-            return JobRef(f"{MARKER_ONLY_PREFIX}{info.pgid}", label, remote_dir)
+            return JobRef(f"{MARKER_ONLY_PREFIX}{info.pgid}", label, remote_dir, token=info.token)
         if obs.pueue is None:
             raise SchedulerUnavailableError(f"{self._host}: {obs.pueue_problem}")
         return None

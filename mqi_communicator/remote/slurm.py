@@ -20,7 +20,7 @@ from mqi_communicator.errors import (
     SchedulerUnavailableError,
     SubmissionRejectedError,
 )
-from mqi_communicator.remote.markers import parse_probe, run_script
+from mqi_communicator.remote.markers import parse_probe, require_token, run_script, token_stdin
 from mqi_communicator.remote.protocol import (
     CommandResult,
     JobRef,
@@ -105,7 +105,9 @@ class SlurmScheduler:
             SchedulerOutputError: sbatch succeeded but printed no job id.
             HostUnreachableError: from the transport.
         """
-        result = self._run(submit_script(spec, self.sbatch_argv(spec)))
+        stdin = require_token(spec)
+        script = submit_script(spec, self.sbatch_argv(spec))
+        result = self._transport.run(script, timeout=self._timeout, stdin=stdin)
         if result.exit_code != 0:
             if classify_stderr(result.stderr) is SlurmError.UNREACHABLE:
                 raise self._unavailable(f"sbatch {spec.label}", result)
@@ -117,7 +119,7 @@ class SlurmScheduler:
             )
         job_id = parse_sbatch_id(result.stdout)
         _log.info("%s: submitted %s as slurm job %s", self._transport.host_name, spec.label, job_id)
-        return JobRef(job_id=job_id, label=spec.label, remote_dir=spec.remote_dir)
+        return JobRef(job_id, spec.label, spec.remote_dir, token=spec.token)
 
     def poll(self, refs: Sequence[JobRef]) -> dict[JobRef, JobStatus]:
         """Status of every ref from ONE remote command (squeue + marker probe).
@@ -133,19 +135,23 @@ class SlurmScheduler:
         return poll_statuses(refs, result, where=self._transport.host_name)
 
     def kill(self, ref: JobRef) -> None:
-        """Ask slurm to cancel the job; a later poll confirms (``killed``).
+        """Ask slurm to cancel the job, and end every process with its token on this host.
 
         ``--name`` makes scancel skip a job whose id now belongs to someone else (ids
         restart after a controller lost its state). A job the controller no longer knows
-        is not an error here: the markers will tell the poller what happened.
+        is not an error here: the markers will tell the poller what happened. The token
+        killer reaches the processes on the host the transport runs on (the login node;
+        on a one-node cluster, the node itself); a later poll confirms (``killed``).
 
         Raises:
             SchedulerUnavailableError: slurmctld did not answer.
             RemoteCommandError: scancel refused for another reason.
         """
-        if not is_job_id(ref.job_id):
+        if ref.token is None and not is_job_id(ref.job_id):
             return
-        result = self._run(kill_script(ref, self._kill_grace))
+        script = kill_script(ref, self._kill_grace)
+        stdin = token_stdin(ref.token) if ref.token is not None else None
+        result = self._transport.run(script, timeout=self._timeout, stdin=stdin)
         if MARKER_KILL_RECORD in result.stdout:
             _log.warning(
                 "%s: slurm does not know job %s (%s); signalled the wrapper group directly",
@@ -168,7 +174,8 @@ class SlurmScheduler:
         """Recover our job after a crash from squeue, or from the case directory.
 
         The job id comes from squeue (name == ``label``) or, once the controller has
-        forgotten the job, from ``.mqi/slurm_job_id``, which the job wrote when it started.
+        forgotten the job, from ``<case>.mqi/slurm_job_id``, which the job wrote when it
+        started. The returned ref holds the token found in the marker directory.
 
         Returns:
             The ref, or None when slurm does not know the label and no wrapper of ours
@@ -191,7 +198,7 @@ class SlurmScheduler:
             # Prefer a job that may still run, then the newest.
             live = [j for j in ours if j.state in (JobState.QUEUED, JobState.RUNNING)]
             best = max(live or ours, key=lambda j: int(j.job_id))
-            return JobRef(job_id=best.job_id, label=label, remote_dir=remote_dir)
+            return JobRef(best.job_id, label, remote_dir, token=_token_of(answer.rest, remote_dir))
         ids = [
             line.split(" ", 1)[1].strip()
             for line in answer.rest.splitlines()
@@ -207,13 +214,22 @@ class SlurmScheduler:
                 f"{self._transport.host_name}: no marker record for {remote_dir!r}: "
                 f"{result.stdout[-500:]!r}"
             )
-        started = marker.pgid is not None or marker.started is not None
+        started = marker.wrapper_started
         if marker.label not in (None, label):
             started = False
             out_ids = []
         if out_ids:
-            return JobRef(job_id=str(max(out_ids)), label=label, remote_dir=remote_dir)
+            return JobRef(str(max(out_ids)), label, remote_dir, token=marker.token)
         if started:
             # Ran, but the id is lost: an empty id makes poll rely on the markers alone.
-            return JobRef(job_id="", label=label, remote_dir=remote_dir)
+            return JobRef("", label, remote_dir, token=marker.token)
         return None
+
+
+def _token_of(probe_output: str, remote_dir: str) -> str | None:
+    """The token the marker directory of ``remote_dir`` holds, per the probe's output."""
+    try:
+        marker = parse_probe(probe_output).get(remote_dir)
+    except ValueError:
+        return None
+    return marker.token if marker is not None else None

@@ -2,8 +2,11 @@
 
 Slurm's word counts while the controller remembers the job under our label. Once it has
 forgotten it (``MinJobAge``, a controller that lost its state) or the id names another
-job, the wrapper's markers decide (:func:`~mqi_communicator.remote.markers.status_from_markers`).
-Missing or unreadable evidence is never terminal.
+job, the wrapper's markers decide
+(:func:`~mqi_communicator.remote.marker_status.status_from_markers`). Either way, whether
+the job's processes are gone comes from the markers and the token scan, and only from
+markers that carry the attempt's token and our label. Missing or unreadable evidence is
+never terminal: a terminal Slurm state whose processes cannot be told gone is UNKNOWN.
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from mqi_communicator.errors import SchedulerUnavailableError
-from mqi_communicator.remote.markers import MarkerInfo, parse_probe, status_from_markers
+from mqi_communicator.remote.markers import (
+    MarkerInfo,
+    parse_probe,
+    probe_key,
+    status_from_markers,
+    trusted_markers,
+)
 from mqi_communicator.remote.protocol import CommandResult, JobRef, JobState, JobStatus
 from mqi_communicator.remote.slurm_parse import (
     SlurmError,
@@ -40,12 +49,12 @@ def _processes_gone(marker: MarkerInfo | None) -> bool | None:
 
     The wrapper starts the command only after writing ``pgid`` and ``started``; an exit
     marker without either (a TERM during the wrapper's first lines) means the command
-    never ran and the wrapper has exited.
+    never ran and the wrapper has exited. (Token markers settle this through the scan.)
     """
     if marker is None:
         return None
     gone = marker.processes_gone
-    if gone is None and marker.exit_code is not None and marker.pgid is None:
+    if gone is None and marker.legacy and marker.exit_code is not None and marker.pgid is None:
         return True if marker.started is None else None
     return gone
 
@@ -60,11 +69,14 @@ def decide_status(
         job: squeue's line with ``ref.job_id``, or None.
         trusted: Whether squeue's answer was complete (a missing line then means
             "the controller does not know this job").
-        marker: The markers of ``ref.remote_dir``, None when the probe gave no record.
+        marker: The probe's record for ``ref`` (None: no record). Used only when it
+            carries ``ref.token`` and ``ref.label``.
 
     Returns:
         The status; never terminal on missing or unreadable evidence.
     """
+    raw = marker
+    marker = trusted_markers(marker, ref.label, ref.token)
     gone = _processes_gone(marker)
     tail = marker.log_tail if marker is not None else ""
     if job is not None and job.name == ref.label:
@@ -83,6 +95,13 @@ def decide_status(
             )
         if job.state is JobState.UNKNOWN:
             return JobStatus(JobState.UNKNOWN, detail=f"unknown slurm line {job.raw!r}")
+        if gone is None:
+            # Slurm's tracking may miss a descendant that left the job (setsid).
+            return JobStatus(
+                JobState.UNKNOWN,
+                detail=detail + "; could not tell whether the job's processes are gone",
+                started_at=started,
+            )
         # A job cancelled while pending reports wait status 0: not an exit code.
         exit_code = None if job.state is JobState.KILLED else job.exit_code
         if exit_code is None and marker is not None:
@@ -100,7 +119,7 @@ def decide_status(
     why = "not known to slurm" if job is None else f"slurm job {job.job_id} is {job.name!r}"
     if not trusted:
         return JobStatus(JobState.UNKNOWN, detail=f"{why}, but squeue's answer was incomplete")
-    status = status_from_markers(marker, ref.label)
+    status = status_from_markers(raw, ref.label, ref.token)
     return replace(status, detail=f"{why}; markers: {status.detail or status.state.value}")
 
 
@@ -151,7 +170,8 @@ def poll_statuses(
     except ValueError:  # garbage the marker parser chokes on: no marker evidence at all
         _log.warning("%s: unparseable marker probe output: %r", where, answer.rest[-2000:])
         markers = {}
-    return {
-        ref: decide_status(ref, answer.jobs.get(ref.job_id), trusted, markers.get(ref.remote_dir))
-        for ref in refs
-    }
+    statuses = {}
+    for ref in refs:
+        marker = markers.get(probe_key(ref.remote_dir, ref.token))
+        statuses[ref] = decide_status(ref, answer.jobs.get(ref.job_id), trusted, marker)
+    return statuses

@@ -1,12 +1,25 @@
 #!/bin/sh
-# MQI Communicator job wrapper (POSIX sh, Linux). Installed per case as
-# <case_dir>/.mqi/wrapper.sh by mqi_communicator.remote.markers.install_snippet.
+# MQI Communicator job wrapper (POSIX sh, Linux). Installed per attempt as
+# <case_dir>.mqi/wrapper.sh by mqi_communicator.remote.markers.install_snippet.
 #
-# Usage: sh <case_dir>/.mqi/wrapper.sh <label> -- <argv...>
+# Usage: sh <case_dir>.mqi/wrapper.sh <label> -- <argv...>
 #
-# Start claim: before anything else in the case directory the wrapper creates .mqi/start
-# with mkdir (atomic). If it already exists the wrapper logs one line to .mqi/wrapper.log
-# and exits 0 without writing a marker or running the command. Two writers race for it:
+# Where the markers live: in <case_dir>.mqi/, a SIBLING of the uploaded case directory,
+# never inside it. The upload writes only inside <case_dir>, and the case directory's
+# name is ours (mqic_case_<id>_a<attempt>), so nothing a case contains can reach this
+# directory: a `.mqi/` folder shipped inside a case is plain data that nobody reads.
+# The command still runs with <case_dir> as its working directory.
+#
+# The attempt's token: install_snippet writes <case_dir>.mqi/token (the attempt's secret,
+# never on a command line) before the wrapper can start. The wrapper refuses to run
+# without it, re-executes itself once with MQI_JOB_TOKEN=<token> in its environment, so
+# the wrapper and every process it starts carry it (/proc/<pid>/environ is fixed at exec
+# time), and the pollers count a process as ours while any live process carries the
+# token, whatever its process group or session (setsid, double fork).
+#
+# Start claim: before running anything the wrapper creates <case_dir>.mqi/start with mkdir
+# (atomic). If it already exists the wrapper logs one line to wrapper.log and exits 0
+# without writing a marker or running the command. Two writers race for it:
 #   * the wrapper (a directory), which claims the right to run;
 #   * the communicator's revoke (markers.revoke_snippet: a symlink to "revoked", also
 #     atomic and, unlike a directory, self-describing, so a repeated revoke succeeds),
@@ -16,13 +29,14 @@
 # Decision on repeats: ANY second start in the same directory is refused. The repeat-safe
 # submits of local and slurm return the job already there (its pgid, the recorded id);
 # `pueue add` does not, and the engine looks a job up by label before submitting again,
-# but a duplicate pueue task (or two racing local submits) now exits at once instead of
-# running the case twice and overwriting the first run's markers. A Slurm requeue (node failure) or a `pueue restart`
-# reruns the wrapper in the same directory: it exits 0 at once, the first run's markers
-# stay (pgid, no exit, group gone -> KILLED), and the communicator decides about a new
-# attempt, in a new directory.
+# but a duplicate pueue task (or two racing local submits) exits at once instead of
+# running the case twice and overwriting the first run's markers. A Slurm requeue (node
+# failure) or a `pueue restart` reruns the wrapper in the same directory: it exits 0 at
+# once, the first run's markers stay (pgid, no exit, group gone -> KILLED), and the
+# communicator decides about a new attempt, in a new directory.
 #
-# Markers in <case_dir>/.mqi/, each written atomically (tmp file, then mv):
+# Markers in <case_dir>.mqi/, each written atomically (tmp file, then mv):
+#   token    the attempt's token (written by install_snippet, never replaced)
 #   label    our job label (one line)
 #   pgid     the process group id of this wrapper and its child
 #   started  start time, seconds since the epoch
@@ -30,19 +44,39 @@
 #   signal   TERM, INT or HUP when a signal ended the job (exit is then 128+N)
 #   job.log  stdout+stderr of the command (appended)
 # A job killed with SIGKILL leaves no exit marker: the pollers then see "pgid present,
-# exit absent, group gone", which they report as killed.
+# exit absent, group gone, no process with the token", which they report as killed.
 #
 # On TERM/INT/HUP the wrapper TERMs its whole process group, so it expects to lead a group
-# of its own (or share pueue's/slurm's per-task group), never its caller's.
+# of its own (or share pueue's/slurm's per-task group), never its caller's. Descendants
+# that left the group are found (and killed) by the token, not by this trap.
 #
-# The wrapper prints nothing on stdout/stderr (its own diagnostics go to .mqi/wrapper.log),
+# The wrapper prints nothing on stdout/stderr (its own diagnostics go to wrapper.log),
 # so it can never disturb the output the schedulers parse (e.g. `pueue add -p`).
 
 set -u
 
 mqi_dir=$(cd "$(dirname "$0")" && pwd -P) || exit 125
-cd "$mqi_dir/.." || exit 125
-exec >>.mqi/wrapper.log 2>&1 </dev/null
+case_dir=${mqi_dir%.mqi}
+exec >>"$mqi_dir/wrapper.log" 2>&1 </dev/null
+if [ "$case_dir" = "$mqi_dir" ] || [ -z "$case_dir" ]; then
+    echo "mqi-wrapper: $mqi_dir is not a <case_dir>.mqi directory"
+    exit 125
+fi
+
+token=
+[ -f "$mqi_dir/token" ] && IFS= read -r token <"$mqi_dir/token"
+case $token in
+    '' | *[!0-9A-Za-z_-]*)
+        echo "mqi-wrapper: no valid token in $mqi_dir/token; not running"
+        exit 125
+        ;;
+esac
+if [ "${MQI_JOB_TOKEN:-}" != "$token" ]; then
+    # Once: from now on this process's own /proc/<pid>/environ carries the token too.
+    MQI_JOB_TOKEN=$token
+    export MQI_JOB_TOKEN
+    exec sh "$mqi_dir/wrapper.sh" "$@"
+fi
 
 if [ "$#" -lt 2 ] || [ "$2" != "--" ]; then
     echo "mqi-wrapper: usage: wrapper.sh <label> -- <argv...>"
@@ -54,17 +88,18 @@ if [ "$#" -eq 0 ]; then
     echo "mqi-wrapper: no command given"
     exit 125
 fi
+cd "$case_dir" || exit 125
 
-# The start claim (see the header): first write in the case directory.
-if ! mkdir .mqi/start 2>/dev/null; then
-    echo "mqi-wrapper: $label: .mqi/start exists (revoked, or started before); not running"
+# The start claim (see the header): the first write of this attempt.
+if ! mkdir "$mqi_dir/start" 2>/dev/null; then
+    echo "mqi-wrapper: $label: start claim exists (revoked, or started before); not running"
     exit 0
 fi
 
 # put NAME VALUE: atomic marker write. mv within one directory is a rename, so a reader
 # sees either no marker or the complete one.
 put() {
-    printf '%s\n' "$2" >".mqi/$1.tmp.$$" && mv -f ".mqi/$1.tmp.$$" ".mqi/$1"
+    printf '%s\n' "$2" >"$mqi_dir/$1.tmp.$$" && mv -f "$mqi_dir/$1.tmp.$$" "$mqi_dir/$1"
 }
 
 # Field 5 of /proc/PID/stat is the pgrp; the comm field (2) may hold spaces, so cut
@@ -100,14 +135,14 @@ trap 'on_signal TERM 143' TERM
 trap 'on_signal INT 130' INT
 trap 'on_signal HUP 129' HUP
 
-: >>.mqi/job.log  # exists from the start, even if a signal arrives before the child
+: >>"$mqi_dir/job.log" # exists from the start, even if a signal arrives before the child
 put label "$label"
 put pgid "$(own_pgid)"
 put started "$(date +%s)"
 
 # Background + wait: a trapped signal interrupts `wait` at once, whereas a foreground
 # child would delay the trap until it exits.
-"$@" >>.mqi/job.log 2>&1 </dev/null &
+"$@" >>"$mqi_dir/job.log" 2>&1 </dev/null &
 child=$!
 wait "$child"
 rc=$?

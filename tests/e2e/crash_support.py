@@ -147,7 +147,7 @@ class CrashWorkspace:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=30)
-        for pgid_file in (self.root / "remote").glob("*/.mqi/pgid"):
+        for pgid_file in (self.root / "remote").glob("*.mqi/pgid"):
             with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
                 os.killpg(int(pgid_file.read_text().strip()), signal.SIGKILL)
 

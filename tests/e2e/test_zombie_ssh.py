@@ -92,7 +92,7 @@ def _zombie_with_waiting_case(
     (gpu,) = comm.gpus()
     assert gpu.status is GpuState.ZOMBIE and gpu.job_label == case.label
     assert case.remote_dir is not None
-    pgid = int((Path(case.remote_dir) / ".mqi" / "pgid").read_text().strip())
+    pgid = int((Path(case.remote_dir + ".mqi") / "pgid").read_text().strip())
     assert group_alive(pgid), "the kill never reached the host, so the job must still run"
 
     e2e.drop_case("next")

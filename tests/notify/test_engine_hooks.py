@@ -143,7 +143,7 @@ def test_delivery_survives_kill_9_between_commit_and_delivery(ws: Workspace) -> 
         )
     )
     ws.drop_case("survivor")
-    ws.results.mkdir(exist_ok=True)  # a site makes it; `run` never does
+    ws.results.mkdir(exist_ok=True)  # `run` never creates it (an unmounted share stays visible)
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(

@@ -14,7 +14,9 @@ LOG = b"line 1\nline 2\n\xff\xfe not utf-8\nline 4\n"
 
 
 def test_the_path_is_the_wrappers_log() -> None:
-    assert job_log_path("/base/mqic_case_3_a1/") == "/base/mqic_case_3_a1/.mqi/job.log"
+    assert job_log_path("/base/mqic_case_3_a1/") == "/base/mqic_case_3_a1.mqi/job.log"
+    # attempts claimed before tokens existed keep their markers inside the case folder
+    assert job_log_path("/base/c_a1", legacy=True) == "/base/c_a1/.mqi/job.log"
 
 
 def test_tail_new_bytes_truncation_and_absence(job_transport: Transport, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from mqi_communicator.remote.protocol import (
 
 from .conftest import poll_until
 from .test_markers import HOSTILE_NAMES
+from .test_wrapper import token_for
 
 TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.KILLED}
 
@@ -53,6 +54,7 @@ def spec(case: Path, command: list[str], label: str = "job", cuda: str | None = 
         command=command,
         gpu=GpuBinding(name="gpu1", cuda_devices=cuda),
         env={"MQI_TEST": "x y"},
+        token=token_for(case),
     )
 
 
@@ -115,7 +117,7 @@ def test_kill_refuses_a_group_the_markers_do_not_name(
     sched: LocalScheduler, tmp_path: Path
 ) -> None:
     ref = sched.submit(spec(tmp_path / "mine", ["sleep", "60"]))
-    stranger = JobRef(job_id=str(os.getpid()), label="job", remote_dir=ref.remote_dir)
+    stranger = JobRef(str(os.getpid()), "job", ref.remote_dir, token=ref.token)
     with pytest.raises(RemoteCommandError):
         sched.kill(stranger)
     assert sched.poll([ref])[ref].state is JobState.RUNNING
@@ -136,8 +138,8 @@ def test_survives_a_restart_and_is_found_by_label(
 def test_never_started_is_absent(sched: LocalScheduler, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     refs = [
-        JobRef("4242", "job", str(tmp_path / "empty")),
-        JobRef("4243", "job", str(tmp_path / "missing")),
+        JobRef("4242", "job", str(tmp_path / "empty"), token=token_for(tmp_path)),
+        JobRef("4243", "job", str(tmp_path / "missing"), token=token_for(tmp_path)),
     ]
     statuses = sched.poll(refs)
     assert all(s.state is JobState.ABSENT and s.processes_gone for s in statuses.values())

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mqi_communicator.remote import markers
+from mqi_communicator.remote.marker_probe import _key
+
+from .test_wrapper import install, mqi, token_for
 
 HOSTILE_NAMES = [
     "plain",
@@ -48,11 +52,18 @@ def test_install_and_probe_survive_hostile_names(tmp_path: Path, name: str) -> N
     case = tmp_path / name
     case.mkdir()
     label = f"lab {name}"
-    installed = sh(markers.install_snippet(str(case), label))
+    installed = subprocess.run(
+        ["sh", "-c", markers.READ_TOKEN + markers.install_snippet(str(case), label)],
+        input=token_for(case) + "\n",
+        capture_output=True,
+        text=True,
+    )
     assert installed.returncode == 0, installed.stderr
     assert installed.stdout == ""
-    assert (case / ".mqi" / "wrapper.sh").read_text() == markers.wrapper_source()
-    assert (case / ".mqi" / "label").read_text() == label + "\n"
+    assert (mqi(case) / "wrapper.sh").read_text() == markers.wrapper_source()
+    assert (mqi(case) / "label").read_text() == label + "\n"
+    assert (mqi(case) / "token").read_text() == token_for(case) + "\n"
+    assert (mqi(case) / "token").stat().st_mode & 0o077 == 0, "the token is readable by us only"
 
     argv = markers.wrapper_argv(str(case), label, ["sh", "-c", "echo out; exit 4"])
     done = subprocess.run(argv, capture_output=True, text=True, start_new_session=True)
@@ -62,9 +73,10 @@ def test_install_and_probe_survive_hostile_names(tmp_path: Path, name: str) -> N
     probe = sh(markers.probe_snippet([str(case)]))
     assert probe.returncode == 0
     info = markers.parse_probe(probe.stdout)[str(case)]
-    assert info.dir_exists and info.label == label
+    assert info.dir_exists and info.label == label and info.token == token_for(case)
     assert info.exit_code == 4 and info.log_tail == "out\n"
-    assert info.group_alive is False and info.processes_gone is True
+    assert info.group_alive is False and info.token_procs == 0
+    assert info.processes_gone is True
     assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
 
 
@@ -76,15 +88,20 @@ def test_probe_many_dirs_in_one_command(tmp_path: Path) -> None:
     for d in (running, empty, ok):
         d.mkdir()
     for d in (running, ok):
-        assert sh(markers.install_snippet(str(d), d.name)).returncode == 0
+        install(d, d.name)
     subprocess.run(markers.wrapper_argv(str(ok), "ok", ["true"]), start_new_session=True)
     proc = subprocess.Popen(
         markers.wrapper_argv(str(running), "running", ["sleep", "60"]), start_new_session=True
     )
     try:
-        wait_for(lambda: (running / ".mqi" / "pgid").exists())
         dirs = [str(running), str(missing), str(empty), str(ok)]
-        infos = markers.parse_probe(sh(markers.probe_snippet(dirs)).stdout)
+        infos: dict[str, markers.MarkerInfo] = {}
+
+        def both_started() -> bool:  # the wrapper, then its child (sleep), carry the token
+            infos.update(markers.parse_probe(sh(markers.probe_snippet(dirs)).stdout))
+            return str(running) in infos and infos[str(running)].token_procs == 2
+
+        wait_for(both_started)
         assert set(infos) == set(dirs)
         assert infos[str(running)].group_alive is True
         assert infos[str(running)].pgid == proc.pid
@@ -105,11 +122,11 @@ def test_probe_treats_eperm_as_alive() -> None:
     base = Path(tempfile.mkdtemp(prefix="mqi-eperm-"))
     try:
         base.chmod(0o755)
-        (base / ".mqi").mkdir(mode=0o755)
+        mqi(base).mkdir(mode=0o755)
         script = markers.probe_snippet([str(base)])
         proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
-        (base / ".mqi" / "pgid").write_text(f"{proc.pid}\n")
-        (base / ".mqi" / "pgid").chmod(0o644)
+        (mqi(base) / "pgid").write_text(f"{proc.pid}\n")
+        (mqi(base) / "pgid").chmod(0o644)
 
         def probe_as_nobody() -> bool | None:
             out = subprocess.run(
@@ -126,26 +143,28 @@ def test_probe_treats_eperm_as_alive() -> None:
         assert probe_as_nobody() is False
     finally:
         shutil.rmtree(base)
+        shutil.rmtree(mqi(base))
 
 
 def test_parse_ignores_truncated_and_foreign_lines() -> None:
-    tok = markers._token("/x")
+    tok = _key("/x", False)
     text = (
         "Welcome to the server\n"
         f"@mqi {tok} dir 1\n@mqi {tok} exit 0\n"  # no "end": truncated
         "@mqi !!!notbase64 dir 1\n@mqi !!!notbase64 end\n"
-        f"@mqi {markers._token('/y')} dir maybe\n@mqi {markers._token('/y')} end\n"
+        f"@mqi {_key('/y', False)} dir maybe\n@mqi {_key('/y', False)} end\n"
     )
     assert markers.parse_probe(text) == {}
 
 
 def test_parse_rejects_malformed_numbers() -> None:
-    tok = markers._token("/z")
+    tok = _key("/z", False)
     text = f"@mqi {tok} dir 1\n@mqi {tok} exit 0x0\n@mqi {tok} pgid -5\n@mqi {tok} end\n"
     info = markers.parse_probe(text)["/z"]
     assert info.exit_code is None and info.pgid is None
 
 
+_TA, _TB = "a" * 32, "b" * 32
 _FULL = {
     "/a": markers.MarkerInfo(
         dir_exists=True,
@@ -155,25 +174,44 @@ _FULL = {
         exit_code=3,
         group_alive=False,
         log_tail="boom\n",
+        token=_TA,
+        token_procs=0,
     ),
-    "/b": markers.MarkerInfo(dir_exists=True, label="b", pgid=43, started=8, group_alive=True),
+    "/b": markers.MarkerInfo(
+        dir_exists=True, label="b", pgid=43, started=8, group_alive=True, token=_TB, token_procs=2
+    ),
 }
-_VALID = "".join(
-    f"@mqi {markers._token(d)} {k} {v}\n"
+_RECORDS = "".join(
+    f"@mqi {_key(d, False)} {k} {v}\n"
     for d, fields in {
         "/a": [
             ("dir", "1"),
+            ("token", _TA),
             ("label", "a"),
             ("started", "7"),
             ("exit", "3"),
             ("pgid", "42"),
-            ("alive", "0"),
+            ("kill", "sh: 1: kill: No such process"),
             ("tail", "Ym9vbQo="),
         ],
-        "/b": [("dir", "1"), ("label", "b"), ("started", "8"), ("pgid", "43"), ("alive", "1")],
+        "/b": [
+            ("dir", "1"),
+            ("token", _TB),
+            ("label", "b"),
+            ("started", "8"),
+            ("pgid", "43"),
+            ("kill", "alive"),
+        ],
     }.items()
     for k, v in [*fields, ("end", "")]
 ).replace(" end \n", " end\n")
+_SCAN = (
+    "@mqi-scan canary 77\n"
+    "/proc/77/environ:MQI_JOB_TOKEN=mqi-probe-canary\n"
+    f"/proc/5/environ:MQI_JOB_TOKEN={_TB}\n/proc/6/environ:MQI_JOB_TOKEN={_TB}\n"
+    "@mqi-scan end\n"
+)
+_VALID = _RECORDS + _SCAN
 
 
 def test_valid_probe_output_parses() -> None:
@@ -184,7 +222,9 @@ def test_valid_probe_output_parses() -> None:
 def test_truncated_output_yields_whole_records_or_nothing(cut: int, junk: str) -> None:
     parsed = markers.parse_probe(_VALID[:cut] + junk)
     for remote_dir, info in parsed.items():
-        assert info == _FULL[remote_dir]
+        # A cut before the scan's end leaves the token processes unknown, never 0.
+        assert info == replace(_FULL[remote_dir], token_procs=info.token_procs)
+        assert info.token_procs in (None, _FULL[remote_dir].token_procs)
 
 
 @given(st.text().filter(lambda s: "@mqi" not in s))
@@ -202,5 +242,5 @@ def test_labels_must_be_one_line(bad: str) -> None:
 
 def test_wrapper_argv_shape() -> None:
     argv = markers.wrapper_argv("/a b/", "lab", ["moquisim", "--x"])
-    assert argv == ["sh", "/a b/.mqi/wrapper.sh", "lab", "--", "moquisim", "--x"]
+    assert argv == ["sh", "/a b.mqi/wrapper.sh", "lab", "--", "moquisim", "--x"]
     assert shlex.split(shlex.join(argv)) == argv

@@ -8,9 +8,11 @@ from mqi_communicator.remote.pueue import decide
 from mqi_communicator.remote.pueue_parse import TaskInfo
 from mqi_communicator.statemachine.decide import JobObservation, _ended
 
-REF = JobRef(job_id="4", label="mqic-1-a1", remote_dir="/base/mqic_case_1_a1")
-#: The case dir exists with the wrapper installed, but the wrapper never wrote a marker.
-NO_MARKERS = MarkerInfo(dir_exists=True, label="mqic-1-a1")
+T = "4" * 32
+REF = JobRef(job_id="4", label="mqic-1-a1", remote_dir="/base/mqic_case_1_a1", token=T)
+#: The case dir exists with the wrapper installed, but the wrapper never wrote a marker
+#: and no process carries the token.
+NO_MARKERS = MarkerInfo(dir_exists=True, label="mqic-1-a1", token=T, token_procs=0)
 
 
 def task(result: str) -> TaskInfo:

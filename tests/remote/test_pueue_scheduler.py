@@ -24,6 +24,7 @@ from tests.infra.processes import group_gone
 from tests.infra.pueue import PueueStandin
 
 from .conftest import poll_until
+from .test_wrapper import mqi, token_for
 
 TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.KILLED}
 GPU = GpuBinding(name="gpu0", pueue_group="gpu0", cuda_devices="0")
@@ -38,7 +39,11 @@ def sched(pueue: PueueStandin, job_transport: Transport) -> PueueScheduler:
 def spec(case: Path, command: list[str], label: str | None = None) -> JobSpec:
     case.mkdir(parents=True, exist_ok=True)
     return JobSpec(
-        label=label or f"mqic-{case.name}", remote_dir=str(case), command=command, gpu=GPU
+        label=label or f"mqic-{case.name}",
+        remote_dir=str(case),
+        command=command,
+        gpu=GPU,
+        token=token_for(case),
     )
 
 
@@ -54,7 +59,7 @@ def test_success_and_failure_in_one_poll(sched: PueueScheduler, tmp_path: Path) 
     poll_until(sched, bad, terminal_and_gone)
     statuses = sched.poll([ok, bad])
     assert statuses[ok].state is JobState.SUCCEEDED and statuses[ok].exit_code == 0
-    assert (tmp_path / "ok" / ".mqi" / "job.log").read_text() == "gpu=0\n"
+    assert (mqi(tmp_path / "ok") / "job.log").read_text() == "gpu=0\n"
     assert statuses[bad].state is JobState.FAILED and statuses[bad].exit_code == 7
     assert "MOQUI: bad beam" in statuses[bad].log_tail
 
@@ -69,7 +74,13 @@ def test_hostile_case_dirs(sched: PueueScheduler, tmp_path: Path, name: str) -> 
 
 
 def test_unknown_group_is_rejected(sched: PueueScheduler, tmp_path: Path) -> None:
-    bad = JobSpec("l", str(tmp_path), ["true"], GpuBinding("gpu9", pueue_group="gpu9"))
+    bad = JobSpec(
+        "l",
+        str(tmp_path),
+        ["true"],
+        GpuBinding("gpu9", pueue_group="gpu9"),
+        token=token_for(tmp_path),
+    )
     with pytest.raises(SubmissionRejectedError, match="doesn't exists"):
         sched.submit(bad)
 
@@ -101,7 +112,7 @@ def test_reused_id_of_a_stranger_is_not_ours(
     gone = sched.submit(spec(tmp_path / "wiped", ["true"]))
     poll_until(sched, gone, terminal_and_gone)
     pueue.cli("clean", check=True)
-    (tmp_path / "wiped" / ".mqi").rename(tmp_path / "wiped" / "old")
+    mqi(tmp_path / "wiped").rename(tmp_path / "wiped-old")
     # The stranger gets our old id and runs.
     stranger = pueue.cli("add", "-p", "--label", "stranger", "-g", "gpu0", "--", "sleep 60")
     assert stranger.stdout.strip() == ours.job_id
@@ -122,9 +133,14 @@ def test_hard_daemon_crash(pueue: PueueStandin, sched: PueueScheduler, tmp_path:
     # Pueue down: the markers still answer for a started job, nothing else is claimed.
     with pytest.raises(SchedulerUnavailableError):
         sched.submit(spec(queued_dir, ["true"]))
-    down = sched.poll([ref, JobRef("99", "mqic-never", str(queued_dir))])
+    down = sched.poll(
+        [ref, JobRef("99", "mqic-never", str(queued_dir), token=token_for(queued_dir))]
+    )
     assert down[ref].state is JobState.RUNNING
-    assert down[JobRef("99", "mqic-never", str(queued_dir))].state is JobState.UNKNOWN
+    assert (
+        down[JobRef("99", "mqic-never", str(queued_dir), token=token_for(queued_dir))].state
+        is JobState.UNKNOWN
+    )
     pueue.start()
     status = sched.poll([ref])[ref]
     assert status.state is JobState.RUNNING, "Pueue says Killed, but the group is alive"
@@ -157,7 +173,7 @@ def test_find_by_label_after_restart(
 def test_garbage_status_is_unknown_never_success(job_transport: Transport, tmp_path: Path) -> None:
     (tmp_path / "q").mkdir()
     liar = PueueScheduler(job_transport, ("echo", '{"tasks": {"0": {"status": "Don'), timeout=30)
-    ref = JobRef("0", "mqic-q", str(tmp_path / "q"))
+    ref = JobRef("0", "mqic-q", str(tmp_path / "q"), token=token_for(tmp_path))
     status = liar.poll([ref])[ref]
     assert status.state is JobState.UNKNOWN and "JSON" in status.detail
 
@@ -166,8 +182,9 @@ def test_cleanup_leaves_no_group(
     pueue: PueueStandin, sched: PueueScheduler, tmp_path: Path
 ) -> None:
     ref = sched.submit(spec(tmp_path / "z", ["sleep", "60"]))
-    poll_until(sched, ref, lambda s: s.state is JobState.RUNNING)
-    pgid = int((tmp_path / "z" / ".mqi" / "pgid").read_text())
+    # started_at: the wrapper has written its pgid and start markers.
+    poll_until(sched, ref, lambda s: s.state is JobState.RUNNING and s.started_at is not None)
+    pgid = int((mqi(tmp_path / "z") / "pgid").read_text())
     pueue.cleanup()
     if not group_gone(pgid):
         with contextlib.suppress(ProcessLookupError):

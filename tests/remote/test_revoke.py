@@ -22,7 +22,7 @@ from tests.infra.processes import group_gone
 
 from .conftest import poll_until
 from .test_markers import HOSTILE_NAMES
-from .test_wrapper import install, marker, start, wait_for
+from .test_wrapper import install, marker, mqi, start, token_for, wait_for
 
 
 def revoke(transport: Transport, case: Path) -> int:
@@ -46,7 +46,7 @@ def test_revoked_dir_never_runs_the_command(
     assert not (tmp_path / "canary").exists(), "the revoked command ran"
     for name_ in ("pgid", "started", "exit", "signal"):
         assert marker(case, name_) is None, name_
-    log = (case / ".mqi" / "wrapper.log").read_text()
+    log = (mqi(case) / "wrapper.log").read_text()
     assert "not running" in log and len(log.splitlines()) == 1, log
     assert revoke(job_transport, case) == 0, "a repeated revoke (after a crash) still holds"
     assert not list(tmp_path.glob("PWNED*")) and not list(case.glob("PWNED*"))
@@ -65,7 +65,7 @@ def test_revoke_fails_once_the_wrapper_started(job_transport: Transport, tmp_pat
     case = tmp_path / "case"
     proc = start(case, ["sleep", "60"])
     try:
-        wait_for(case / ".mqi" / "pgid")
+        wait_for(mqi(case) / "pgid")
         assert revoke(job_transport, case) != 0
         assert proc.poll() is None, "the running job must not be disturbed"
     finally:
@@ -96,6 +96,7 @@ def _spec(case: Path, command: list[str]) -> JobSpec:
         remote_dir=str(case),
         command=command,
         gpu=GpuBinding(name="gpu0", cuda_devices="0"),
+        token=token_for(case),
     )
 
 

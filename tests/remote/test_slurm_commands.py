@@ -43,8 +43,8 @@ def test_time_limit(seconds: int, arg: str) -> None:
 @pytest.mark.parametrize(
     ("remote_dir", "output"),
     [
-        ("/data/c1", ".mqi/slurm-%j.out"),
-        ("/data/a%jb/c1", "/data/a%%jb/c1/.mqi/slurm-%j.out"),
+        ("/data/c1", "/data/c1.mqi/slurm-%j.out"),
+        ("/data/a%jb/c1", "/data/a%%jb/c1.mqi/slurm-%j.out"),
         ("/data/a\\b/c1", "/dev/null"),
     ],
 )
@@ -66,7 +66,7 @@ def test_wrap_is_one_quoted_shell_line() -> None:
     wrap = _opts(sbatch_argv(hostile, partition=None, gres=None))["wrap"]
     words = shlex.split(wrap.split("; exec ", 1)[1])
     assert words[:2] == ["env", "A=b c"]
-    assert words[3] == "/d/$(rm -rf ~) 'x\"/.mqi/wrapper.sh"
+    assert words[3] == "/d/$(rm -rf ~) 'x\".mqi/wrapper.sh"
     assert words[-2:] == ["moqui", "--x"]
 
 
@@ -80,4 +80,7 @@ def test_poll_command_asks_only_plain_ids_once() -> None:
 def test_kill_script_quotes_the_label() -> None:
     script = kill_script(JobRef("5", "a'b", "/d/$(x)"), 10)
     assert "--name='a'\"'\"'b'" in script
-    assert "'/d/$(x)/.mqi'/exit" in script
+    assert "'/d/$(x)/.mqi'/exit" in script, "a job without a token: its in-case markers"
+    tokened = kill_script(JobRef("5", "a'b", "/d/$(x)", token="t" * 32), 10)
+    assert "--name='a'\"'\"'b'" in tokened and "'/d/$(x).mqi'" in tokened
+    assert "t" * 32 not in tokened, "the token comes on stdin, never on a command line"

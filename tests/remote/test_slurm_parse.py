@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -160,14 +161,24 @@ def test_parser_never_crashes_and_never_invents_success(text: str) -> None:
             assert "|COMPLETED|" in job.raw
 
 
-REF = JobRef(job_id="12", label="lab", remote_dir="/d")
-NEVER = MarkerInfo(dir_exists=True, label="lab")
-ALIVE = MarkerInfo(dir_exists=True, label="lab", pgid=99, started=1, group_alive=True)
-OK = MarkerInfo(dir_exists=True, label="lab", pgid=99, started=1, exit_code=0, group_alive=False)
-BAD = MarkerInfo(
-    dir_exists=True, label="lab", pgid=99, started=1, exit_code=4, group_alive=False, log_tail="x"
+T = "7" * 32
+REF = JobRef(job_id="12", label="lab", remote_dir="/d", token=T)
+NEVER = MarkerInfo(dir_exists=True, label="lab", token=T, token_procs=0)
+ALIVE = MarkerInfo(
+    dir_exists=True, label="lab", pgid=99, started=1, group_alive=True, token=T, token_procs=1
 )
-SIGKILLED = MarkerInfo(dir_exists=True, label="lab", pgid=99, started=1, group_alive=False)
+OK = MarkerInfo(
+    dir_exists=True,
+    label="lab",
+    pgid=99,
+    started=1,
+    exit_code=0,
+    group_alive=False,
+    token=T,
+    token_procs=0,
+)
+BAD = replace(OK, exit_code=4, log_tail="x")
+SIGKILLED = replace(OK, exit_code=None)
 
 
 def _job(line: str):  # type: ignore[no-untyped-def]
@@ -196,7 +207,7 @@ def test_forgotten_job_with_untrusted_answer_or_no_marker_record_is_unknown() ->
 
 
 def test_markers_of_another_label_are_not_evidence() -> None:
-    other = MarkerInfo(dir_exists=True, label="zzz", pgid=9, started=1, exit_code=0)
+    other = replace(OK, label="zzz")
     assert decide_status(REF, None, True, other).state is JobState.UNKNOWN
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from mqi_communicator.errors import SchedulerUnavailableError, SubmissionRejectedError
 from mqi_communicator.remote.local_transport import LocalTransport
-from mqi_communicator.remote.markers import MQI_DIR
+from mqi_communicator.remote.markers import marker_dir
 from mqi_communicator.remote.protocol import (
     CommandResult,
     GpuBinding,
@@ -36,6 +36,8 @@ from mqi_communicator.remote.slurm import SlurmScheduler
 from mqi_communicator.remote.slurm_commands import JOB_ID_FILE
 from tests.infra.processes import group_alive
 from tests.infra.slurm import SlurmCluster
+
+from .test_wrapper import token_for
 
 pytestmark = pytest.mark.slurm
 
@@ -115,7 +117,13 @@ def case_dir(base: Path, name: str) -> str:
 
 
 def spec(remote_dir: str, label: str, script: str, gpu: GpuBinding = GPU, **kw: object) -> JobSpec:
+    kw.setdefault("token", token_for(Path(remote_dir)))
     return JobSpec(label=label, remote_dir=remote_dir, command=["sh", "-c", script], gpu=gpu, **kw)  # type: ignore[arg-type]
+
+
+def ref_of(job_id: str, label: str, remote_dir: str) -> JobRef:
+    """A ref to the job of ``remote_dir`` (its attempt token), as the engine builds it."""
+    return JobRef(job_id, label, remote_dir, token=token_for(Path(remote_dir)))
 
 
 def wait_until(
@@ -140,11 +148,17 @@ def finished(status: JobStatus) -> bool:
 
 
 def started(status: JobStatus) -> bool:
-    return status.state is JobState.RUNNING and status.processes_gone is False
+    # started_at: the wrapper wrote its pgid and start markers (a process with the token
+    # is alive a moment earlier, from the wrapper's re-exec on).
+    return (
+        status.state is JobState.RUNNING
+        and status.processes_gone is False
+        and status.started_at is not None
+    )
 
 
 def pgid_of(remote_dir: str) -> int:
-    return int((Path(remote_dir) / MQI_DIR / "pgid").read_text().strip())
+    return int((Path(marker_dir(remote_dir)) / "pgid").read_text().strip())
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +225,7 @@ def test_submit_poll_to_success(transport: Transport, tmp_path: Path) -> None:
     assert status.processes_gone is True
     assert "slurm COMPLETED" in status.detail
     assert (Path(d) / "out.txt").read_text() == "hello\n"
-    assert (Path(d) / MQI_DIR / f"slurm-{ref.job_id}.out").exists()
+    assert (Path(marker_dir(d)) / f"slurm-{ref.job_id}.out").exists()
 
 
 def test_exit_3_is_failed_with_code_and_log_tail(transport: Transport, tmp_path: Path) -> None:
@@ -246,9 +260,9 @@ def test_hostile_remote_dir(transport: Transport, tmp_path: Path, hostile: str) 
     status = wait_until(sched, ref, finished)
     assert status.state is JobState.SUCCEEDED, status
     assert (Path(d) / "where.txt").read_text() == d + "\n"
-    assert (Path(d) / MQI_DIR / JOB_ID_FILE).read_text() == ref.job_id + "\n"
+    assert (Path(marker_dir(d)) / JOB_ID_FILE).read_text() == ref.job_id + "\n"
     # slurm's own log: only where its filename patterns allow (no backslash)
-    assert (Path(d) / MQI_DIR / f"slurm-{ref.job_id}.out").exists() is ("\\" not in d)
+    assert (Path(marker_dir(d)) / f"slurm-{ref.job_id}.out").exists() is ("\\" not in d)
     assert not list(tmp_path.rglob("PWNED*"))
     assert not Path("PWNED").exists()
     again = SlurmScheduler(transport).find_by_label("mqic_case_4_a1", d)
@@ -305,7 +319,7 @@ def test_gres_gpu_job_sees_cuda_visible_devices(local: LocalTransport, tmp_path:
     r3 = by_binding.submit(spec(d3, "mqic_case_8_a1", show))
     for sched, ref in ((by_binding, r1), (by_default, r2), (by_binding, r3)):
         assert wait_until(sched, ref, finished).state is JobState.SUCCEEDED
-    logs = [(Path(d) / MQI_DIR / "job.log").read_text().strip() for d in (d1, d2, d3)]
+    logs = [(Path(marker_dir(d)) / "job.log").read_text().strip() for d in (d1, d2, d3)]
     cvd = [line.removeprefix("CVD=") for line in logs]
     assert len(cvd[0].split(",")) == 2, logs
     assert cvd[1].isdigit(), logs
@@ -325,10 +339,10 @@ def test_forgotten_id_and_foreign_name_let_markers_decide(
     wait_until(sched, a, started)
     wait_until(sched, b, finished)
     wait_until(sched, c, finished)
-    forgotten_alive = JobRef("987654", a.label, a.remote_dir)  # slurm never heard of it
-    foreign_ok = JobRef(a.job_id, b.label, b.remote_dir)  # id now names another job
-    foreign_bad = JobRef(a.job_id, c.label, c.remote_dir)
-    nothing = JobRef(a.job_id, "mqic_case_13_a1", str(tmp_path / "mqic_case_13_a1"))
+    forgotten_alive = ref_of("987654", a.label, a.remote_dir)  # slurm never heard of it
+    foreign_ok = ref_of(a.job_id, b.label, b.remote_dir)  # id now names another job
+    foreign_bad = ref_of(a.job_id, c.label, c.remote_dir)
+    nothing = ref_of(a.job_id, "mqic_case_13_a1", str(tmp_path / "mqic_case_13_a1"))
     got = sched.poll([forgotten_alive, foreign_ok, foreign_bad, nothing])
     assert got[forgotten_alive].state is JobState.RUNNING
     assert got[forgotten_alive].processes_gone is False
@@ -337,7 +351,7 @@ def test_forgotten_id_and_foreign_name_let_markers_decide(
     assert "broken" in got[foreign_bad].log_tail
     assert got[nothing].state is JobState.ABSENT
     # kill with the wrong label must not cancel job a (scancel --name)
-    sched.kill(JobRef(a.job_id, "mqic_case_11_a1", db))
+    sched.kill(ref_of(a.job_id, "mqic_case_11_a1", db))
     assert sched.poll([a])[a].state is JobState.RUNNING
     # slurm does not know this id, the markers say the wrapper is ours and running: the
     # kill signals the wrapper group itself
@@ -356,13 +370,13 @@ def test_submit_is_safe_to_repeat(local: LocalTransport, tmp_path: Path) -> None
     ref = sched.submit(job)
     assert sched.submit(job) == ref  # the reply was lost, the engine asks again
     # sbatch went through but the command died before recording the id
-    (Path(d) / MQI_DIR / "slurm_submitted").unlink()
+    (Path(marker_dir(d)) / "slurm_submitted").unlink()
     assert sched.submit(job) == ref
     names = local.run(["squeue", "-h", "-t", "all", "-n", job.label, "-o", "%i"], timeout=60)
     assert names.stdout.split() == [ref.job_id]
     # the command died after taking the lock but before sbatch: submit goes ahead
     d2 = case_dir(tmp_path, "mqic_case_41_a1")
-    (Path(d2) / MQI_DIR / "slurm_submit.lock").mkdir(parents=True)
+    (Path(marker_dir(d2)) / "slurm_submit.lock").mkdir(parents=True)
     ref2 = sched.submit(spec(d2, "mqic_case_41_a1", "true"))
     assert ref2.job_id != ref.job_id
     assert sched.poll([ref2])[ref2].state is JobState.QUEUED
@@ -396,7 +410,7 @@ def test_unreachable_controller(slurm: SlurmCluster, tmp_path: Path) -> None:
     d = case_dir(tmp_path, "mqic_case_21_a1")
     with pytest.raises(SchedulerUnavailableError):
         sched.submit(spec(d, "mqic_case_21_a1", "true"))
-    ref = JobRef("1", "mqic_case_21_a1", d)
+    ref = ref_of("1", "mqic_case_21_a1", d)
     with pytest.raises(SchedulerUnavailableError):
         sched.poll([ref])
     with pytest.raises(SchedulerUnavailableError):
@@ -445,6 +459,6 @@ def test_state_loss_kills_orphans_and_markers_see_it(
 
     # a job id that now names another job: the name tells them apart
     new = sched.submit(spec(case_dir(tmp_path, "mqic_case_32_a1"), "mqic_case_32_a1", "true"))
-    reused = JobRef(new.job_id, ok.label, ok.remote_dir)
+    reused = ref_of(new.job_id, ok.label, ok.remote_dir)
     assert sched.poll([reused])[reused].state is JobState.SUCCEEDED
     assert wait_until(sched, new, finished).state is JobState.SUCCEEDED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -14,9 +15,21 @@ from mqi_communicator.remote import markers
 from tests.infra.processes import group_gone
 
 
-def install(case: Path, label: str = "job") -> None:
+def token_for(case: Path) -> str:
+    """A token of its own for the job in ``case`` (jobs never share one)."""
+    return hashlib.sha256(str(case).encode()).hexdigest()[:32]
+
+
+def mqi(case: Path) -> Path:
+    """The marker directory of ``case`` (a sibling, outside the case)."""
+    return Path(markers.marker_dir(str(case)))
+
+
+def install(case: Path, label: str = "job", token: str | None = None) -> None:
     case.mkdir(exist_ok=True)
-    r = subprocess.run(["sh", "-c", markers.install_snippet(str(case), label)], check=True)
+    script = markers.READ_TOKEN + markers.install_snippet(str(case), label)
+    stdin = f"{token or token_for(case)}\n".encode()
+    r = subprocess.run(["sh", "-c", script], input=stdin, check=True)
     assert r.returncode == 0
 
 
@@ -31,7 +44,7 @@ def start(case: Path, command: list[str], label: str = "job") -> subprocess.Pope
 
 
 def marker(case: Path, name: str) -> str | None:
-    path = case / ".mqi" / name
+    path = mqi(case) / name
     return path.read_text().strip() if path.exists() else None
 
 
@@ -56,9 +69,9 @@ def test_success_writes_all_markers_and_runs_in_case_dir(tmp_path: Path) -> None
     started = marker(case, "started")
     assert started is not None and int(started) >= before
     assert marker(case, "signal") is None
-    log = (case / ".mqi" / "job.log").read_text()
+    log = (mqi(case) / "job.log").read_text()
     assert log == f"{case.resolve()}\nto-stderr\n"
-    assert not list((case / ".mqi").glob("*.tmp*")), "no temp files left behind"
+    assert not list(mqi(case).glob("*.tmp*")), "no temp files left behind"
 
 
 def test_nonzero_exit_is_recorded(tmp_path: Path) -> None:
@@ -67,7 +80,7 @@ def test_nonzero_exit_is_recorded(tmp_path: Path) -> None:
     proc.wait(timeout=30)
     assert proc.returncode == 7
     assert marker(case, "exit") == "7"
-    assert (case / ".mqi" / "job.log").read_text() == "failing\n"
+    assert (mqi(case) / "job.log").read_text() == "failing\n"
 
 
 @pytest.mark.parametrize(
@@ -97,7 +110,7 @@ def test_term_to_group_is_recorded(tmp_path: Path) -> None:
     proc.wait(timeout=10)
     assert marker(case, "exit") == "143"
     assert marker(case, "signal") == "TERM"
-    assert "never" not in (case / ".mqi" / "job.log").read_text()
+    assert "never" not in (mqi(case) / "job.log").read_text()
 
 
 def test_sigkill_leaves_no_exit_marker(tmp_path: Path) -> None:
@@ -118,7 +131,7 @@ def test_missing_separator_is_refused(tmp_path: Path) -> None:
     r = subprocess.run(["sh", wrapper, "job", "true"], capture_output=True)
     assert r.returncode == 125 and r.stdout == b""
     assert marker(case, "exit") is None
-    assert "usage" in (case / ".mqi" / "wrapper.log").read_text()
+    assert "usage" in (mqi(case) / "wrapper.log").read_text()
 
 
 def test_child_inherits_the_wrappers_process_group(tmp_path: Path) -> None:

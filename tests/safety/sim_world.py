@@ -19,37 +19,42 @@ adapters give (see ``remote/protocol.py``):
   fails once the wrapper started; a job landing or starting in a revoked directory ends
   at once as a no-op success, without ever running;
 * a crash of the communicator can be armed to strike before or after the N-th remote
-  call (``SimulatedCrash`` is a ``BaseException``, so nothing in the engine catches it).
+  call (``SimulatedCrash`` is a ``BaseException``, so nothing in the engine catches it);
+* the evidence the boundary work of issue 8 makes honest, as the adapters report it
+  once that work is merged (switches below say what today's adapters would say):
+  a job may leave a *detached descendant* that outlives it (``alive`` stays True; a kill
+  of ours ends it too); the probe may go *blind* (no writable /tmp: liveness of a started
+  job is UNKNOWN); a case may carry a *forged* ``.mqi/`` (ignored: no attempt token);
+* ``on_call`` runs once at the start of one remote call (a second engine acting while
+  this one waits on the network).
+
+``seen`` counts how often each of those situations reached a poll (coverage notes).
 """
 
 from __future__ import annotations
 
-import shlex
-import shutil
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from mqi_communicator.errors import (
     HostUnreachableError,
-    RemoteCommandError,
     SchedulerUnavailableError,
     SubmissionRejectedError,
-    TransferError,
 )
 from mqi_communicator.remote.protocol import (
-    CommandResult,
     JobRef,
     JobSpec,
     JobState,
     JobStatus,
-    ProgressCallback,
-    TransferReport,
 )
-from mqi_communicator.remote.tarstream import is_excluded
 
-__all__ = ["SimJob", "SimScheduler", "SimTransport", "SimWorld", "SimulatedCrash"]
+__all__ = ["FORGED_EXIT", "FakeClock", "SimJob", "SimScheduler", "SimWorld", "SimulatedCrash"]
+
+#: Where a forged exit marker sits in a case folder (the sim never writes it itself).
+FORGED_EXIT = ".mqi/exit"
 
 _ENDED = (JobState.SUCCEEDED, JobState.FAILED, JobState.KILLED, JobState.ABSENT)
 
@@ -75,6 +80,9 @@ class SimJob:
     listed: bool = True
     #: The wrapper took the start claim (its markers exist, whatever happens later).
     started: bool = False
+    #: A descendant left the wrapper's process group (setsid, double fork); while it
+    #: runs, ``alive`` stays True even after the job ended.
+    detached: bool = False
 
 
 @dataclass
@@ -101,10 +109,24 @@ class SimWorld:
     revoked: set[str] = field(default_factory=set)
     #: The race: cut-off submits land and start right before the next revoke arrives.
     start_before_revoke: bool = False
+    #: The probe cannot tell liveness (no writable /tmp): a started job is UNKNOWN.
+    blind: bool = False
+    #: The probe finds descendants by the attempt token (issue 8). False: as today, a
+    #: detached descendant is invisible and its job's processes look gone.
+    sees_descendants: bool = True
+    #: Markers count only with the attempt token (issue 8). False: as today, a forged
+    #: exit marker in the case folder makes a job that has not started look finished.
+    trusts_unsigned_markers: bool = False
+    #: Run once at the start of the next remote call (then cleared).
+    on_call: Callable[[], None] | None = None
+    seen: Counter[str] = field(default_factory=Counter)
 
     # -- crash and reachability, checked at the start of every remote call ----------------
     def _enter(self) -> None:
         self.calls += 1
+        if self.on_call is not None:
+            hook, self.on_call = self.on_call, None
+            hook()
         if self.crash_countdown is not None and not self.crash_after_effect:
             self._tick_crash()
         if self.drop_countdown is not None:
@@ -194,14 +216,21 @@ class SimWorld:
                 self._no_op(job)
         self.in_flight.clear()
 
-    def finish(self, job: SimJob, state: JobState, exit_code: int | None = None) -> None:
-        """The job ends in ``state``; its processes are gone. A success writes results."""
+    def finish(
+        self, job: SimJob, state: JobState, exit_code: int | None = None, *, by_us: bool = False
+    ) -> None:
+        """The job ends in ``state``; its group is gone, a detached descendant lives on
+        unless our kill (``by_us``: it ends every process of the job) took it too.
+        A success writes results."""
         if state in (JobState.SUCCEEDED, JobState.FAILED):
             if not job.started and job.remote_dir in self.revoked:
                 self._no_op(job)
                 return
             job.started = True  # it ran
-        job.state, job.alive, job.kill_pending, job.exit_code = state, False, False, exit_code
+        if by_us:
+            job.detached = False
+        job.state, job.kill_pending, job.exit_code = state, False, exit_code
+        job.alive = job.detached
         if state is JobState.SUCCEEDED and job.ours:
             out = self.remote_root / job.remote_dir.lstrip("/") / "output"
             out.mkdir(parents=True, exist_ok=True)
@@ -231,15 +260,43 @@ class SimWorld:
             if mine is not None and mine.listed:
                 job = mine
             elif mine is not None and mine.alive:
-                # The record is gone but the wrapper's process group still runs.
-                return JobStatus(JobState.ABSENT, processes_gone=False, detail="orphan")
+                # The record is gone but the wrapper's group (or a descendant) still runs.
+                return self._orphan(mine)
         if job is None:
             return JobStatus(JobState.ABSENT, processes_gone=True)
+        return self._evidence_of(job)
+
+    def _evidence_of(self, job: SimJob) -> JobStatus:
+        """What the markers and the scheduler say about ``job`` (see the switches)."""
+        if job.ours and self._forged(job):
+            if self.trusts_unsigned_markers and not job.started:
+                return JobStatus(JobState.SUCCEEDED, exit_code=0, processes_gone=True)
+            self.seen["forged_marker"] += 1
+        if job.ours and job.started and self.blind:
+            self.seen["unknown_liveness"] += 1
+            return JobStatus(JobState.UNKNOWN, detail="probe could not tell liveness")
         if job.state is JobState.QUEUED:
             return JobStatus(JobState.QUEUED, processes_gone=None)
         if job.state is JobState.RUNNING:
             return JobStatus(JobState.RUNNING, processes_gone=False)
-        return JobStatus(job.state, exit_code=job.exit_code, processes_gone=not job.alive)
+        gone = not job.alive
+        if job.detached and job.alive:
+            self.seen["detached_descendant"] += 1
+            gone = not self.sees_descendants
+        return JobStatus(job.state, exit_code=job.exit_code, processes_gone=gone)
+
+    def _orphan(self, job: SimJob) -> JobStatus:
+        if job.started and self.blind:
+            self.seen["unknown_liveness"] += 1
+            return JobStatus(JobState.UNKNOWN, detail="orphan; probe could not tell liveness")
+        if job.detached and job.state in _ENDED:
+            self.seen["detached_descendant"] += 1
+            gone = not self.sees_descendants
+            return JobStatus(JobState.ABSENT, processes_gone=gone, detail="descendant")
+        return JobStatus(JobState.ABSENT, processes_gone=False, detail="orphan")
+
+    def _forged(self, job: SimJob) -> bool:
+        return (self.remote_root / job.remote_dir.lstrip("/") / FORGED_EXIT).is_file()
 
 
 class SimScheduler:
@@ -292,95 +349,6 @@ class SimScheduler:
         if job is None or not (job.listed or job.alive or job.started):
             return None
         return JobRef(job.job_id if job.listed else "", label, remote_dir)
-
-
-class SimTransport:
-    """The ``Transport`` protocol: real files under the world's remote root."""
-
-    host_name = "sim"
-
-    def __init__(self, world: SimWorld) -> None:
-        self.world = world
-
-    def _remote(self, remote_dir: str) -> Path:
-        return self.world.remote_root / remote_dir.lstrip("/")
-
-    def run(
-        self, command: Sequence[str] | str, *, timeout: float, stdin: bytes | None = None
-    ) -> CommandResult:
-        """The start revoke of ``markers.revoke_snippet``; anything else does nothing."""
-        self.world._enter()
-        target = _revoked_dir(command)
-        if target is not None and not self.world.revoke(target):
-            return CommandResult(1, "", "")  # the wrapper's claim is there
-        self.world._leave()
-        return CommandResult(0, "", "")
-
-    def upload_tree(
-        self,
-        local_dir: Path,
-        remote_dir: str,
-        *,
-        progress: ProgressCallback | None = None,
-        timeout: float = 3600.0,
-        exclude: Sequence[str] = (),
-    ) -> TransferReport:
-        """Copy the case, minus ``exclude`` (the real transports' rule); all or nothing."""
-        self.world._enter()
-        if not self.world.upload_ok:
-            raise TransferError("sim: upload interrupted")
-        target = self._remote(remote_dir)
-        if target.exists():
-            raise RemoteCommandError(f"sim: {remote_dir} exists", exit_code=1)
-
-        def ignore(folder: str, names: list[str]) -> set[str]:
-            rel = Path(folder).relative_to(local_dir).as_posix()
-            prefix = "" if rel == "." else rel + "/"
-            return {n for n in names if is_excluded(prefix + n, exclude)}
-
-        shutil.copytree(local_dir, target, ignore=ignore)
-        self.world._leave()
-        return _report(target)
-
-    def download_tree(
-        self,
-        remote_dir: str,
-        local_dir: Path,
-        *,
-        progress: ProgressCallback | None = None,
-        timeout: float = 3600.0,
-    ) -> TransferReport:
-        """Copy results home; all or nothing."""
-        self.world._enter()
-        if not self.world.download_ok:
-            raise TransferError("sim: download interrupted")
-        source = self._remote(remote_dir)
-        if not source.is_dir():
-            raise RemoteCommandError(f"sim: no such directory {remote_dir}", exit_code=2)
-        if local_dir.exists():
-            raise TransferError(f"sim: {local_dir} exists")
-        shutil.copytree(source, local_dir)
-        self.world._leave()
-        return _report(local_dir)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-def _revoked_dir(command: Sequence[str] | str) -> str | None:
-    """The case directory ``command`` revokes, if it is ``markers.revoke_snippet``'s text."""
-    if not isinstance(command, str):
-        return None
-    words = shlex.split(command)
-    if words[:2] != ["mkdir", "-p"] or len(words) < 7 or words[5:7] != ["ln", "-s"]:
-        return None
-    mqi = words[2]
-    return mqi.removesuffix("/.mqi") if mqi.endswith("/.mqi") else None
-
-
-def _report(root: Path) -> TransferReport:
-    files = [p for p in root.rglob("*") if p.is_file()]
-    return TransferReport(len(files), sum(p.stat().st_size for p in files), "sim", 0.0)
 
 
 @dataclass

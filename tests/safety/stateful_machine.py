@@ -31,7 +31,9 @@ from mqi_communicator.statemachine import (
     EvidenceKind,
 )
 
-from .sim_world import FakeClock, SimScheduler, SimTransport, SimulatedCrash, SimWorld
+from .sim_transport import SimTransport
+from .sim_world import FORGED_EXIT, FakeClock, SimScheduler, SimulatedCrash, SimWorld
+from .stateful_boundary import BoundaryRules
 from .stateful_oracle import REACHED, OracleChecks
 from .stateful_support import (
     BACKOFF,
@@ -41,6 +43,7 @@ from .stateful_support import (
     POLICY,
     STATS,
     T0,
+    refusals_noted,
     scratch_dir,
     template_db,
     traced,
@@ -49,10 +52,11 @@ from .stateful_support import (
 __all__ = ["REACHED", "STATS", "SafetyMachine", "WarmSafetyMachine"]
 
 
-class SafetyMachine(OracleChecks, RuleBasedStateMachine):
+class SafetyMachine(OracleChecks, BoundaryRules, RuleBasedStateMachine):
     """Rules are the world's moves, the operator's, the engine's ticks and crashes.
 
-    The checks (invariant, coverage notes, liveness in teardown) are in OracleChecks.
+    The checks (invariant, coverage notes, liveness in teardown) are in OracleChecks;
+    the rules for timeouts, stale outcomes and a second engine in BoundaryRules.
     """
 
     def __init__(self) -> None:
@@ -72,11 +76,15 @@ class SafetyMachine(OracleChecks, RuleBasedStateMachine):
         self.reached: set[str] = set()
         self.zombies_seen: set[str] = set()
         self.busy_offline: set[str] = set()
+        self.superseded: dict[int, str] = {}
+        #: Steps the guards refused (the engine logs and drops them): must stay empty.
+        self.refused: list[str] = []
         self._open()
         STATS["examples"] += 1
 
     def _open(self) -> None:
         self.store = Store.open(self.url)
+        self.store.apply = refusals_noted(self.store.apply, self.refused)  # type: ignore[method-assign]
         host = HostRuntime(HOST, SimTransport(self.world), SimScheduler(self.world), "/work")
         gpus = [GpuRuntime(n, HOST, GpuBinding(n, pueue_group=n.split("/")[1])) for n in GPUS]
         self.reconciler = Reconciler(
@@ -113,13 +121,18 @@ class SafetyMachine(OracleChecks, RuleBasedStateMachine):
             self.tick()
 
     @precondition(lambda self: len(self.case_ids) < MAX_CASES)
-    @rule()
+    @rule(forged=st.sampled_from([False, False, False, True]))
     @traced
-    def case_arrives(self) -> None:
+    def case_arrives(self, forged: bool = False) -> None:
+        """A case folder appears; a ``forged`` one carries its own ``.mqi/`` (exit 0)."""
         self._step()
         folder = self.tmp / "cases" / f"case{len(self.case_ids)}"
         folder.mkdir(parents=True)
         (folder / "plan.txt").write_text("beam 1\n", encoding="utf-8")
+        if forged:
+            (folder / FORGED_EXIT).parent.mkdir()
+            (folder / FORGED_EXIT).write_text("0\n", encoding="utf-8")
+            (folder / ".mqi" / "pgid").write_text("999999\n", encoding="utf-8")
         case, created = self.store.register_case(str(folder), self.clock())
         assert created
         self.case_ids.append(case.id)
@@ -191,6 +204,8 @@ class SafetyMachine(OracleChecks, RuleBasedStateMachine):
                 "scheduler purges ended records",
                 "stranger submits on gpu0",
                 "stranger submits on gpu1",
+                "probe goes blind (no writable /tmp)",
+                "probe sees again",
             ]
         )
     )
@@ -217,6 +232,8 @@ class SafetyMachine(OracleChecks, RuleBasedStateMachine):
             w.download_ok = False
         elif change == "transfers work":
             w.upload_ok = w.download_ok = True
+        elif change.startswith("probe"):
+            w.blind = "blind" in change
         elif change == "clock steps back 90 s":
             self.clock.now -= timedelta(seconds=90)  # NTP on the control PC
         elif change == "cut-off submits land":
@@ -246,6 +263,8 @@ class SafetyMachine(OracleChecks, RuleBasedStateMachine):
                 "vanish",
                 "record_lost",
                 "processes_die",
+                "succeed_leaving_a_descendant",
+                "succeed_leaving_a_descendant",
                 "kill_takes_effect",
                 "kill_takes_effect",
                 "reported_killed_but_lingers",
@@ -278,12 +297,15 @@ class SafetyMachine(OracleChecks, RuleBasedStateMachine):
             job.listed = False
         elif event == "record_lost" and job.alive:
             job.listed = False  # the scheduler forgot it; the processes run on
+        elif event == "succeed_leaving_a_descendant" and running:
+            job.detached = True  # `setsid sleep 100000 &`: outlives the job's group
+            w.finish(job, JobState.SUCCEEDED, 0)
         elif event == "kill_takes_effect" and job.kill_pending:
-            w.finish(job, JobState.KILLED)
+            w.finish(job, JobState.KILLED, by_us=True)
         elif event == "reported_killed_but_lingers" and job.kill_pending:
             job.state, job.kill_pending = JobState.KILLED, False
         elif event == "processes_die" and job.alive and not running:
-            job.alive = False
+            job.alive = job.detached = False
 
     # -- the operator --------------------------------------------------------------------
     @rule(

@@ -11,12 +11,13 @@ Mixed into :class:`~.stateful_machine.SafetyMachine`, whose attributes it reads.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from hypothesis.stateful import invariant
 
-from mqi_communicator.persistence import CaseRecord
+from mqi_communicator.persistence import CaseRecord, TransitionRecord
 from mqi_communicator.remote.protocol import JobState
 from mqi_communicator.statemachine import TERMINAL_CASE_STATES, CaseState, GpuState
 
@@ -27,6 +28,8 @@ __all__ = ["REACHED", "OracleChecks"]
 
 #: In how many examples each hard situation was reached (filled by teardown).
 REACHED: dict[str, int] = {}
+#: Situations the simulated world counts when a poll meets them (``SimWorld.seen``).
+_WORLD_SEEN = ("unknown_liveness", "forged_marker", "detached_descendant")
 
 
 class OracleChecks:
@@ -45,6 +48,8 @@ class OracleChecks:
     zombies_seen: set[str]
     busy_offline: set[str]
     reached: set[str]
+    refused: list[str]
+    remember_attempts: Callable[[list[CaseRecord], list[TransitionRecord]], None]
 
     # -- invariants ----------------------------------------------------------------------
     @invariant()
@@ -59,10 +64,13 @@ class OracleChecks:
         if self.dirty:
             cases, self.gpus = self.store.list_cases(), self.store.list_gpus()
             broken += agreement(cases, self.gpus)
-            broken += replay(self.store.history(), cases, self.gpus)
+            history = self.store.history()
+            broken += replay(history, cases, self.gpus)
             self.dirty = False
             self._note_reached(cases)
+            self.remember_attempts(cases, history)
         broken += safety(self.gpus, self.world)
+        broken += [f"the engine offered a step the guards refuse: {r}" for r in self.refused]
         assert not broken, "\n".join([*broken, "after the steps:", *self.trail[-40:]])
         self.busy = False
 
@@ -80,6 +88,12 @@ class OracleChecks:
                 g.status is GpuState.OFFLINE and g.name in self.busy_offline for g in self.gpus
             ),
             "requeued": any(c.attempt > 1 for c in cases),
+            "timeout_kill": any(c.kill_reason == "timeout" for c in cases),
+            # The give-up of decide._give_up_kill: "timed out; <why>; GPU quarantined".
+            "timeout_kill_failed": any(
+                (c.failure_reason or "").startswith("timed out;") for c in cases
+            ),
+            **{name: self.world.seen[name] > 0 for name in _WORLD_SEEN},
             "completed": any(c.status is CaseState.COMPLETED for c in cases),
             "id_reused_by_stranger": any(
                 j.listed and not j.ours and j.job_id in remembered and j.job_id in ours
@@ -107,6 +121,7 @@ class OracleChecks:
         """Heal the world, then at most ``heal_bound`` ticks bring every case home."""
         w = self.world
         w.reachable, w.kills_work, w.upload_ok, w.download_ok = True, True, True, True
+        w.blind = False
         w.submit_mode, w.crash_countdown = "ok", None
         w.land_in_flight()  # late submits land too; revoked ones must stay no-ops
         if all(g.offline_requested for g in self.store.list_gpus()):
@@ -127,15 +142,16 @@ class OracleChecks:
                 break
             self.clock.now += timedelta(minutes=10)
             self.reconciler.tick()
-            broken = safety(self.store.list_gpus(), w)
+            broken = safety(self.store.list_gpus(), w) + self.refused
             assert not broken, "while healing: " + "\n".join(broken)
         raise AssertionError(f"not home after {bound} healed ticks:\n{rows_text(self.store)}")
 
     def _settle_jobs(self) -> None:
         """Kills take effect, lingering processes die, every other job of ours succeeds."""
         for job in self.world.alive_ours():
+            job.detached = False  # a detached descendant ends too
             if job.kill_pending:
-                self.world.finish(job, JobState.KILLED)
+                self.world.finish(job, JobState.KILLED, by_us=True)
             elif job.state in (JobState.QUEUED, JobState.RUNNING):
                 self.world.finish(job, JobState.SUCCEEDED, 0)
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import inspect
 import os
 import shutil
 import tempfile
@@ -12,13 +13,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from mqi_communicator import errors
 from mqi_communicator.engine import Backoff
 from mqi_communicator.migrations.api import upgrade
 from mqi_communicator.persistence import CaseRecord, Store
+from mqi_communicator.statemachine import Evidence
 from mqi_communicator.statemachine.decide import Policy
 
 __all__ = [
     "BACKOFF",
+    "CAS_MERGED",
     "GPUS",
     "HEAL_TICKS_PER_CASE",
     "HOST",
@@ -26,7 +30,9 @@ __all__ = [
     "POLICY",
     "STATS",
     "T0",
+    "apply_for_attempt",
     "heal_bound",
+    "refusals_noted",
     "rows_text",
     "scratch_dir",
     "template_db",
@@ -53,7 +59,49 @@ STATS: dict[str, int] = {
     "steps": 0,  # rules that touch the database (engine, operator, crash)
     "crashes": 0,
     "max_heal_ticks": 0,
+    "stale_refused": 0,  # stale outcomes the store refused
 }
+
+#: The store's compare-and-set on the attempt (``expected_label``, ``StaleOutcomeError``)
+#: is being added on the ``cas`` branch. Until it is merged the second-engine rule stays
+#: off: today's engine applies engine 1's stale outcome to engine 2's attempt (bug 3).
+CAS_MERGED = hasattr(errors, "StaleOutcomeError")
+_REFUSED: tuple[type[Exception], ...] = (errors.ConflictError,) + (
+    (errors.StaleOutcomeError,) if CAS_MERGED else ()  # type: ignore[attr-defined]
+)
+
+
+def apply_for_attempt(
+    store: Store,
+    attempt: CaseRecord,
+    case_trigger: str,
+    gpu_trigger: str | None,
+    evidence: Evidence,
+    now: datetime,
+) -> bool:
+    """Apply a step that belongs to ``attempt`` (a row read when it was current).
+
+    Compare-and-set on that attempt: ``expected_label`` once the store has it, until then
+    the row's version (stricter: any change since refuses). False when refused.
+    """
+    if "expected_label" in inspect.signature(store.apply).parameters:
+        cas: dict[str, Any] = {"expected_label": attempt.label}
+    else:
+        cas = {"expected_case_version": attempt.version}
+    try:
+        store.apply(
+            attempt.id,
+            case_trigger,
+            None,
+            gpu_trigger,
+            evidence=evidence,
+            now=now,
+            detail="outcome of an earlier attempt",
+            **cas,
+        )
+    except _REFUSED:
+        return False
+    return True
 
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -70,6 +118,25 @@ def traced(fn: F) -> F:
         fn(self, **kw)
 
     return cast(F, run)
+
+
+def refusals_noted(apply: Callable[..., Any], refused: list[str]) -> Callable[..., Any]:
+    """``Store.apply`` that notes every step a guard refuses (then raises as before).
+
+    The engine logs and drops a refused step, so nothing in the rows shows it; yet a
+    decision the guards refuse is a decision that disagrees with the safety rules (e.g. a
+    give-up that releases instead of quarantining leaves the case stuck, unnoticed).
+    """
+
+    @functools.wraps(apply)
+    def noted(*args: Any, **kw: Any) -> Any:
+        try:
+            return apply(*args, **kw)
+        except errors.GuardRejectedError as err:
+            refused.append(str(err))
+            raise
+
+    return noted
 
 
 def heal_bound(n_cases: int) -> int:

@@ -72,7 +72,7 @@ class Workspace:
         return case
 
     def kill_leftover_jobs(self) -> None:
-        for pgid_file in self.remote_base.glob("*/.mqi/pgid"):
+        for pgid_file in self.remote_base.glob("*.mqi/pgid"):
             with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
                 os.killpg(int(pgid_file.read_text().strip()), signal.SIGKILL)
 

@@ -48,8 +48,13 @@ def test_retry_failed_case_runs_a_new_attempt(ws: Workspace) -> None:
     done = comm.case(failed.id)
     assert done.attempt == 2 and done.label is not None and done.label.endswith("-a2")
     assert (ws.results / "flaky" / "r.txt").read_text() == "ok\n"
-    # Each attempt got its own remote directory.
-    assert sorted(p.name for p in ws.remote_base.iterdir()) == ["mqic_case_1_a1", "mqic_case_1_a2"]
+    # Each attempt got its own remote directory, and its own marker directory beside it.
+    assert sorted(p.name for p in ws.remote_base.iterdir()) == [
+        "mqic_case_1_a1",
+        "mqic_case_1_a1.mqi",
+        "mqic_case_1_a2",
+        "mqic_case_1_a2.mqi",
+    ]
     with pytest.raises(InvalidTransitionError):
         comm.retry(failed.id)  # completed cases cannot be retried
 
