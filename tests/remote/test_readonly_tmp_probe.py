@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from mqi_communicator.remote.local_scheduler import LocalScheduler
+from mqi_communicator.remote.marker_probe import marker_dir
 from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec, JobState
 from mqi_communicator.remote.ssh_transport import SshTransport
 from tests.infra.processes import group_alive, group_gone
@@ -74,7 +75,7 @@ def _start(sched: LocalScheduler, server: SshServer, command: list[str], jobs: l
 
 def _wait_for_marker(ref: JobRef, name: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
-    path = Path(ref.remote_dir) / ".mqi" / name
+    path = Path(marker_dir(ref.remote_dir)) / name
     while not path.exists():
         assert time.monotonic() < deadline, f"no {name} marker in {ref.remote_dir}"
         time.sleep(0.02)
@@ -85,10 +86,9 @@ def test_live_jobs_are_never_reported_gone_when_tmp_is_read_only(
 ) -> None:
     """A running job, a stopped job and a finished one, polled in ONE batch.
 
-    Today's probe needs a scratch file for ``kill``'s message (mktemp, else /tmp): here it
-    prints the pgid and no ``alive`` line, so live jobs are UNKNOWN. The probe rewrite
-    (helper ``token``: no writable place needed) should report them RUNNING; either way
-    they must never be terminal nor ``processes_gone=True`` while their group lives.
+    The probe needs no writable place (the old one needed a scratch file for ``kill``'s
+    message and, without it, printed a pgid with no ``alive`` line): live jobs are RUNNING,
+    never terminal nor ``processes_gone=True`` while their group lives.
     """
     sched = LocalScheduler(readonly_tmp_transport, timeout=30)
     running = _start(sched, readonly_tmp_sshd, ["sleep", "300"], jobs)
@@ -102,12 +102,10 @@ def test_live_jobs_are_never_reported_gone_when_tmp_is_read_only(
         assert set(statuses) == {running, stopped, finished}
         for ref in (running, stopped):
             status = statuses[ref]
-            # RUNNING is expected once the probe needs no writable place; UNKNOWN today.
-            assert status.state in (JobState.RUNNING, JobState.UNKNOWN), (ref.label, status)
+            assert status.state is JobState.RUNNING, (ref.label, status)
             assert status.processes_gone is not True, (ref.label, status)
             assert group_alive(int(ref.job_id))  # the ground truth stayed "alive"
         done = statuses[finished]
-        # The exit marker needs no /tmp; liveness of its (gone) group is None today and
-        # True after the rewrite, never False (that would claim a dead group alive).
+        # Neither the exit marker nor the token scan needs /tmp: ended and provably gone.
         assert (done.state, done.exit_code) == (JobState.SUCCEEDED, 0), done
-        assert done.processes_gone in (True, None), done
+        assert done.processes_gone is True, done

@@ -35,6 +35,7 @@ from mqi_communicator import CaseState, GpuState
 from mqi_communicator.config import Config, parse_config
 from mqi_communicator.engine.runtime import utcnow
 from mqi_communicator.migrations.api import upgrade
+from mqi_communicator.remote.marker_probe import marker_dir
 from mqi_communicator.statemachine import Evidence, EvidenceKind
 
 from .conftest import Workspace
@@ -182,7 +183,8 @@ def test_no_takeover_while_the_lease_lives_and_a_late_outcome_is_dropped(
     assert releases[0].evidence.kind is EvidenceKind.NEVER_SUBMITTED
     assert releases[0].evidence.label == "mqic-1-a1"
     # Recovered "as today": no wrapper can ever start in attempt 1's directory.
-    assert (ws.remote_base / "mqic_case_1_a1" / ".mqi" / "start").is_symlink()
+    attempt_1 = marker_dir(str(ws.remote_base / "mqic_case_1_a1"))
+    assert (Path(attempt_1) / "start").is_symlink()
 
     # 3. Engine 1 wakes up and its attempt-1 upload fails: the outcome is dropped.
     before = (engine_2.cases(), engine_2.gpus(), engine_2.history())
