@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config, load_config
 from .dblock import engine_lock, sqlite_file
@@ -31,13 +31,16 @@ from .errors import (
     InvalidTransitionError,
     NotFoundError,
 )
-from .intake import Intake, case_problem
-from .migrations.api import upgrade
+from .intake.scan import case_problem
 from .notify import HookDispatcher
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
+from .persistence.host_health import HostHealthRecord, read_host_health
 from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk, read_job_log
 from .statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind, GpuState
 from .zombie_release import release_zombie
+
+if TYPE_CHECKING:
+    from .intake.watcher import Intake
 
 __all__ = ["Communicator"]
 
@@ -120,6 +123,8 @@ class Communicator:
         self._lock = engine_lock(config.database_url)
         self.intake: Intake | None = None
         if watch:
+            from .intake.watcher import Intake  # watchdog: only an engine watches
+
             self.intake = Intake(
                 config.watch_dir,
                 register=self.register,
@@ -279,17 +284,27 @@ class Communicator:
         """Every GPU resource."""
         return self.store.list_gpus()
 
+    def host_health(self) -> dict[str, HostHealthRecord]:
+        """Each host's health as the engine last recorded it (hosts never contacted: absent).
+
+        Read from the database, so it shows the health an engine in another process saw.
+        """
+        return self.store.read(read_host_health)
+
     def summary(self) -> dict[str, Any]:
         """Counts per case and GPU state (all states, zeros included), zombies, hosts down."""
         case_counts = self.store.count_by_status()
         gpus = self.store.list_gpus()
         gpu_counts = Counter(g.status for g in gpus)
-        health = self.reconciler.health
+        # From the database: the engine may run in another process.
+        health = self.host_health()
         return {
             "cases": {s.value: case_counts.get(s, 0) for s in CaseState},
             "gpus": {s.value: gpu_counts.get(s, 0) for s in GpuState},
             "zombies": [g.name for g in gpus if g.status is GpuState.ZOMBIE],
-            "hosts_down": {h: health.last_error(h) for h in self.hosts if health.failures(h)},
+            "hosts_down": {
+                h: rec.last_error for h, rec in health.items() if not rec.up and h in self.hosts
+            },
             "intake_pending": [str(p) for p in self.intake.pending()] if self.intake else [],
         }
 
@@ -461,4 +476,6 @@ def _create_sqlite_if_missing(database_url: str) -> None:
         return
     db.parent.mkdir(parents=True, exist_ok=True)
     log.info("creating the database %s", db)
+    from .migrations.api import upgrade  # Alembic: only when a database is made
+
     upgrade(database_url)

@@ -18,7 +18,7 @@ from .errors import InvalidTransitionError
 from .persistence import GpuRecord, Store
 from .statemachine import Evidence, EvidenceKind, GpuState
 
-__all__ = ["os_actor", "release_checklist", "release_zombie"]
+__all__ = ["os_actor", "release_checklist", "release_checks", "release_zombie"]
 
 log = logging.getLogger("mqi_communicator.service")
 
@@ -32,24 +32,33 @@ def os_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def release_checklist(gpu: GpuRecord) -> str:
-    """What to check on the host before releasing zombie ``gpu`` on one's own word."""
+def release_checks(gpu: GpuRecord) -> list[str]:
+    """What to make sure of on the host before releasing zombie ``gpu`` (one line each).
+
+    The one list both the CLI (:func:`release_checklist`) and the web console show.
+    """
     where = f"host {gpu.host}" if gpu.host else "its host"
+    checks = [
+        f"on {where}: no scheduler task with label "
+        f"{gpu.job_label or '(none recorded)'!r} (job id {gpu.job_id or 'unknown'}): "
+        "`pueue status` / `squeue` there",
+        "no process of it is alive (`ps -ef`; our own jobs: the process group in <dir>/.mqi/pgid)",
+        f"its directory: {gpu.job_dir or '(none recorded)'}",
+    ]
+    if gpu.quarantined_case_id is not None:
+        checks.append(f"the case whose job it was: {gpu.quarantined_case_id}")
+    return checks
+
+
+def release_checklist(gpu: GpuRecord) -> str:
+    """What to check on the host before releasing zombie ``gpu`` on one's own word (CLI)."""
     lines = [
         f"releasing zombie GPU {gpu.name} frees it on your word alone; it needs "
         "--confirm-job-gone and a non-empty --reason.",
-        f"First make sure its job is gone on {where}:",
-        f"  - no scheduler task with label {gpu.job_label or '(none recorded)'!r}"
-        f" (job id {gpu.job_id or 'unknown'}): `pueue status` / `squeue` there;",
-        "  - no process of it is alive (`ps -ef`; our own jobs: the process group in "
-        "<dir>/.mqi/pgid);",
-        f"  - its directory: {gpu.job_dir or '(none recorded)'}",
+        "First make sure its job is gone:",
+        *(f"  - {check};" for check in release_checks(gpu)),
+        f'Then: mqi-communicator gpus release {gpu.name} --confirm-job-gone --reason "..."',
     ]
-    if gpu.quarantined_case_id is not None:
-        lines.append(f"  - the case whose job it was: {gpu.quarantined_case_id}")
-    lines.append(
-        f'Then: mqi-communicator gpus release {gpu.name} --confirm-job-gone --reason "..."'
-    )
     return "\n".join(lines)
 
 

@@ -1,32 +1,25 @@
-"""The commands of the ``mqi-communicator`` CLI other than ``db``, in help order."""
+"""The commands of the ``mqi-communicator`` CLI: name -> where it is defined.
+
+Commands are imported only when invoked (or listed by ``--help``): ``top`` and
+``status`` must not pay for Starlette, uvicorn, paramiko or Rich at every start.
+"""
 
 from __future__ import annotations
 
-import click
-
-from .cases import cases
-from .config_cmds import check_config, doctor
-from .demo import demo
-from .diagram_cmd import diagram
-from .gpus import gpus
-from .run import run
-from .service_unit import service
-from .status import status
-from .top import top
-from .web_cmd import web
-
 __all__ = ["COMMANDS"]
 
-COMMANDS: list[click.Command] = [
-    run,
-    demo,
-    status,
-    top,
-    cases,
-    gpus,
-    web,
-    diagram,
-    check_config,
-    doctor,
-    service,
-]
+#: Command name -> ``"module:attribute"``, the module relative to this package.
+COMMANDS: dict[str, str] = {
+    "run": ".run:run",
+    "demo": ".demo:demo",
+    "status": ".status:status",
+    "top": ".top:top",
+    "cases": ".cases:cases",
+    "gpus": ".gpus:gpus",
+    "web": ".web_cmd:web",
+    "diagram": ".diagram_cmd:diagram",
+    "check-config": ".config_cmds:check_config",
+    "doctor": ".config_cmds:doctor",
+    "service": ".service_unit:service",
+    "db": ".db:db",
+}

@@ -6,12 +6,14 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..service import Communicator
 from .output import EXIT_USAGE, cli_errors, fail
+
+if TYPE_CHECKING:
+    from ..service import Communicator
 
 __all__ = ["DEFAULT_CONFIG", "config_option", "open_communicator", "resolve_config"]
 
@@ -57,6 +59,8 @@ def open_communicator(config_path: Path | None, **kwargs: Any) -> Iterator[Commu
 
     Configuration and schema errors exit 2, other :class:`MqiError` exit 1, no traceback.
     """
+    from ..service import Communicator  # the engine's imports: only for commands that use it
+
     path = resolve_config(config_path)
 
     with cli_errors():

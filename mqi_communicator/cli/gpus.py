@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import click
@@ -21,8 +21,10 @@ def gpus() -> None:
     """List GPUs, take one out of the pool and back, or release a zombie on your word."""
 
 
-def gpu_table(records: Sequence[GpuRecord]) -> str:
-    """The GPUs as a table: name, host, state, case (a zombie's: its stuck job's), job, since."""
+def gpu_table(records: Sequence[GpuRecord], health: Mapping[str, str] | None = None) -> str:
+    """The GPUs as a table: name, host, state, case (a zombie's: its stuck job's), job,
+    since, and the host's health. ``health``: host -> up/down (absent: unknown)."""
+    known = health or {}
     rows = [
         [
             g.name,
@@ -34,6 +36,7 @@ def gpu_table(records: Sequence[GpuRecord]) -> str:
             g.job_id,
             "yes" if g.offline_requested else "",
             g.status_updated_at,
+            (known.get(g.host, "unknown") if g.host else "-").replace("down", "DOWN"),
         ]
         for g in records
     ]
@@ -47,6 +50,7 @@ def gpu_table(records: Sequence[GpuRecord]) -> str:
         "JOB ID",
         "OFFLINE REQ",
         "SINCE (UTC)",
+        "HOST HEALTH",
     ]
     return render_table(headers, rows)
 
@@ -55,13 +59,14 @@ def gpu_table(records: Sequence[GpuRecord]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @config_option
 def list_gpus(as_json: bool, config_path: Path | None) -> None:
-    """List the GPU resources and their states."""
+    """List the GPU resources, their states, and their hosts' health as last recorded."""
     with open_communicator(config_path) as comm:
         records = comm.gpus()
+        health = {h: "up" if rec.up else "down" for h, rec in comm.host_health().items()}
     if as_json:
         echo_json(records)
     else:
-        click.echo(gpu_table(records))
+        click.echo(gpu_table(records, health))
 
 
 def _describe(g: GpuRecord, offline: bool) -> str:

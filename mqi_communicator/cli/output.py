@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -22,7 +23,6 @@ from pathlib import PurePath
 from typing import Any, NoReturn
 
 import click
-from alembic.util import CommandError
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from ..errors import ConfigError, LegacyAdoptionError, MqiError, SchemaMismatchError
@@ -152,7 +152,10 @@ def describe_failure(err: BaseException) -> tuple[str, int] | None:
                 "MQI_DATABASE_URL) must name an intact mqi-communicator database",
                 EXIT_USAGE,
             )
-    if isinstance(err, CommandError):  # alembic: unknown revision and the like
+    # Alembic (~0.2 s to import) is loaded only by the commands that migrate; an error
+    # of its kind can exist only once it is loaded.
+    alembic_util = sys.modules.get("alembic.util")
+    if alembic_util is not None and isinstance(err, alembic_util.CommandError):
         return str(err), EXIT_FAILURE
     if isinstance(err, OSError):
         where = f" {err.filename!r}" if err.filename is not None else ""

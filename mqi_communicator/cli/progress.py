@@ -1,9 +1,10 @@
 """Live progress for ``run`` and ``demo``: a line per state change, and transfer progress.
 
 :class:`ProgressPrinter` is fed after every engine tick. It reads only what changed: the
-cases that are still live (plus those that just left the live set) and the GPU list,
-and prints each new audit row once. The cost per tick is bounded by the number of live
-cases, not by the size of the database.
+cases that are still live (plus those that just left the live set), the GPU list and the
+hosts' health rows, and prints each new audit row and each host health change once. The
+cost per tick is bounded by the number of live cases and hosts, not by the size of the
+database.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
+from ..console.snapshot import describe_health
+from ..engine.runtime import utcnow
 from ..persistence import TransitionRecord
 from ..statemachine import TERMINAL_CASE_STATES, CaseState
 from ..textsafe import printable
@@ -61,6 +64,8 @@ class ProgressPrinter:
         self._on_move = on_move
         self._versions: dict[int, int] = {}  # live case id -> row version last seen
         self._gpu_versions: dict[str, int] = {}
+        #: Per host: (up, failures) last shown; absent: nothing shown yet.
+        self._health: dict[str, tuple[bool, int]] = {}
         self._hwm = 0  # the highest audit row id already shown
         self._last_done: tuple[str, int] | None = None
         self._tty = self._out.isatty()
@@ -150,3 +155,19 @@ class ProgressPrinter:
         self._hwm = max([self._hwm, *rows])
         self._versions = {cid: c.version for cid, c in live.items()}
         self._gpu_versions = {g.name: g.version for g in gpus}
+        self._show_health(comm)
+
+    def _show_health(self, comm: Communicator) -> None:
+        """A line when a host goes down, fails again (new retry time), or is back up.
+
+        Read from the database, as every view does: what the engine recorded.
+        """
+        now = utcnow()
+        for host, rec in comm.host_health().items():
+            seen = (rec.up, rec.failures)
+            before = self._health.get(host)
+            self._health[host] = seen
+            if before == seen or (before is None and rec.up):
+                continue  # unchanged, or up from the start: nothing to say
+            _, detail = describe_health(rec, now)
+            self._line(f"host {host}: {detail}" if not rec.up else f"host {host}: up again")

@@ -1,40 +1,66 @@
-"""``status``: one screen with case counts per state, GPUs per state, and the zombies."""
+"""``status``: case counts per state, GPUs per state, the hosts' health, and the zombies."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ..console.snapshot import describe_health
 from ..persistence import GpuRecord
+from ..persistence.host_health import HostHealthRecord
 from ..service import Communicator
 from ..statemachine import GpuState
 from .common import config_option, open_communicator
 from .output import echo_json, render_table
 
-__all__ = ["status", "summarize"]
+__all__ = ["host_table", "status", "summarize"]
 
 
 def summarize(comm: Communicator) -> dict[str, Any]:
-    """Counts per case state and GPU state (every state, zeros included), and the zombies.
+    """Counts per case state and GPU state (every state, zeros included), the configured
+    hosts' persisted health (None: never contacted), and the zombies.
 
     Counting is done by the database, so this stays cheap with many finished cases.
     """
     summary = comm.summary()
     gpus = comm.gpus()
+    health = comm.host_health()
     return {
         "cases": summary["cases"],
         "gpus": summary["gpus"],
+        "hosts": {h: health.get(h) for h in comm.config.hosts},
         "zombies": [g for g in gpus if g.status is GpuState.ZOMBIE],
     }
+
+
+def host_table(hosts: dict[str, HostHealthRecord | None]) -> str:
+    """The hosts' health as a table (the engine's view, read from the database)."""
+    now = datetime.now(UTC)
+    rows = []
+    for name, rec in hosts.items():
+        word, _ = describe_health(rec, now)
+        rows.append(
+            [
+                name,
+                word.upper() if word == "down" else word,
+                rec.since if rec else None,
+                rec.failures if rec else None,
+                rec.next_retry_at if rec else None,
+                " ".join(rec.last_error.split()) if rec and rec.last_error else None,
+            ]
+        )
+    headers = ["HOST", "HEALTH", "SINCE (UTC)", "FAILURES", "NEXT TRY (UTC)", "LAST ERROR"]
+    return render_table(headers, rows)
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @config_option
 def status(as_json: bool, config_path: Path | None) -> None:
-    """Summary: cases per state, GPUs per state, and every zombie GPU."""
+    """Summary: cases per state, GPUs per state, hosts' health, and every zombie GPU."""
     with open_communicator(config_path) as comm:
         summary = summarize(comm)
     if as_json:
@@ -49,6 +75,8 @@ def status(as_json: bool, config_path: Path | None) -> None:
     )
     click.echo("")
     click.echo(render_table(["GPU STATE", "COUNT"], list(summary["gpus"].items())))
+    click.echo("")
+    click.echo(host_table(summary["hosts"]))
     zombies: list[GpuRecord] = summary["zombies"]
     click.echo("")
     if not zombies:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from ..config import load_config
 from ..console.snapshot import Snapshot, fmt_elapsed, take_snapshot
-from ..engine.runtime import utcnow
 from ..persistence import Store
 from .common import config_option, resolve_config
 from .output import cli_errors, fmt_time, render_table
@@ -97,7 +97,7 @@ def _live(store: Store, hosts: list[str], interval: float, limit: int, source: s
     scroll = 0
     with KeyReader() as keys, Live(console=console, screen=True, auto_refresh=False) as live:
         while True:
-            snap = take_snapshot(store, hosts, utcnow(), live_limit=limit)
+            snap = take_snapshot(store, hosts, datetime.now(UTC), live_limit=limit)
             screen, scroll = render_screen(
                 snap, height=console.size.height, scroll=scroll, source=source
             )
@@ -146,7 +146,7 @@ def top(once: bool, interval: float, limit: int, config_path: Path | None) -> No
     try:
         hosts = list(config.hosts)
         if once or not sys.stdout.isatty():
-            snap = take_snapshot(store, hosts, utcnow(), live_limit=limit)
+            snap = take_snapshot(store, hosts, datetime.now(UTC), live_limit=limit)
             click.echo(plain_snapshot(snap, store.url))
             return
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C quits like q

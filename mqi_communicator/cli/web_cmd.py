@@ -52,7 +52,9 @@ def web(host: str | None, port: int | None, read_only: bool, config_path: Path |
         )
     mode = "read-only" if settings.read_only else "actions enabled"
     guard = "token required" if settings.token is not None else "no token"
-    with open_communicator(config_path, create_db=False) as comm:
+    # Like every other command, a SQLite database that does not exist yet is created
+    # at the schema head, so the web unit may start before the engine's.
+    with open_communicator(config_path) as comm:
         app = create_app(comm, settings)
         # The first aggregation of a long audit trail takes seconds: do it before the
         # first scrape asks (see web/metrics.py).

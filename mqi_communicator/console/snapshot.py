@@ -16,13 +16,16 @@ from sqlalchemy.orm import Session
 
 from ..persistence import CaseRecord, GpuRecord, Store, TransitionRecord, store_reads
 from ..persistence import overview as q
+from ..persistence.host_health import HostHealthRecord, read_host_health
 from ..statemachine import TERMINAL_CASE_STATES, CaseState, GpuState
+from ..textsafe import printable
 
 __all__ = [
     "CaseRow",
     "GpuRow",
     "HostRow",
     "Snapshot",
+    "describe_health",
     "fmt_elapsed",
     "host_health",
     "take_snapshot",
@@ -34,6 +37,8 @@ _PHASE = {
     CaseState.RUNNING: "job",
     CaseState.RETRIEVING: "down",
 }
+#: A host no engine has recorded health for (it records at its first contact).
+_NEVER = ("unknown", "not contacted by the engine yet")
 #: GPUs needing attention first.
 _GPU_ORDER = {GpuState.ZOMBIE: 0, GpuState.OFFLINE: 1, GpuState.ASSIGNED: 2, GpuState.AVAILABLE: 3}
 
@@ -109,14 +114,32 @@ def fmt_elapsed(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def host_health(_s: Session) -> dict[str, tuple[str, str]]:
-    """Persisted host health, ``name -> (up|down, last error)``.
+def describe_health(rec: HostHealthRecord | None, now: datetime) -> tuple[str, str]:
+    """``(up|down|unknown, one-line detail)`` of a host's persisted health at ``now``.
 
-    The hook for host health: the engine keeps it in memory only today
-    (``Reconciler.health``), so this returns nothing and hosts show ``unknown``. When the
-    engine persists it, read it here and every view (``top``, the web app) shows it.
+    The one wording every view uses (``top``, ``status``, ``gpus list``, ``run``).
     """
-    return {}
+    if rec is None:
+        return _NEVER
+    for_ = fmt_elapsed((now - rec.since).total_seconds())
+    if rec.up:
+        return "up", f"up for {for_}"
+    retry = "-"
+    if rec.next_retry_at is not None:
+        left = (rec.next_retry_at - now).total_seconds()
+        retry = f"in {fmt_elapsed(left)}" if left > 0 else "due"
+    # One line, no terminal control: the error text comes from the far side.
+    error = printable(" ".join(rec.last_error.split()))
+    tries = f"{rec.failures} failed tr{'y' if rec.failures == 1 else 'ies'}"
+    return "down", f"down for {for_}, {tries}, next try {retry}: {error}"
+
+
+def host_health(s: Session, now: datetime) -> dict[str, tuple[str, str]]:
+    """Persisted host health, ``name -> (up|down, detail)`` (see :func:`describe_health`).
+
+    The one place live views read it; hosts the engine never contacted are absent.
+    """
+    return {h: describe_health(rec, now) for h, rec in read_host_health(s).items()}
 
 
 def _case_row(c: CaseRecord, last: TransitionRecord | None, now: datetime) -> CaseRow:
@@ -170,7 +193,7 @@ def _hosts(
     out = []
     for h in known:
         mine = [g for g in gpus if g.host == h]
-        state, detail = health.get(h, ("unknown", "health not persisted by the engine"))
+        state, detail = health.get(h, _NEVER)
         out.append(
             HostRow(
                 name=h,
@@ -207,7 +230,7 @@ def _read(
         cases=case_rows,
         live_hidden=max(0, live_total - len(live)),
         gpus=gpu_rows,
-        hosts=_hosts(host_names, gpu_rows, case_rows, host_health(s)),
+        hosts=_hosts(host_names, gpu_rows, case_rows, host_health(s, now)),
     )
 
 

@@ -1,14 +1,17 @@
 """Per-host exponential backoff: the one place that decides when to try a host again.
 
-Time is passed in, so the schedule is testable without sleeping.
+Time is passed in, so the schedule is testable without sleeping. The decision lives
+here, in memory; whoever wants to know (the database, for other processes) is told of
+each change through :attr:`HostHealth.on_change`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-__all__ = ["Backoff", "HostHealth"]
+__all__ = ["Backoff", "HostChange", "HostHealth"]
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,37 @@ class Backoff:
         return timedelta(seconds=seconds)
 
 
+@dataclass(frozen=True)
+class HostChange:
+    """A host failed (again: a new retry time), or answered.
+
+    Attributes:
+        host: The host.
+        up: True when it answered.
+        at: The failure's time; None for an answer (the listener stamps it).
+        failures: Consecutive failures (0 when up).
+        error: The failure's text.
+        retry_at: When the host is tried again (down only).
+    """
+
+    host: str
+    up: bool
+    at: datetime | None = None
+    failures: int = 0
+    error: str = ""
+    retry_at: datetime | None = None
+
+
 @dataclass
 class HostHealth:
-    """Tracks which hosts failed recently; a down host is skipped until its backoff ends."""
+    """Tracks which hosts failed recently; a down host is skipped until its backoff ends.
+
+    ``on_change`` is told of every failure and every answer (it drops answers that
+    change nothing); it must not raise for a reason that should stop the caller.
+    """
 
     backoff: Backoff = field(default_factory=Backoff)
+    on_change: Callable[[HostChange], None] | None = None
     _failures: dict[str, int] = field(default_factory=dict)
     _down_until: dict[str, datetime] = field(default_factory=dict)
     _last_error: dict[str, str] = field(default_factory=dict)
@@ -48,6 +77,8 @@ class HostHealth:
         delay = self.backoff.delay(n)
         self._down_until[host] = now + delay
         self._last_error[host] = error
+        if self.on_change is not None:
+            self.on_change(HostChange(host, False, now, n, error, now + delay))
         return delay
 
     def succeeded(self, host: str) -> None:
@@ -55,6 +86,8 @@ class HostHealth:
         self._failures.pop(host, None)
         self._down_until.pop(host, None)
         self._last_error.pop(host, None)
+        if self.on_change is not None:
+            self.on_change(HostChange(host, True))
 
     def failures(self, host: str) -> int:
         """Consecutive failures so far."""

@@ -17,7 +17,6 @@ from ..remote.local_transport import LocalTransport
 from ..remote.protocol import GpuBinding, Scheduler, Transport
 from ..remote.pueue import PueueScheduler
 from ..remote.slurm import SlurmScheduler
-from ..remote.ssh_transport import SshTransport
 from ..statemachine.decide import Policy
 from .backoff import Backoff
 from .runtime import EngineSettings, GpuRuntime, HostRuntime
@@ -57,6 +56,8 @@ def build_transport(name: str, host: HostConfig) -> Transport:
     if host.transport == "local":
         return LocalTransport(name, env=host.env)
     assert host.hostname is not None  # the config validator requires it for ssh
+    from ..remote.ssh_transport import SshTransport  # paramiko: only for ssh hosts
+
     return SshTransport(
         name,
         host.hostname,

@@ -25,6 +25,7 @@ from ..statemachine.decide import (
 from ..statemachine.states import CaseState, GpuState
 from .act import act_on_case, act_on_gpu
 from .backoff import Backoff, HostHealth
+from .health_record import HealthRecorder
 from .lease import new_engine_id
 from .legacy_jobs import claimable_gpus, resolve_hosts
 from .retrieve_step import retrieve
@@ -75,7 +76,7 @@ class Reconciler:
         self.policy = policy
         self.settings = settings
         self.clock = clock
-        self.health = HostHealth(backoff or Backoff())
+        self.health = HostHealth(backoff or Backoff(), on_change=HealthRecorder(store, clock))
         self.progress = progress
         self._inflight: set[int] = set()
         #: Who this engine is in the cases' leases (one id per engine object).

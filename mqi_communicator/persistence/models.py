@@ -1,4 +1,4 @@
-"""Typed SQLAlchemy 2 models: ``cases``, ``gpu_resources``, ``case_transitions``, ``hook_outbox``.
+"""Typed SQLAlchemy 2 models: cases, GPUs, the audit trail, the hook outbox, host health.
 
 The models are the single source of the schema: Alembic's migrations are checked
 against them (``alembic check`` must find no drift). Nothing outside the store touches
@@ -24,7 +24,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Case", "CaseTransition", "GpuResource", "HookOutbox", "UtcDateTime"]
+__all__ = [
+    "Base",
+    "Case",
+    "CaseTransition",
+    "GpuResource",
+    "HookOutbox",
+    "HostHealthRow",
+    "UtcDateTime",
+]
 
 # Deterministic constraint names: Alembic batch mode on SQLite recreates tables and
 # must be able to name (and drop) constraints; PostgreSQL needs names to alter them.
@@ -196,3 +204,25 @@ class HookOutbox(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_hook_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+
+
+class HostHealthRow(Base):
+    """A host's health as the engine last saw it; written only when it changes.
+
+    Read by every view (``status``, ``gpus list``, ``top``, the web console) in other
+    processes than the engine's (see :mod:`.host_health`).
+    """
+
+    __tablename__ = "host_health"
+
+    host: Mapped[str] = mapped_column(String(200), primary_key=True)
+    up: Mapped[bool] = mapped_column(Boolean)
+    #: When it last went down, or came (back) up.
+    since: Mapped[datetime] = mapped_column(UtcDateTime)
+    #: Consecutive failures (0 while up).
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    #: The last error seen; kept after recovery (why it was down).
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: While down: when the engine tries it again (its backoff).
+    next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -29,6 +29,7 @@ __all__ = [
     "OutboxRow",
     "OutboxStatus",
     "enqueue_event",
+    "enqueue_host_event",
     "event_kind",
     "has_due",
     "outbox_stats",
@@ -48,7 +49,7 @@ class EventKind(StrEnum):
     CASE_COMPLETED = "case_completed"
     GPU_ZOMBIE = "gpu_zombie"
     GPU_RECOVERED = "gpu_recovered"
-    #: Pending: the engine keeps host health in memory only; nothing emits these yet.
+    #: Written with the host's health row (persistence/host_health.py), not a transition.
     HOST_DOWN = "host_down"
     HOST_UP = "host_up"
 
@@ -123,18 +124,58 @@ def enqueue_event(
     reason = detail or None
     if kind is EventKind.CASE_FAILED and case is not None and case.failure_reason:
         reason = case.failure_reason
-    event_id = secrets.token_hex(16)
-    document = {
-        "schema": SCHEMA,
-        "event_id": event_id,
-        "event": kind.value,
-        "at": at.isoformat(),
-        "case": _case_part(case, case_id),
-        "gpu": {"name": gpu_name} if gpu_name else None,
-        "transition": {"from": from_state, "to": to_state, "trigger": trigger},
-        "reason": reason,
-        "evidence": json.loads(evidence.to_json()) if evidence is not None else None,
+    _add(
+        s,
+        kind,
+        at,
+        {
+            "case": _case_part(case, case_id),
+            "gpu": {"name": gpu_name} if gpu_name else None,
+            "transition": {"from": from_state, "to": to_state, "trigger": trigger},
+            "reason": reason,
+            "evidence": json.loads(evidence.to_json()) if evidence is not None else None,
+        },
+    )
+
+
+def enqueue_host_event(
+    s: Session, at: datetime, kind: EventKind, host: dict[str, Any], reason: str | None
+) -> None:
+    """Add a ``host_down``/``host_up`` event (in the transaction writing the host's health).
+
+    Args:
+        s: The session of that transaction.
+        at: When the health changed.
+        kind: :attr:`EventKind.HOST_DOWN` or :attr:`EventKind.HOST_UP`.
+        host: The ``host`` part of the document (name, up, since, failures, ...).
+        reason: The error that took it down (for ``host_up``: the last one seen).
+    """
+    down = kind is EventKind.HOST_DOWN
+    transition = {
+        "from": "up" if down else "down",
+        "to": "down" if down else "up",
+        "trigger": "host_unreachable" if down else "host_answered",
     }
+    _add(
+        s,
+        kind,
+        at,
+        {
+            "case": None,
+            "gpu": None,
+            "host": host,
+            "transition": transition,
+            "reason": reason,
+            "evidence": None,
+        },
+    )
+
+
+def _add(s: Session, kind: EventKind, at: datetime, body: dict[str, Any]) -> None:
+    """The outbox row of one event: ``body`` plus the envelope every document has."""
+    event_id = secrets.token_hex(16)
+    document = {"schema": SCHEMA, "event_id": event_id, "event": kind.value, "at": at.isoformat()}
+    document.update(body)
     s.add(
         HookOutbox(
             event_id=event_id,

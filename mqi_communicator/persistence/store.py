@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..errors import ConflictError
+from ..errors import ConflictError, SchemaMismatchError
 from ..statemachine import CaseState, Evidence
 from . import store_claim as claims
 from . import store_gpu_writes as gpu_writes
@@ -62,8 +62,18 @@ class Store:
         """Connect to ``url`` and check its schema revision.
 
         Raises:
-            SchemaMismatchError: behind head, ahead of it, or not versioned at all.
+            SchemaMismatchError: behind head, ahead of it, or not versioned at all; or
+                a SQLite file that does not exist (opening it would leave an empty
+                file that the engine then refuses to use).
         """
+        from ..dblock import sqlite_file  # dblock imports this package
+
+        db = sqlite_file(url)
+        if db is not None and not db.exists():
+            raise SchemaMismatchError(
+                f"no database at {db}: `mqi-communicator run` creates it, or "
+                f"`mqi-communicator db upgrade --db {display_url(url)}`"
+            )
         engine = make_engine(url)
         shown = display_url(url)
         try:

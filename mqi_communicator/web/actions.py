@@ -1,9 +1,9 @@
 """The operator actions of the web console, as data: what each does and when it is offered.
 
 Every action calls the library (:class:`~mqi_communicator.service.Communicator`), the
-same calls as the CLI's ``cases retry|cancel`` and ``gpus offline|online``; none writes
-a state itself, so the state machine stays the only writer of states and every change
-leaves its audit row.
+same calls as the CLI's ``cases retry|cancel``, ``gpus offline|online|release``; none
+writes a state itself, so the state machine stays the only writer of states and every
+change leaves its audit row.
 """
 
 from __future__ import annotations
@@ -16,9 +16,24 @@ from ..persistence import CaseRecord, GpuRecord
 from ..service import Communicator
 from ..statemachine import TERMINAL_CASE_STATES, CaseState, GpuState
 
-__all__ = ["ACTIONS", "Action", "Target", "offered"]
+__all__ = ["ACTIONS", "Action", "ActionInput", "Target", "offered"]
 
 Target = Literal["case", "gpu"]
+
+
+@dataclass(frozen=True)
+class ActionInput:
+    """What the confirmation form carries besides the CSRF token, and who sent it.
+
+    Attributes:
+        actor: Who acts, as the audit trail names them (``web:<client address>``).
+        reason: The operator's reason (attested actions only).
+        job_gone: The operator ticked "the job is gone" (attested actions only).
+    """
+
+    actor: str
+    reason: str = ""
+    job_gone: bool = False
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,8 @@ class Action:
         explain: What will happen, shown on the confirmation page.
         applies: Whether the button is offered for a record in its current state.
         run: Performs it through the library; returns the result sentence.
+        attested: The operator's word is the evidence: the confirmation page lists what
+            to check first and asks for a reason and an explicit "the job is gone".
     """
 
     target: Target
@@ -39,15 +56,16 @@ class Action:
     label: str
     explain: str
     applies: Callable[[CaseRecord | GpuRecord], bool]
-    run: Callable[[Communicator, str], str]
+    run: Callable[[Communicator, str, ActionInput], str]
+    attested: bool = False
 
 
-def _retry(comm: Communicator, key: str) -> str:
+def _retry(comm: Communicator, key: str, _form: ActionInput) -> str:
     case = comm.retry(int(key))
     return f"case {case.id} ({case.name}) is {case.status.value} again, attempt {case.attempt}"
 
 
-def _cancel(comm: Communicator, key: str) -> str:
+def _cancel(comm: Communicator, key: str, _form: ActionInput) -> str:
     case = comm.cancel(int(key))
     if case.status in TERMINAL_CASE_STATES:
         return f"case {case.id} ({case.name}) is {case.status.value}"
@@ -57,8 +75,8 @@ def _cancel(comm: Communicator, key: str) -> str:
     )
 
 
-def _gpu_offline(offline: bool) -> Callable[[Communicator, str], str]:
-    def run(comm: Communicator, key: str) -> str:
+def _gpu_offline(offline: bool) -> Callable[[Communicator, str, ActionInput], str]:
+    def run(comm: Communicator, key: str, _form: ActionInput) -> str:
         gpu = comm.set_gpu_offline(key, offline)
         if offline and gpu.status is not GpuState.OFFLINE:
             return (
@@ -70,8 +88,26 @@ def _gpu_offline(offline: bool) -> Callable[[Communicator, str], str]:
     return run
 
 
+def _release(comm: Communicator, key: str, form: ActionInput) -> str:
+    try:
+        gpu = comm.release_zombie(
+            key, reason=form.reason, confirm_job_gone=form.job_gone, actor=form.actor
+        )
+    except ValueError as err:
+        # The rule is release_zombie's; its message names the CLI's flags, so say it
+        # in the page's words.
+        raise ValueError(
+            f'gpu {key} not released: tick "the job is gone" after the checks, and give a reason'
+        ) from err
+    return f"gpu {gpu.name} is {gpu.status.value}: released on the word of {form.actor}"
+
+
 def _case_is(*states: CaseState) -> Callable[[CaseRecord | GpuRecord], bool]:
     return lambda r: isinstance(r, CaseRecord) and r.status in states
+
+
+def _zombie(record: CaseRecord | GpuRecord) -> bool:
+    return isinstance(record, GpuRecord) and record.status is GpuState.ZOMBIE
 
 
 def _gpu_offline_req(wanted: bool) -> Callable[[CaseRecord | GpuRecord], bool]:
@@ -116,9 +152,18 @@ ACTIONS: dict[tuple[str, str], Action] = {
             _gpu_offline_req(False),
             _gpu_offline(False),
         ),
-        # HOOK(zombie release): the audited operator release of a zombie GPU is added to
-        # the library by other work. Add it here as Action("gpu", "release", ...) calling
-        # that library method; the GPU page then offers its button (with confirmation).
+        Action(
+            "gpu",
+            "release",
+            "Release zombie",
+            "The GPU is freed on your word that its job is gone, not on the engine's "
+            "evidence. The audit row keeps who (this console and your address), when and "
+            "why. Use it only for a job that can no longer be observed (host reinstalled "
+            "or retired); otherwise wait: the engine frees the GPU once it sees the job gone.",
+            _zombie,
+            _release,
+            attested=True,
+        ),
     )
 }
 

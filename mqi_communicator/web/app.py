@@ -27,15 +27,17 @@ from ..config import WebConfig
 from ..errors import MqiError, NotFoundError
 from ..service import Communicator
 from ..statemachine import CaseState
+from ..zombie_release import release_checks
 from . import views
-from .actions import ACTIONS, Action, offered
-from .integrations import hook_failures, job_log_tail
+from .actions import ACTIONS, Action, ActionInput, offered
 from .metrics import MetricsSource, render_metrics
 from .security import AUTH_COOKIE, Guard, GuardMiddleware, same_origin
 
 __all__ = ["create_app"]
 
 _HERE = Path(__file__).parent
+#: An operator's reason is cut to this many characters (it is stored and logged).
+_MAX_REASON = 500
 
 
 def _templates() -> Jinja2Templates:
@@ -56,11 +58,7 @@ class _Console:
         self.web = web
         self.guard = guard
         self.templates = _templates()
-        self.source = MetricsSource(
-            comm.store,
-            comm.reconciler.clock,
-            lambda: dict(found) if (found := hook_failures(comm)) is not None else None,
-        )
+        self.source = MetricsSource(comm.store, comm.reconciler.clock, list(comm.config.hosts))
 
     def render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
         ctx.update(
@@ -106,7 +104,7 @@ class _Console:
 
     def case_log(self, request: Request) -> Response:
         case = self.comm.case(request.path_params["case_id"])
-        return self.render(request, "_log.html", tail=job_log_tail(self.comm, case))
+        return self.render(request, "_log.html", log=views.job_log(self.comm, case))
 
     def gpu(self, request: Request) -> Response:
         name: str = request.path_params["name"]
@@ -139,14 +137,24 @@ class _Console:
 
     def confirm(self, request: Request) -> Response:
         action, key = self._action(request)
+        checks: list[str] = []
         if action.target == "case":
             if not key.isdigit():
                 raise NotFoundError(f"no case with id {key!r}")
             what = self.comm.case(int(key)).name
         else:
-            what = self.comm.store.get_gpu(key).status.value
+            gpu = self.comm.store.get_gpu(key)
+            what = gpu.status.value
+            if action.attested:
+                checks = release_checks(gpu)
         return self.render(
-            request, "confirm.html", a=action, key=key, what=what, back=_back(action, key)
+            request,
+            "confirm.html",
+            a=action,
+            key=key,
+            what=what,
+            checks=checks,
+            back=_back(action, key),
         )
 
     async def act(self, request: Request) -> Response:
@@ -157,8 +165,15 @@ class _Console:
             raise HTTPException(403, "cross-site request refused")
         if not self.guard.csrf_ok(request.state.session, token):
             raise HTTPException(403, "stale or missing form token; reload the page and retry")
+        reason, job_gone = form.get("reason", ""), form.get("job_gone", "")
+        given = ActionInput(
+            actor=_actor(request),
+            # One line, bounded: it goes into the audit row and the log.
+            reason=" ".join(reason.split())[:_MAX_REASON] if isinstance(reason, str) else "",
+            job_gone=job_gone == "yes",
+        )
         try:
-            message = await run_in_threadpool(action.run, self.comm, key)
+            message = await run_in_threadpool(action.run, self.comm, key, given)
             ok, status = True, 200
         except (MqiError, ValueError) as err:
             message, ok, status = f"refused: {err}", False, 409
@@ -200,6 +215,12 @@ def _state(text: str) -> CaseState | None:
 
 def _int(text: str) -> int | None:
     return int(text) if text.isdigit() and len(text) < 19 else None
+
+
+def _actor(request: Request) -> str:
+    """Who acts, for the audit trail: this console and the client's address."""
+    client = request.client.host if request.client is not None else "unknown"
+    return f"web:{client}"
 
 
 def _back(action: Action, key: str) -> str:

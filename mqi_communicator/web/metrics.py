@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -25,6 +25,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ..persistence import Store
+from ..persistence.host_health import read_host_health
+from ..persistence.outbox import OutboxStatus, outbox_stats
 from ..persistence.store_stats import (
     AuditAggregate,
     StateDurations,
@@ -56,11 +58,6 @@ _DIRECTION = {CaseState.SUBMITTING.value: "upload", CaseState.RETRIEVING.value: 
 NOT_AVAILABLE = (
     "# mqi_transfer_bytes_total: not available yet: transferred byte counts are logged "
     "per transfer but not recorded in the database.\n"
-    "# mqi_host_up: not available yet: host health lives in the engine's memory only.\n"
-)
-_HOOKS_PENDING = (
-    "# mqi_hook_failures_total: not available yet: the notification outbox is not in "
-    "this database.\n"
 )
 
 
@@ -70,18 +67,15 @@ class MetricsSource(Collector):
     Args:
         store: The store to read (never written).
         clock: Aware UTC now, for the settle window.
-        hook_failures: Failed hook deliveries per hook name, or None while unknown.
+        hosts: The configured hosts (``mqi_host_up`` is exported for these).
     """
 
     def __init__(
-        self,
-        store: Store,
-        clock: Callable[[], datetime],
-        hook_failures: Callable[[], dict[str, int] | None] = lambda: None,
+        self, store: Store, clock: Callable[[], datetime], hosts: Sequence[str] = ()
     ) -> None:
         self._store = store
         self._clock = clock
-        self.hook_failures = hook_failures
+        self.hosts = list(hosts)
         self._lock = threading.Lock()
         self._cursor = 0
         self._settled = audit_aggregate_empty()
@@ -108,11 +102,25 @@ class MetricsSource(Collector):
         except Exception:  # a background warm-up must not kill the process
             log.exception("could not pre-aggregate the audit trail for /metrics")
 
+    def notes(self) -> str:
+        """Comment lines for the exposition: what is not recorded, instead of a guess."""
+        with self._store.reading() as s:
+            recorded = read_host_health(s)
+        never = [h for h in self.hosts if h not in recorded]
+        if not never:
+            return NOT_AVAILABLE
+        return NOT_AVAILABLE + (
+            f"# mqi_host_up: no health recorded yet for {', '.join(never)} (the engine "
+            "records a host at its first contact).\n"
+        )
+
     def collect(self) -> Iterable[Metric]:
         """Yield every metric family (called by the registry on each scrape)."""
         cases = self._store.count_by_status()
         with self._store.reading() as s:
             gpus = count_gpus_by_status(s)
+            hooks = outbox_stats(s)
+            health = read_host_health(s)
         audit = self.audit()
         g = GaugeMetricFamily("mqi_cases", "Cases per state.", labels=["state"])
         for state, n in cases.items():
@@ -145,14 +153,27 @@ class MetricsSource(Collector):
         for timed, direction in _DIRECTION.items():
             _add_histogram(h, [direction], audit.durations[timed])
         yield h
-        failures = self.hook_failures()
-        if failures is not None:
-            c = CounterMetricFamily(
-                "mqi_hook_failures", "Failed notification deliveries.", labels=["hook"]
-            )
-            for hook, n in sorted(failures.items()):
-                c.add_metric([hook], n)
-            yield c
+        g = GaugeMetricFamily(
+            "mqi_host_up",
+            "1 while the engine reaches the host, 0 while it backs off (as last recorded).",
+            labels=["host"],
+        )
+        for host in self.hosts:
+            if host in health:
+                g.add_metric([host], 1.0 if health[host].up else 0.0)
+        yield g
+        # Per hook is not recorded (a row counts its failed calls), so one total.
+        yield CounterMetricFamily(
+            "mqi_hook_failures",
+            "Failed hook calls (one per hook per delivery attempt).",
+            value=hooks["failures_total"],
+        )
+        g = GaugeMetricFamily(
+            "mqi_hook_events", "Notification events in the outbox per status.", labels=["status"]
+        )
+        for status in OutboxStatus:
+            g.add_metric([status.value], hooks[status.value])
+        yield g
 
 
 def audit_aggregate_empty() -> AuditAggregate:
@@ -173,6 +194,4 @@ def render_metrics(source: MetricsSource) -> bytes:
     """The Prometheus text exposition of ``source``, with notes on what is not recorded."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(source)
-    body = generate_latest(registry)
-    notes = NOT_AVAILABLE + (_HOOKS_PENDING if source.hook_failures() is None else "")
-    return body + notes.encode()
+    return generate_latest(registry) + source.notes().encode()

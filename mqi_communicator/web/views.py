@@ -8,20 +8,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ..errors import MqiError
 from ..persistence import CaseRecord, GpuRecord, TransitionRecord
+from ..persistence.host_health import HostHealthRecord
 from ..service import Communicator
 from ..statemachine import CaseState, GpuState
-from .integrations import HostStatus, host_health
 
 __all__ = [
     "PAGE_SIZE",
     "AttemptRow",
     "CasesPage",
     "HostRow",
+    "LogView",
     "Overview",
     "ResultFile",
     "attempts",
     "cases_page",
+    "job_log",
     "overview",
     "result_files",
 ]
@@ -30,11 +33,13 @@ PAGE_SIZE = 50
 _LATEST = 15
 #: A results folder with more entries than this is listed only in part (and says so).
 _MAX_FILES = 200
+#: Lines of the job log the case page shows.
+LOG_LINES = 100
 
 
 @dataclass(frozen=True)
 class HostRow:
-    """A configured host with its GPUs' states; ``health`` None when nothing recorded it."""
+    """A configured host with its GPUs' states; ``health`` None while no engine recorded it."""
 
     name: str
     transport: str
@@ -43,7 +48,7 @@ class HostRow:
     busy: int
     zombies: int
     offline: int
-    health: HostStatus | None
+    health: HostHealthRecord | None
 
 
 @dataclass(frozen=True)
@@ -53,14 +58,13 @@ class Overview:
     case_counts: dict[CaseState, int]
     gpus: list[GpuRecord]
     hosts: list[HostRow]
-    health_recorded: bool
     latest: list[TransitionRecord]
 
 
 def overview(comm: Communicator) -> Overview:
-    """Counts per case state, every GPU, the hosts, and the latest transitions."""
+    """Counts per case state, every GPU, the hosts with their health, the latest transitions."""
     gpus = comm.gpus()
-    health = host_health(comm)
+    health = comm.host_health()
     hosts = []
     for name, host in comm.config.hosts.items():
         mine = [g for g in gpus if g.host == name]
@@ -73,12 +77,12 @@ def overview(comm: Communicator) -> Overview:
                 busy=sum(g.status is GpuState.ASSIGNED for g in mine),
                 zombies=sum(g.status is GpuState.ZOMBIE for g in mine),
                 offline=sum(g.status is GpuState.OFFLINE for g in mine),
-                health=health.get(name) if health is not None else None,
+                health=health.get(name),
             )
         )
     latest = comm.history(limit=_LATEST)
     latest.reverse()  # newest first on the page
-    return Overview(comm.store.count_by_status(), gpus, hosts, health is not None, latest)
+    return Overview(comm.store.count_by_status(), gpus, hosts, latest)
 
 
 @dataclass(frozen=True)
@@ -167,3 +171,29 @@ def result_files(results_dir: Path, case_name: str) -> tuple[list[ResultFile], b
             if len(found) > _MAX_FILES:
                 return found[:_MAX_FILES], True
     return found, False
+
+
+@dataclass(frozen=True)
+class LogView:
+    """The job log's tail as the case page shows it: its text, or why there is none."""
+
+    text: str | None
+    note: str
+
+
+def job_log(comm: Communicator, case: CaseRecord, lines: int = LOG_LINES) -> LogView:
+    """The last ``lines`` lines of the case's job log, read over its host's transport.
+
+    Any failure to read it (host unreachable, host no longer configured) is shown as
+    the note: the page is a view, and the log is never worth an error page.
+    """
+    if case.remote_dir is None:
+        return LogView(None, f"no job log yet: the case is {case.status.value}, not started")
+    try:
+        chunk = comm.job_log_tail(case.id, lines=lines)
+    except MqiError as err:
+        return LogView(None, f"log not available: {err}")
+    if not chunk.exists:
+        return LogView(None, f"no job log in {case.remote_dir} (not started yet, or removed)")
+    shown = "the whole log" if chunk.start == 0 else f"the last {lines} lines"
+    return LogView(chunk.text, f"{shown} ({chunk.size} bytes) of {case.remote_dir}")

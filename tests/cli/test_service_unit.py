@@ -5,8 +5,11 @@ from __future__ import annotations
 import configparser
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ import pytest
 from mqi_communicator.cli.service_unit import engine_stop_bound_s, systemd_quote
 from mqi_communicator.config import load_config
 from tests.e2e.crash_support import console_script
+from tests.infra.sshd import free_port
 
 from .test_case_log import write_config
 
@@ -73,6 +77,47 @@ def test_unit_is_valid_and_its_exec_start_runs(tmp_path: Path, web: bool) -> Non
         )
         assert ran.returncode == 0, ran.stderr
         assert (root / "mqi-communicator.db").exists()
+
+
+def test_web_unit_exec_start_serves_and_the_engine_starts_after_it(tmp_path: Path) -> None:
+    # systemd starts both units at once: the web console may come first on a fresh site.
+    root = tmp_path / "fresh site"
+    root.mkdir()
+    config = write_config(root, root / "go")
+    for folder in ("watch_dir", "results_dir"):  # a site makes them; `run` never does
+        getattr(load_config(config), folder).mkdir(parents=True, exist_ok=True)
+    svc = parse(unit_text(config, "--web"))["Service"]
+    port = free_port()
+    argv = [*shlex.split(svc["ExecStart"]), "--port", str(port)]
+    web = subprocess.Popen(
+        argv, cwd=svc["WorkingDirectory"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert web.poll() is None, web.communicate()[1].decode()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    page = r.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the web console never answered"
+                time.sleep(0.1)
+        assert "local/gpu0" in page
+    finally:
+        web.send_signal(signal.SIGTERM)  # what KillMode=mixed sends first
+        _, err = web.communicate(timeout=30)
+    # uvicorn shuts down, then re-raises the signal; systemd counts SIGTERM as clean.
+    assert web.returncode in (0, -signal.SIGTERM), err.decode()
+    assert b"Finished server process" in err, err.decode()
+    ran = subprocess.run(
+        [*console_script(), "run", "--once", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
 
 
 def test_systemd_quoting() -> None:

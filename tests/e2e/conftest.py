@@ -80,8 +80,12 @@ class E2E:
         command: str = JOB,
         engine: dict[str, Any] | None = None,
         name: str = "mqi.yaml",
+        extra: dict[str, Any] | None = None,
     ) -> Path:
-        """Write a YAML config file (relative paths, as a user writes them)."""
+        """Write a YAML config file (relative paths, as a user writes them).
+
+        ``extra``: more top-level sections (``hooks``, ...).
+        """
         data: dict[str, Any] = {
             "watch_dir": "watch",
             "results_dir": "results",
@@ -96,6 +100,7 @@ class E2E:
             },
             "hosts": hosts,
             "gpus": gpus,
+            **(extra or {}),
         }
         self.watch.mkdir(exist_ok=True)
         path = self.root / name

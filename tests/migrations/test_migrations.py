@@ -15,6 +15,7 @@ from sqlalchemy import inspect
 
 from mqi_communicator.migrations import api
 from mqi_communicator.persistence import Store, make_engine
+from mqi_communicator.persistence.schema_check import SCHEMA_HEAD
 from mqi_communicator.statemachine import CaseState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +39,11 @@ def test_single_head_and_linear_history() -> None:
     assert revs[0].down_revision is None and revs[-1].revision == api.head()
     for older, newer in itertools.pairwise(revs):
         assert newer.down_revision == older.revision
+
+
+def test_the_fast_schema_check_knows_the_head() -> None:
+    # Store.open compares with this constant before loading Alembic (schema_check.py).
+    assert api.head() == SCHEMA_HEAD
 
 
 def test_upgrade_downgrade_upgrade_with_data(db_url: str) -> None:

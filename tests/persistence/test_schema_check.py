@@ -21,8 +21,18 @@ def _sql(url: str, statement: str) -> None:
 
 
 def test_empty_database_is_refused(db_url: str) -> None:
+    if db_url.startswith("sqlite"):
+        sqlite3.connect(db_url.removeprefix("sqlite:///")).close()  # an empty file
     with pytest.raises(SchemaMismatchError, match=r"empty database.*mqi-communicator db upgrade"):
         Store.open(db_url)
+
+
+def test_missing_sqlite_file_is_refused_and_not_created(tmp_path: Path) -> None:
+    # An empty file left behind by a reader would be refused by the engine later.
+    db = tmp_path / "mqi.db"
+    with pytest.raises(SchemaMismatchError, match=r"no database at .*mqi-communicator run"):
+        Store.open(f"sqlite:///{db.as_posix()}")
+    assert not db.exists()
 
 
 def test_behind_is_refused(db_url: str) -> None:

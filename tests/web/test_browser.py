@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 
-from mqi_communicator import CaseState, GpuState
+from mqi_communicator import CaseState, EvidenceKind, GpuState
 
 from .conftest import Browser, Workspace, console_app, engine, serve, wait_for
 
@@ -16,10 +16,18 @@ MARK = "window.__mqiNoReload = 'still here'"
 MARKED = "return window.__mqiNoReload === 'still here'"
 
 
+#: What the gated job prints, once before the gate and once after (its job log).
+LOG_BEFORE = "MOQUI: beam 1/2 <b>simulated</b>"
+LOG_AFTER = "MOQUI: dose written"
+
+
 def gated(ws: Workspace) -> str:
-    """A stand-in job that runs until the test creates the gate file."""
+    """A stand-in job that logs a line, runs until the test creates the gate file, logs."""
     gate = shlex.quote(str(ws.root / "gate"))
-    return f"while [ ! -f {gate} ]; do sleep 0.05; done; mkdir -p output; echo dose > output/d"
+    return (
+        f"echo {shlex.quote(LOG_BEFORE)}; while [ ! -f {gate} ]; do sleep 0.05; done; "
+        f"mkdir -p output; echo dose > output/d; echo {shlex.quote(LOG_AFTER)}"
+    )
 
 
 def test_engine_progress_appears_live_without_reload(ws: Workspace, browser: Browser) -> None:
@@ -38,11 +46,13 @@ def test_engine_progress_appears_live_without_reload(ws: Workspace, browser: Bro
         browser.shot("cases-running")
         browser.click("#cases tr[data-case] td:nth-child(2) a")
         wait_for(lambda: browser.text("#case-state") == "running", "detail shows running")
+        # The job's own output, read through the host's transport (markup shown as text).
+        wait_for(lambda: LOG_BEFORE in browser.text("#log-text"), "the running job's log")
         d.execute_script(MARK)
         (ws.root / "gate").touch()
         wait_for(lambda: browser.text("#case-state") == "completed", "detail shows completed")
+        wait_for(lambda: LOG_AFTER in browser.text("#log-text"), "the log's new line, live")
         assert d.execute_script(MARKED), "the case page was reloaded"
-        wait_for(lambda: "log not available" in browser.text("#log"), "log hook placeholder")
         assert "retrieving → completed" in browser.text("#case-live .transitions")
         assert "observed_terminal" in browser.text("#case-live .transitions")
         (case,) = runner.cases()
@@ -119,3 +129,25 @@ def test_zombie_is_marked_live_with_the_case_it_quarantines(
         assert f"case {case.id} (stuck job)" in banner and str(case.label) in banner
         assert str(case.job_id) in banner
         browser.shot("gpu-zombie")
+
+        # The operator's way out, on the page: checks first, a reason, an explicit tick.
+        from selenium.webdriver.common.by import By  # only where the browser fixture ran
+
+        browser.click("#action-release")
+        wait_for(lambda: "Release zombie" in browser.text("h1"), "release confirmation")
+        assert str(case.label) in browser.text("#checks")
+        browser.shot("release-confirm")
+        assert runner.gpus()[0].status is GpuState.ZOMBIE, "released before confirmation"
+        d.find_element(By.ID, "reason").send_keys("host reinstalled; no process left")
+        d.find_element(By.ID, "job-gone").click()
+        browser.click("#confirm")
+        wait_for(lambda: "released on the word of web:127.0.0.1" in browser.text("#result"), "done")
+        browser.shot("release-result")
+        (gpu,) = runner.gpus()
+        assert gpu.status is GpuState.AVAILABLE
+        (row,) = [t for t in runner.history(gpu_name=gpu.name) if t.trigger == "operator_release"]
+        assert row.evidence is not None
+        assert row.evidence.kind is EvidenceKind.OPERATOR_ATTESTED
+        assert row.evidence.actor == "web:127.0.0.1"
+        assert row.evidence.detail == "host reinstalled; no process left"
+        assert row.evidence.label == case.label

@@ -15,8 +15,13 @@ from click.testing import CliRunner
 
 from mqi_communicator import CaseState, GpuState
 from mqi_communicator.cli import main
+from mqi_communicator.engine.backoff import HostHealth
+from mqi_communicator.engine.health_record import HealthRecorder
+from mqi_communicator.engine.runtime import utcnow
 from mqi_communicator.migrations.api import upgrade
+from mqi_communicator.notify import HookDispatcher
 
+from ..notify.receiver import free_port
 from ..service.conftest import tick_until
 from .conftest import Workspace, console_app, serve
 
@@ -69,10 +74,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 )
 def test_pages_and_metrics_on_both_backends(ws: Workspace, db_url: str) -> None:
     upgrade(db_url)
-    config = ws.config(command="mkdir -p output; echo x > output/r", database_url=db_url)
+    # A webhook nobody listens on: the completion event's delivery really fails.
+    hooks = {"targets": {"nobody": {"url": f"http://127.0.0.1:{free_port()}/hook"}}}
+    config = ws.config(
+        command="mkdir -p output; echo x > output/r", database_url=db_url, hooks=hooks
+    )
     runner = ws.communicator(config)
     ws.drop_case(HOSTILE)
     tick_until(runner, lambda: any(c.status is CaseState.COMPLETED for c in runner.cases()), "done")
+    assert HookDispatcher(runner.store, config.hooks).deliver_due() == 1
     (case,) = runner.cases()
     _, app = console_app(ws, config)
     with serve(app) as base:
@@ -104,10 +114,36 @@ def test_pages_and_metrics_on_both_backends(ws: Workspace, db_url: str) -> None:
         'mqi_transfer_duration_seconds_count{direction="upload"} 1.0',
         'mqi_transfer_duration_seconds_count{direction="download"} 1.0',
         "# mqi_transfer_bytes_total: not available yet",
-        "# mqi_host_up: not available yet",
-        "# mqi_hook_failures_total: not available yet",
+        # The engine polled the host while the job ran: it recorded it up.
+        'mqi_host_up{host="local"} 1.0',
+        "mqi_hook_failures_total 1.0",
+        'mqi_hook_events{status="pending"} 1.0',
+        'mqi_hook_events{status="delivered"} 0.0',
     ):
         assert line in metrics, line
+    assert "mqi_hook_failures_total: not available" not in metrics
+
+
+def test_overview_and_metrics_show_the_recorded_host_health(ws: Workspace) -> None:
+    config = ws.config()
+    comm, app = console_app(ws, config)
+    # The engine's own wiring: its in-memory decision, recorded through the store.
+    health = HostHealth(on_change=HealthRecorder(comm.store, utcnow))
+    with serve(app) as base:
+        web = Client(base)
+        assert "not contacted by the engine yet" in web.call("/")[2]
+        metrics = web.call("/metrics")[2]
+        assert "mqi_host_up{" not in metrics
+        assert "# mqi_host_up: no health recorded yet for local" in metrics
+        health.failed("local", utcnow(), "connect: <Connection refused>")
+        _, _, page = web.call("/")
+        row = page.split('data-host="local"', 1)[1].split("</tr>", 1)[0]
+        assert "host-down" in page and "down</span>" in row
+        assert "connect: &lt;Connection refused&gt;" in row and "failed tries: 1" in row
+        assert 'mqi_host_up{host="local"} 0.0' in web.call("/metrics")[2]
+        health.succeeded("local")
+        assert "host-up" in web.call("/")[2]
+        assert 'mqi_host_up{host="local"} 1.0' in web.call("/metrics")[2]
 
 
 def _gpu_untouched(ws: Workspace) -> bool:
@@ -137,6 +173,44 @@ def test_actions_need_their_session_token_and_same_origin(ws: Workspace) -> None
     (gpu,) = comm.gpus()
     assert gpu.status is GpuState.OFFLINE
     assert [t.trigger for t in comm.history(gpu_name=gpu.name)][-1] == "take_offline"
+
+
+def test_zombie_release_needs_the_attestation_and_a_reason(ws: Workspace) -> None:
+    # TERM ignored, a kill window shorter than the SIGKILL grace: a real zombie.
+    config = ws.config(
+        command="trap '' TERM; sleep 300",
+        engine={"job_timeout_s": 1, "kill_confirm_s": 0.5},
+        scheduler={"kill_grace_s": 60},
+    )
+    runner = ws.communicator(config)
+    ws.drop_case("stuck")
+    tick_until(runner, lambda: runner.gpus()[0].status is GpuState.ZOMBIE, "zombie")
+    (gpu,) = runner.gpus()
+    comm, app = console_app(ws, config)
+    target = f"/act/gpu/release/{gpu.name}"
+    with serve(app) as base:
+        web = Client(base)
+        assert f'href="{target}"' in web.call(f"/gpus/{gpu.name}")[2]
+        _, _, page = web.call(target)
+        assert "no scheduler task with label" in page and str(gpu.job_label) in page
+        assert 'name="job_gone"' in page and 'name="reason"' in page
+        token = web.csrf(target)
+        refusals = [
+            {"csrf": token, "reason": "host reinstalled"},
+            {"csrf": token, "reason": "   ", "job_gone": "yes"},
+            {"csrf": token, "reason": "host reinstalled", "job_gone": "on"},
+        ]
+        for form in refusals:
+            status, _, body = web.call(target, form, Origin=base)
+            assert status == 409 and "not released" in body, (form, body)
+        assert comm.gpus()[0].status is GpuState.ZOMBIE, "a refused release freed the GPU"
+        form = {"csrf": token, "reason": "host\nreinstalled", "job_gone": "yes"}
+        status, _, body = web.call(target, form, Origin=base)
+        assert status == 200 and "released on the word of web:127.0.0.1" in body, body
+    assert comm.gpus()[0].status is GpuState.AVAILABLE
+    (release,) = [t for t in comm.history(gpu_name=gpu.name) if t.trigger == "operator_release"]
+    assert release.evidence is not None and release.evidence.actor == "web:127.0.0.1"
+    assert release.evidence.detail == "host reinstalled"  # one line, as logged
 
 
 def test_read_only_mode_offers_and_accepts_no_action(ws: Workspace) -> None:
