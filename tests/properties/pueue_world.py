@@ -16,13 +16,14 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from .fakes import ProbeFacts, forge, render_probe
+from .fakes import PROBE_FAULTS, ProbeFacts, probe_fault, render_probe
 
 __all__ = [
     "DIR",
     "JOB_ID",
     "LABEL",
     "PGID",
+    "TOKEN",
     "PueueTruth",
     "Stranger",
     "pueue_truths",
@@ -34,6 +35,8 @@ LABEL = "mqic-7-a2"
 DIR = "/work/mqic/case_7_a2"
 JOB_ID = 4
 PGID = 4242
+#: The attempt's token (what the submit installed in ``<DIR>.mqi/token``).
+TOKEN = "pueue-attempt-token-0007"
 _T = "2026-11-30T11:58:01.123456789+00:00"
 
 #: Where our job really is. ``spawning``: Pueue started ``sh -c``, the wrapper has not
@@ -103,9 +106,7 @@ class PueueTruth:
             processes untouched.
         cleaned: ``pueue clean`` removed our Done task.
         reused_by: A stranger's task now holds our id (only once it is free).
-        probe: ``honest``, ``missing`` (record lost), ``cut`` (record without ``end``),
-            ``unknown_liveness`` (pgid but no alive line), ``foreign_label``,
-            ``forged_ours``/``forged_foreign`` (the case carried a ``.mqi/`` of its own).
+        probe: What goes wrong with the probe (``fakes.PROBE_FAULTS``, ``probe_fault``).
         shape: ``v3`` or ``v4`` JSON.
         output: ``ok``, ``garbage``, ``truncated_json``, ``status_failed``,
             ``cut_at`` (the whole stdout cut at ``cut_at``).
@@ -158,43 +159,36 @@ class PueueTruth:
         return state, result
 
     def probe_facts(self) -> ProbeFacts:
-        """What the probe prints for our directory."""
-        facts = ProbeFacts(label=LABEL)
-        started = 1_764_500_000
-        gone = not self.lingering
+        """What the probe prints for our directory (the submit installed the token).
+
+        Our wrapper and every process it starts carry the token; ``spawning`` is the
+        moment before the wrapper's re-exec with it (``sh -c`` has not run it yet), so
+        nothing carries it then. A ``lingering`` process stays in the wrapper's group.
+        """
+        facts = ProbeFacts(token=TOKEN, label=LABEL)
+        run = {"token": TOKEN, "label": LABEL, "started": 1_764_500_000, "pgid": PGID}
+        lingering = self.lingering and self.phase in ("exited", "signalled")
         if self.phase == "running":
-            facts = ProbeFacts(label=LABEL, started=started, pgid=PGID, alive=True)
+            facts = ProbeFacts(**run, alive=True, carriers=2)  # type: ignore[arg-type]
         elif self.phase == "exited":
             facts = ProbeFacts(
-                label=LABEL,
-                started=started,
+                **run,  # type: ignore[arg-type]
                 exit_code=self.exit_code,
-                pgid=PGID,
-                alive=not gone,
+                alive=lingering,
+                carriers=int(lingering),
                 tail="Traceback: boom\n",
             )
         elif self.phase == "signalled":
             facts = ProbeFacts(
-                label=LABEL,
-                started=started,
+                **run,  # type: ignore[arg-type]
                 signal="TERM",
                 exit_code=143,
-                pgid=PGID,
-                alive=not gone,
+                alive=lingering,
+                carriers=int(lingering),
             )
         elif self.phase == "sigkilled":
-            facts = ProbeFacts(label=LABEL, started=started, pgid=PGID, alive=False)
-        if self.probe == "missing":
-            return ProbeFacts(record=False)
-        if self.probe == "cut":
-            return replace(facts, cut=True)
-        if self.probe == "unknown_liveness":
-            return replace(facts, alive=None)
-        if self.probe == "foreign_label":
-            return replace(facts, label="mqic-99-a1")
-        if self.probe.startswith("forged"):
-            return forge(facts, LABEL if self.probe == "forged_ours" else "mqic-99-a1")
-        return facts
+            facts = ProbeFacts(**run, alive=False)  # type: ignore[arg-type]
+        return probe_fault(facts, self.probe)
 
 
 def _status_json(state: str, result: Any, shape: str) -> Any:
@@ -301,20 +295,7 @@ def pueue_truths(draw: st.DrawFn) -> PueueTruth:
         crashed=crashed,
         cleaned=draw(st.booleans()),
         reused_by=None,
-        probe=draw(
-            st.sampled_from(
-                [
-                    "honest",
-                    "honest",
-                    "missing",
-                    "cut",
-                    "unknown_liveness",
-                    "foreign_label",
-                    "forged_foreign",
-                    "forged_ours",
-                ]
-            )
-        ),
+        probe=draw(st.sampled_from(PROBE_FAULTS)),
         shape=draw(st.sampled_from(["v3", "v4"])),
         output=draw(
             st.sampled_from(

@@ -9,17 +9,19 @@ marker probe. :func:`render` builds that stdout (and squeue's stderr) from a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from .fakes import ProbeFacts, forge, render_probe
+from .fakes import PROBE_FAULTS, ProbeFacts, probe_fault, render_probe
 
-__all__ = ["DIR", "JOB_ID", "LABEL", "SlurmTruth", "render", "slurm_truths"]
+__all__ = ["DIR", "JOB_ID", "LABEL", "TOKEN", "SlurmTruth", "render", "slurm_truths"]
 
 LABEL = "mqic-5-a1"
 DIR = "/scratch/mqic/case_5_a1"
 JOB_ID = 31
+#: The attempt's token (what the submit installed in ``<DIR>.mqi/token``).
+TOKEN = "slurm-attempt-token-0005"
 _START = "2026-11-30T11:40:04"
 
 #: Where our job really is. ``cancelled_running``: scancel was sent while it ran.
@@ -71,8 +73,7 @@ class SlurmTruth:
             missing), ``lost_line`` (our line lost AND a garbage line), ``rc_other``
             (squeue failed), ``invalid_id`` (exit 1 "Invalid job id"; only when no line
             is printed), ``cut_at`` (stdout cut at ``cut_at``).
-        probe: ``honest``, ``missing``, ``cut``, ``unknown_liveness``, ``foreign_label``,
-            ``forged_ours``/``forged_foreign`` (the case carried a ``.mqi/`` of its own).
+        probe: What goes wrong with the probe (``fakes.PROBE_FAULTS``, ``probe_fault``).
         others: Lines of other jobs (our user's other cases) in the same answer.
     """
 
@@ -114,33 +115,27 @@ class SlurmTruth:
         return f"{JOB_ID}|{state}|{reason}|{wait}|{_START if started else 'N/A'}|{LABEL}|"
 
     def probe_facts(self) -> ProbeFacts:
-        """What the probe prints for our directory (Slurm ended the group it tracked)."""
-        started = 1_764_502_804
-        run = {"label": LABEL, "started": started, "pgid": 5151}
+        """What the probe prints for our directory (Slurm ended the group it tracked).
+
+        Our wrapper and its processes carry the token; a ``lingering`` cancelled job's
+        wrapper is still handling TERM (no exit marker yet).
+        """
+        run = {"token": TOKEN, "label": LABEL, "started": 1_764_502_804, "pgid": 5151}
+        live = ProbeFacts(**run, alive=True, carriers=1)  # type: ignore[arg-type]
         facts = {
-            "running": ProbeFacts(**run, alive=True),  # type: ignore[arg-type]
+            "running": live,
             "completed": ProbeFacts(**run, exit_code=0, alive=False),  # type: ignore[arg-type]
             "failed": ProbeFacts(**run, exit_code=self.exit_code, alive=False, tail="oops\n"),  # type: ignore[arg-type]
             "timeout": ProbeFacts(**run, exit_code=143, signal="TERM", alive=False),  # type: ignore[arg-type]
             "node_fail": ProbeFacts(**run, alive=False),  # type: ignore[arg-type]
             "out_of_memory": ProbeFacts(**run, exit_code=137, alive=False),  # type: ignore[arg-type]
-        }.get(self.phase, ProbeFacts(label=LABEL))
+        }.get(self.phase, ProbeFacts(token=TOKEN, label=LABEL))
         if self.phase == "cancelled_running":
-            if self.lingering:  # the wrapper is still handling TERM: no exit marker yet
-                facts = ProbeFacts(**run, alive=True)  # type: ignore[arg-type]
+            if self.lingering:
+                facts = live
             else:
                 facts = ProbeFacts(**run, exit_code=143, signal="TERM", alive=False)  # type: ignore[arg-type]
-        if self.probe == "missing":
-            return ProbeFacts(record=False)
-        if self.probe == "cut":
-            return replace(facts, cut=True)
-        if self.probe == "unknown_liveness":
-            return replace(facts, alive=None)
-        if self.probe == "foreign_label":
-            return replace(facts, label="mqic-99-a1")
-        if self.probe.startswith("forged"):
-            return forge(facts, LABEL if self.probe == "forged_ours" else "mqic-99-a1")
-        return facts
+        return probe_fault(facts, self.probe)
 
 
 def render(truth: SlurmTruth) -> tuple[str, str]:
@@ -192,19 +187,6 @@ def slurm_truths(draw: st.DrawFn) -> SlurmTruth:
             )
         ),
         cut_at=draw(st.floats(0.0, 1.0)),
-        probe=draw(
-            st.sampled_from(
-                [
-                    "honest",
-                    "honest",
-                    "missing",
-                    "cut",
-                    "unknown_liveness",
-                    "foreign_label",
-                    "forged_foreign",
-                    "forged_ours",
-                ]
-            )
-        ),
+        probe=draw(st.sampled_from(PROBE_FAULTS)),
         others=draw(st.integers(0, 2)),
     )

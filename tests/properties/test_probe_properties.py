@@ -4,8 +4,9 @@ Each example is a batch of jobs with a known truth (never started, starting, run
 ended with code N, ended by a signal, SIGKILLed, a detached descendant still alive, a
 pgid reused by a stranger, a marker directory of another attempt, a forged in-case
 ``.mqi``, a probe that could not tell a group's liveness, a /proc scan that failed).
-From it we render the exact text the real probe prints (see ``marker_probe``; the
-renderer is checked against the real probe in ``test_renderer_matches_the_real_probe``),
+From it we render the exact text the real probe prints with the renderer every property
+test shares (``fakes.render_batch``; checked against the real probe in
+``test_renderer_matches_the_real_probe``),
 cut or spoil it, and run the real parser and decision functions. Then:
 
 * a status the engine counts as ended implies that in the truth nothing of the job runs;
@@ -20,7 +21,6 @@ its re-exec with the token (the schedulers' own view covers it).
 
 from __future__ import annotations
 
-import base64
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,18 +29,14 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqi_communicator.remote.marker_probe import (
-    _CARRIER,
-    TOKEN_ENV,
-    _key,
-    parse_probe,
-    probe_snippet,
-)
+from mqi_communicator.remote.marker_probe import _CARRIER, parse_probe, probe_snippet
 from mqi_communicator.remote.marker_status import status_from_markers
 from mqi_communicator.remote.protocol import JobRef, JobState, JobStatus
 from mqi_communicator.remote.pueue import decide
 from mqi_communicator.remote.slurm_status import decide_status
 from mqi_communicator.statemachine.decide import JobObservation, _ended
+
+from .fakes import SCAN_MODES, ProbeFacts, forge, render_batch
 
 PHASES = ("never", "starting", "running", "exited", "signalled", "sigkilled")
 #: Phases in which the wrapper process itself is alive (after its re-exec with the token).
@@ -119,61 +115,31 @@ def _dir_label(t: Truth) -> str:
     return "mqic-other-a1" if t.owner == "foreign" and t.foreign_label else t.label
 
 
-def _record(t: Truth) -> list[str]:
-    """The lines the real probe prints for ``t`` (same order as ``_mqi_probe``)."""
-    k = _key(t.remote_dir, False)
-    out = [f"@mqi {k} dir {int(t.dir_exists)}"]
-    if t.dir_token is not None:
-        out.append(f"@mqi {k} token {t.dir_token}")
-        out.append(f"@mqi {k} label {_dir_label(t)}")
-    if t.phase in STARTED:
-        out.append(f"@mqi {k} started 1800000000")
+def facts_of(t: Truth) -> ProbeFacts:
+    """What the real probe reads for ``t`` (rendered by the shared renderer)."""
     code = 143 if t.phase == "signalled" else t.exit_code
-    if t.phase == "signalled":
-        out.append(f"@mqi {k} signal TERM")
-    if t.phase in ("exited", "signalled"):
-        out.append(f"@mqi {k} exit {code}")
-    if t.phase in STARTED:
-        out.append(f"@mqi {k} pgid {5000 + t.index}")
-        if t.kill_unclear:
-            answer = "sh: 1: kill: Input/output error"
-        elif t.phase == "running" or t.stranger_group or t.hidden_in_group:
-            answer = "alive"
-        else:
-            answer = "sh: 1: kill: No such process"
-        out.append(f"@mqi {k} kill {answer}")
-    if t.phase in ("exited", "signalled") and code != 0:
-        out.append(f"@mqi {k} tail {base64.b64encode(b'boom').decode()}")
-    out.append(f"@mqi {k} end")
-    if t.forged_in_case:  # as if something had read the in-case .mqi: never ours
-        fk = _key(t.remote_dir, True)
-        out += [f"@mqi {fk} dir 1", f"@mqi {fk} label {t.label}", f"@mqi {fk} exit 0"]
-        out += [f"@mqi {fk} pgid 7", f"@mqi {fk} kill sh: 1: kill: No such process"]
-        out += [f"@mqi {fk} end"]
-    return out
-
-
-def _scan(batch: list[Truth], mode: str) -> list[str]:
-    """The /proc scan's lines; ``mode`` ok, missing, no_canary or no_end."""
-    if mode == "missing":
-        return []
-    out = ["@mqi-scan canary 900"]
-    if mode != "no_canary":
-        out.append(f"/proc/900/environ:{TOKEN_ENV}=mqi-probe-canary")
-    for t in batch:
-        if t.dir_token is None:
-            continue  # the probe only looks for tokens it read from a marker directory
-        pids = [1 + 10 * t.index] if t.phase in WRAPPER_ALIVE else []
-        pids += [2 + 10 * t.index] * t.descendant
-        out += [f"/proc/{pid}/environ:{TOKEN_ENV}={t.dir_token}" for pid in pids]
-    if mode != "no_end":
-        out.append("@mqi-scan end")
-    return out
+    ended = t.phase in ("exited", "signalled")
+    if t.kill_unclear:
+        alive: bool | None = None
+    else:
+        alive = t.phase == "running" or t.stranger_group or t.hidden_in_group
+    facts = ProbeFacts(
+        dir_exists=t.dir_exists,
+        token=t.dir_token,
+        label=_dir_label(t) if t.dir_token is not None else None,
+        started=1800000000 if t.phase in STARTED else None,
+        signal="TERM" if t.phase == "signalled" else None,
+        exit_code=code if ended else None,
+        pgid=5000 + t.index if t.phase in STARTED else None,
+        alive=alive,
+        tail="boom" if ended else "",
+        carriers=(t.phase in WRAPPER_ALIVE) + t.descendant,
+    )
+    return forge(facts, t.label) if t.forged_in_case else facts
 
 
 def render(batch: list[Truth], scan: str) -> str:
-    lines = [line for t in batch for line in _record(t)]
-    return "\n".join([*lines, *_scan(batch, scan)]) + "\n"
+    return render_batch([(t.remote_dir, facts_of(t)) for t in batch], scan)
 
 
 def _counts_as_ended(status: JobStatus) -> bool:
@@ -203,7 +169,7 @@ def _check_safe(t: Truth, statuses: dict[str, JobStatus]) -> None:
 
 
 batches = st.integers(1, 4).flatmap(lambda n: st.tuples(*(truths(i) for i in range(n))))
-scans = st.sampled_from(["ok", "ok", "ok", "missing", "no_canary", "no_end"])
+scans = st.sampled_from(["ok", "ok", "ok", *SCAN_MODES[1:]])
 
 
 @given(batches, scans)

@@ -317,6 +317,10 @@ class SimScheduler:
             w.in_flight.append((spec.label, spec.remote_dir, spec.gpu.name))
             raise HostUnreachableError("sim: connection dropped; the submit is still on its way")
         job = w.create(spec.label, spec.remote_dir, spec.gpu.name, ours=True)
+        if spec.remote_dir in w.revoked:
+            # A late submit (its engine lost its lease mid-call) lands after another
+            # engine took the start claim: the wrapper finds it taken and runs nothing.
+            w._no_op(job)
         if w.submit_mode == "timeout_after_create":
             raise HostUnreachableError("sim: connection dropped after the job was queued")
         w._leave()

@@ -147,7 +147,13 @@ class BoundaryRules:
     @traced
     def second_engine_mid_tick(self, calls: int, delay: int, ticks: int = 1) -> None:
         """Engine 2 ticks ``ticks`` times while this engine waits on its ``calls``-th
-        remote call, which takes ``delay`` seconds (a long upload)."""
+        remote call, which takes ``delay`` seconds (a long upload, or a frozen engine).
+
+        Both engines hold leases (neither is exclusive: several engines share a
+        database only on PostgreSQL). A ``delay`` beyond the lease's TTL expires this
+        engine's leases, so engine 2 may take its ``submitting`` case over; this engine's
+        late outcomes must then be dropped and its late submit never start.
+        """
         self._step()
         self.clock.now += timedelta(seconds=5)
         fired: list[bool] = []
@@ -155,6 +161,13 @@ class BoundaryRules:
         def other_engine() -> None:
             self.clock.now += timedelta(seconds=delay)
             fired.append(True)
+            if delay >= self.reconciler.settings.lease_ttl_s:
+                # This engine was frozen past its lease (README "Several communicators":
+                # a VM pause). Expiry is judged on the DATABASE's clock, which the fake
+                # clock does not move: expire the frozen engine's leases as time would.
+                for case_id in self.case_ids:
+                    self.store.release_lease(case_id, self.reconciler.engine_id)
+                STATS["lease_expired"] += 1
             with Store.open(self.url) as store:
                 engine = _second_engine(store, self)
                 for _ in range(ticks):
@@ -173,6 +186,8 @@ class BoundaryRules:
             self.world.on_call = None
         if fired:
             self.reached.add("second_engine_mid_tick")
+            if delay >= self.reconciler.settings.lease_ttl_s:
+                self.reached.add("second_engine_after_lease_expired")
         self.busy = False
 
 

@@ -92,7 +92,13 @@ class SafetyMachine(OracleChecks, BoundaryRules, RuleBasedStateMachine):
             {HOST: host},
             gpus,
             policy=POLICY,
-            settings=EngineSettings(command=("moqui",), results_dir=self.tmp / "results"),
+            # Not exclusive: the machine may start a second engine on the same database
+            # (second_engine_mid_tick), which the design allows only where EVERY engine
+            # shares it (PostgreSQL) and so holds leases. An exclusive engine (SQLite and
+            # its lock file) is alone by design and takes none.
+            settings=EngineSettings(
+                command=("moqui",), results_dir=self.tmp / "results", exclusive=False
+            ),
             clock=self.clock,
             backoff=BACKOFF,
         )

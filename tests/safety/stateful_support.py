@@ -60,6 +60,7 @@ STATS: dict[str, int] = {
     "crashes": 0,
     "max_heal_ticks": 0,
     "stale_refused": 0,  # stale outcomes the store refused
+    "lease_expired": 0,  # second engines that ran after this engine's leases expired
 }
 
 #: The store's compare-and-set on the attempt (``expected_label``, ``StaleOutcomeError``)

@@ -36,7 +36,7 @@ REQUIRED = (
     "forged_marker",
     "detached_descendant",
     "stale_outcome_refused",
-) + (("second_engine_mid_tick",) if CAS_MERGED else ())
+) + (("second_engine_mid_tick", "second_engine_after_lease_expired") if CAS_MERGED else ())
 
 
 def test_no_unkilled_gpu_is_freed(record_property: RecordProperty) -> None:

@@ -5,11 +5,14 @@ Engine 1 claims the case and starts uploading attempt 1. The upload takes 4,000 
 ``submit_grace`` and ``transfer_timeout_s``, so a transfer lease would have expired.
 Meanwhile engine 2 (not exclusive, same database) recovers the case, revokes attempt 1's
 start, requeues it and submits attempt 2. Then attempt 1's upload fails in engine 1.
-Today that error is applied to the row as it is (attempt 2): ``requeue`` and a GPU
-release with never-submitted evidence, while attempt 2's job runs. The ``cas`` branch
-(compare-and-set on the attempt) makes the store refuse it; until it is merged this test
-is a strict xfail, and the machine's ``second_engine_mid_tick`` rule stays off
-(``stateful_support.CAS_MERGED``).
+Before the ``cas`` branch that error was applied to the row as it was (attempt 2):
+``requeue`` and a GPU release with never-submitted evidence, while attempt 2's job ran.
+The store's compare-and-set on the attempt now refuses it.
+
+Both engines hold leases (several engines share a database only on PostgreSQL, where
+none is exclusive). A 4,000 s call is longer than the lease's TTL: the machine expires
+the frozen engine's leases (expiry is judged on the database's clock, which the fake
+clock does not move), as README "Several communicators" describes.
 """
 
 from __future__ import annotations
@@ -32,3 +35,20 @@ def test_takeover_during_a_long_upload_keeps_attempt_2s_gpu() -> None:
         machine.busy = False
     finally:
         machine.teardown()  # liveness: every case comes home once the world heals
+
+
+def test_a_frozen_engines_late_submit_never_runs() -> None:
+    """Engine 1 freezes INSIDE its submit call past its lease; engine 2 takes the case
+    over (finds no job, revokes attempt 1's start, requeues it). Then engine 1's submit
+    lands: its wrapper finds the start claim taken and runs nothing, and its outcome is
+    dropped as stale. (The machine once counted that job as alive: its submit ignored
+    the revoke, unlike a real wrapper.)"""
+    machine = SafetyMachine()
+    try:
+        machine.case_arrives()
+        machine.second_engine_mid_tick(calls=1, delay=2000, ticks=1)
+        machine.safe_and_consistent()
+        assert {"second_engine_after_lease_expired", "requeued"} <= machine.reached
+        machine.busy = False
+    finally:
+        machine.teardown()
