@@ -2,8 +2,8 @@
 
 Fixtures:
     sshd: session-scoped :class:`SshServer` (keys made fresh in a temp dir outside
-        the repo; port ``MQI_TEST_SSHD_PORT``, default 22222, or a free port when
-        22222 is taken by a parallel test session). Torn down at the end.
+        the repo; port ``MQI_TEST_SSHD_PORT``, else a free port, so xdist workers and
+        parallel sessions never share one). Torn down at the end.
     ssh_transport: a connected :class:`SshTransport` to it, closed after the test.
 
 Use :func:`make_ssh_transport` to build more transports (other known_hosts, env...).
@@ -196,19 +196,11 @@ def start_sshd(base: Path, port: int, *, readonly_tmp: bool = False) -> SshServe
     return server
 
 
-def _port_busy(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1.0)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _choose_port() -> int:
-    """``MQI_TEST_SSHD_PORT`` if set; else 22222, or a free port when another test
-    session (a helper running in parallel) already holds 22222."""
+    """``MQI_TEST_SSHD_PORT`` if set, else a free port: xdist workers and parallel test
+    sessions each start their own sshd, and a fixed default port made them race."""
     if "MQI_TEST_SSHD_PORT" in os.environ:
         return int(os.environ["MQI_TEST_SSHD_PORT"])
-    if not _port_busy(22222):
-        return 22222
     return free_port()
 
 
@@ -227,14 +219,19 @@ def sshd() -> Iterator[SshServer]:
         unavailable("sshd", f"{SSHD_BIN} is missing (apt-get install openssh-server)")
     if shutil.which("ssh-keygen") is None:
         unavailable("sshd", "ssh-keygen is missing (apt-get install openssh-client)")
-    port = _choose_port()
     base = Path(tempfile.mkdtemp(prefix="mqi-sshd-"))
-    try:
-        server = start_sshd(base, port)
-    except (RuntimeError, subprocess.SubprocessError, OSError) as err:
-        shutil.rmtree(base, ignore_errors=True)
-        unavailable("sshd", f"could not start sshd on port {port}: {err}")
-        raise  # unreachable: unavailable() skips or fails
+    for attempt in range(3):
+        # A free port can still be taken between the probe and sshd's bind: try another.
+        port = _choose_port()
+        try:
+            server = start_sshd(base, port)
+            break
+        except (RuntimeError, subprocess.SubprocessError, OSError) as err:
+            if attempt < 2 and "already in use" in str(err):
+                continue
+            shutil.rmtree(base, ignore_errors=True)
+            unavailable("sshd", f"could not start sshd on port {port}: {err}")
+            raise  # unreachable: unavailable() skips or fails
     try:
         yield server
     finally:

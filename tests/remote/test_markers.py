@@ -99,7 +99,9 @@ def test_probe_many_dirs_in_one_command(tmp_path: Path) -> None:
 
         def both_started() -> bool:  # the wrapper, then its child (sleep), carry the token
             infos.update(markers.parse_probe(sh(markers.probe_snippet(dirs)).stdout))
-            return str(running) in infos and infos[str(running)].token_procs == 2
+            info = infos.get(str(running))
+            # pgid and started come first: a token carrier alone may be put's own `mv`
+            return info is not None and info.started is not None and info.token_procs == 2
 
         wait_for(both_started)
         assert set(infos) == set(dirs)
