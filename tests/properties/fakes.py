@@ -168,6 +168,8 @@ PROBE_FAULTS = (
     "missing",
     "cut",
     "unknown_liveness",
+    "env_cleared",
+    "env_cleared_unclear",
     "scan_missing",
     "scan_no_canary",
     "scan_no_end",
@@ -182,7 +184,10 @@ def probe_fault(facts: ProbeFacts, fault: str) -> ProbeFacts:
     """``facts`` as the probe prints them under ``fault`` (one of :data:`PROBE_FAULTS`).
 
     ``missing``/``cut``: the output was truncated; ``unknown_liveness``: kill -0 gave an
-    answer the probe cannot read; ``scan_*``: the /proc scan did not prove itself;
+    answer the probe cannot read; ``env_cleared``: our live processes in the wrapper's
+    group cleared their environment, so the scan finds none of them (only the group
+    check sees them; a documented limit), ``env_cleared_unclear``: and kill -0 is
+    unclear too; ``scan_*``: the /proc scan did not prove itself;
     ``foreign_label``/``foreign_token``: the marker directory is another job's or
     another attempt's; ``forged_*``: the case shipped a ``.mqi/`` of its own.
     """
@@ -192,6 +197,8 @@ def probe_fault(facts: ProbeFacts, fault: str) -> ProbeFacts:
         return replace(facts, cut=True)
     if fault == "unknown_liveness":
         return replace(facts, alive=None)
+    if fault.startswith("env_cleared"):
+        return replace(facts, carriers=0, alive=None if fault.endswith("unclear") else facts.alive)
     if fault.startswith("scan_"):
         return replace(facts, scan=fault.removeprefix("scan_"))
     if fault == "foreign_label":

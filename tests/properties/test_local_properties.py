@@ -8,6 +8,8 @@ nothing about our job, whatever they say about theirs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -37,7 +39,7 @@ TALLY = Tally()
     detached=st.booleans(),
     exit_code=st.none() | st.sampled_from([0, 1, 143]),
     marker_pgid=st.sampled_from([OURS, OURS, OURS, 8002]),
-    fault=st.sampled_from(PROBE_FAULTS),
+    fault=st.sampled_from(("honest", "honest", *PROBE_FAULTS)),
 )
 def _ended_only_when_our_job_is_dead(
     ours_alive: bool, detached: bool, exit_code: int | None, marker_pgid: int, fault: str
@@ -56,6 +58,10 @@ def _ended_only_when_our_job_is_dead(
         carriers=int(ours_alive) + int(detached),
     )
     facts = probe_fault(facts, fault)
+    if fault.startswith("env_cleared"):
+        # Only the group's processes cleared their environment: the detached one keeps
+        # its token (one that did both is the documented limit of the scan).
+        facts = replace(facts, carriers=int(detached))
     ref = JobRef(str(OURS), LABEL, DIR, token=TOKEN)
     transport = ScriptedTransport([CommandResult(0, render_probe(DIR, facts), "")])
     status = LocalScheduler(transport).poll([ref])[ref]

@@ -140,6 +140,8 @@ _NAMED = [
     # probe could not tell liveness, wrapper never wrote exit
     _example(phase="running", probe="unknown_liveness", cleaned=True, crashed=True),
     _example(phase="sigkilled", probe="unknown_liveness", honest=1),
+    # the group lives but its processes cleared their environment and kill -0 is unclear
+    _example(phase="running", probe="env_cleared_unclear", crashed=True),
     # queued, record of the probe cut, status truncated
     _example(phase="queued", output="truncated_json"),
     _example(phase="running", output="cut_at", cut_at=0.97),

@@ -101,3 +101,19 @@ def test_a_job_from_before_the_upgrade_is_judged_by_its_old_markers(
 def test_a_ref_without_a_directory_is_unknown(sched: LocalScheduler) -> None:
     ref = JobRef("1", "mqic-9-a1", "", token="d" * 32)
     assert sched.poll([ref])[ref].state is JobState.UNKNOWN
+
+
+def test_old_markers_under_another_label_are_not_ours(
+    sched: LocalScheduler, tmp_path: Path
+) -> None:
+    """No token: the label marker is the only owner check left; another job's exit 0
+    and dead group say nothing about ours."""
+    old = tmp_path / "old" / ".mqi"
+    old.mkdir(parents=True)
+    dead = subprocess.Popen(["true"], start_new_session=True)
+    dead.wait()
+    for name, value in {"label": "mqic-8-a1", "pgid": dead.pid, "started": 1, "exit": 0}.items():
+        (old / name).write_text(f"{value}\n")
+    ref = JobRef(str(dead.pid), "mqic-9-a1", str(tmp_path / "old"))
+    status = sched.poll([ref])[ref]
+    assert status.state is JobState.UNKNOWN and status.processes_gone is None, status
