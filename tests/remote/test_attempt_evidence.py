@@ -297,7 +297,12 @@ def test_forged_exit_marker_does_not_complete_slurm(slurm: SlurmCluster, tmp_pat
     status = sched.poll([ref])[ref]
     assert status.state is JobState.RUNNING and not ended(status), status
     sched.kill(ref)
-    assert poll_until(sched, ref, lambda s: s.processes_gone is True).state is JobState.KILLED
+    # squeue may still say RUNNING (completing) after the processes are gone: wait for
+    # Slurm's own end too, which must be the kill, never the forged exit 0.
+    final = poll_until(
+        sched, ref, lambda s: s.processes_gone is True and s.state is not JobState.RUNNING
+    )
+    assert final.state is JobState.KILLED, final
 
 
 def test_detached_descendant_slurm(slurm: SlurmCluster, tmp_path: Path) -> None:
