@@ -229,9 +229,11 @@ def test_transfer_uses_aes128_gcm(ssh_transport: SshTransport) -> None:
     assert conn.transport.remote_cipher == "aes128-gcm@openssh.com"
 
 
-def test_round_trip_without_python3_on_the_far_side(server: SshServer, tmp_path: Path) -> None:
+def test_round_trip_without_python3_on_the_far_side(
+    server: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The coreutils sha256sum fallback verifies the same odd names."""
-    from tests.remote.test_transport_contract import make_case
+    from tests.remote.test_transport_contract import change_after_hashing, make_case
 
     t = make_ssh_transport(server, env={"MQI_REMOTE_NO_PYTHON": "1"})
     try:
@@ -243,13 +245,10 @@ def test_round_trip_without_python3_on_the_far_side(server: SshServer, tmp_path:
         assert down.manifest_sha256 == up.manifest_sha256
         assert sha_tree(tmp_path / "back") == sha_tree(src)
         # The fallback really verifies: a file changed after hashing is caught.
-        changed = src / "zero"
-
-        def change(done: int, total: int) -> None:
-            changed.write_bytes(b"changed after the manifest was made")
-
+        hashed = change_after_hashing(monkeypatch, src / "zero")
         with pytest.raises(TransferError, match="verification failed"):
-            t.upload_tree(src, str(tmp_path / "remote" / "case2"), progress=change)
+            t.upload_tree(src, str(tmp_path / "remote" / "case2"))
+        assert hashed.is_set()
         assert not (tmp_path / "remote" / "case2").exists()
         assert partials(tmp_path / "remote") == []
     finally:

@@ -14,7 +14,8 @@ import shutil
 import string
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,17 @@ from mqi_communicator.errors import (
     RemoteSourceMissingError,
     TransferError,
 )
+from mqi_communicator.remote import local_transport as local_transport_mod
+from mqi_communicator.remote import ssh_upload as ssh_upload_mod
 from mqi_communicator.remote.local_transport import LocalTransport
+from mqi_communicator.remote.manifest import Manifest
 from mqi_communicator.remote.protocol import Transport
-from mqi_communicator.remote.tarstream import TarExtractor, enumerate_tree, iter_tar_chunks
+from mqi_communicator.remote.tarstream import (
+    CaseTree,
+    TarExtractor,
+    enumerate_tree,
+    iter_tar_chunks,
+)
 from tests.infra.sshd import SshServer, make_ssh_transport
 
 # The injected commands (if they ever ran) would create ~/<canary>; names hold no "/".
@@ -452,16 +461,46 @@ def test_tarfile_fallback_round_trips_like_gnu_tar(
     assert not (dest / "link_to_plan").is_symlink()  # in-case symlinks arrive as files
 
 
-def test_content_changed_after_hashing_fails_verification(side: Side) -> None:
+def change_after_hashing(monkeypatch: pytest.MonkeyPatch, path: Path) -> threading.Event:
+    """Make the next upload see ``path`` change between hashing and sending.
+
+    Seams, not a progress callback (which raced the hashing thread): ``path`` is
+    rewritten right after the upload's local manifest is hashed, and the SSH upload's
+    tar producer starts reading only after that, so the bytes sent are always the
+    changed ones whatever the thread timing. The event is set once the change is made.
+    """
+    hashed = threading.Event()
+
+    def hash_then_change(real: Callable[..., Manifest]) -> Callable[..., Manifest]:
+        def spy(files: Iterable[tuple[str, Path]], **kw: int) -> Manifest:
+            manifest = real(files, **kw)
+            if not hashed.is_set():  # the first call is the upload's own manifest
+                path.write_bytes(b"changed after the manifest was made")
+                hashed.set()
+            return manifest
+
+        return spy
+
+    def tar_after_hashing(tree: CaseTree, **kw: bool | None) -> Iterator[bytes]:
+        assert hashed.wait(timeout=60), "the upload never hashed its manifest"
+        yield from iter_tar_chunks(tree, **kw)
+
+    for module in (local_transport_mod, ssh_upload_mod):
+        monkeypatch.setattr(module, "manifest_of_files", hash_then_change(module.manifest_of_files))
+    monkeypatch.setattr(ssh_upload_mod, "iter_tar_chunks", tar_after_hashing)
+    return hashed
+
+
+def test_content_changed_after_hashing_fails_verification(
+    side: Side, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A writer racing the upload: the copy no longer matches the manifest we made."""
     src = make_case(side.local / "case")
-    last = src / "zero"  # enumerated last, so copied after the first progress call
-
-    def change(done: int, total: int) -> None:
-        last.write_bytes(b"changed after the manifest was made")
+    hashed = change_after_hashing(monkeypatch, src / "zero")
 
     dest = side.remote / "case"
     with pytest.raises(TransferError, match="verif"):
-        side.transport.upload_tree(src, str(dest), progress=change)
+        side.transport.upload_tree(src, str(dest))
+    assert hashed.is_set()
     assert not dest.exists()
     assert no_partials(side.remote)
