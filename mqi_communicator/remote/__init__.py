@@ -1,1 +1,2 @@
-"""Remote adapters: transports (SSH, local) and schedulers (Pueue, Slurm, local)."""
+"""Remote adapters behind two narrow protocols (``protocol.py``): ``transport/`` runs commands
+on a host, ``transfer/`` moves case trees, ``job/`` is one job's wrapper, and ``schedulers/``."""

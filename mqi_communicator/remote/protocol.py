@@ -157,7 +157,7 @@ class JobSpec:
 
     ``remote_dir`` is the already uploaded case directory; the job runs there through
     the wrapper at ``<remote_dir>.mqi/wrapper.sh`` (the marker directory, beside the case;
-    see :mod:`~mqi_communicator.remote.markers`), which runs ``command``. Adapters refuse
+    see :mod:`~mqi_communicator.remote.job.markers`), which runs ``command``. Adapters refuse
     a spec without ``token``.
     """
 

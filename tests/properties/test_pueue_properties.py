@@ -2,7 +2,8 @@
 
 From a :class:`~.pueue_world.PueueTruth` the test renders what the real tools print
 (``pueue status --json`` v3/v4 + the marker probe) and feeds it, through a scripted
-transport, to the REAL :class:`~mqi_communicator.remote.pueue.PueueScheduler` (so the
+transport, to the REAL
+:class:`~mqi_communicator.remote.schedulers.pueue.scheduler.PueueScheduler` (so the
 framing, ``parse_status``, ``parse_probe``, ``_our_task`` and ``decide`` all run). It
 asserts:
 
@@ -27,9 +28,9 @@ import pytest
 from hypothesis import assume, example, given
 
 from mqi_communicator.errors import SchedulerUnavailableError
-from mqi_communicator.remote.markers import TOKEN_ENV, marker_dir
+from mqi_communicator.remote.job.markers import TOKEN_ENV, marker_dir
 from mqi_communicator.remote.protocol import CommandResult, JobRef, JobState, JobStatus
-from mqi_communicator.remote.pueue import MARKER_ONLY_PREFIX, PueueScheduler
+from mqi_communicator.remote.schedulers.pueue.scheduler import MARKER_ONLY_PREFIX, PueueScheduler
 
 from .fakes import ScriptedTransport, Tally, counted_as_ended, engine_frees
 from .pueue_world import (

@@ -21,9 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from mqi_communicator.remote.local_scheduler import LocalScheduler
-from mqi_communicator.remote.local_transport import LocalTransport
-from mqi_communicator.remote.markers import parse_probe, probe_snippet
+from mqi_communicator.remote.job.markers import parse_probe, probe_snippet
 from mqi_communicator.remote.protocol import (
     GpuBinding,
     JobRef,
@@ -33,8 +31,10 @@ from mqi_communicator.remote.protocol import (
     Scheduler,
     Transport,
 )
-from mqi_communicator.remote.pueue import PueueScheduler
-from mqi_communicator.remote.slurm import SlurmScheduler
+from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
+from mqi_communicator.remote.schedulers.pueue.scheduler import PueueScheduler
+from mqi_communicator.remote.schedulers.slurm.scheduler import SlurmScheduler
+from mqi_communicator.remote.transport.local import LocalTransport
 from mqi_communicator.statemachine.decide import JobObservation, _ended
 from tests.infra.processes import group_alive, group_gone
 from tests.infra.pueue import PueueStandin

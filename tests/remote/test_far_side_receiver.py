@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from mqi_communicator.remote.manifest import Manifest, ManifestEntry, manifest_of_files
-from mqi_communicator.remote.remote_scripts import receiver_source
-from mqi_communicator.remote.tarstream import enumerate_tree, iter_tar_chunks
+from mqi_communicator.remote.transfer.far_side_scripts import receiver_source
+from mqi_communicator.remote.transfer.manifest import Manifest, ManifestEntry, manifest_of_files
+from mqi_communicator.remote.transfer.tarstream import enumerate_tree, iter_tar_chunks
 from tests.remote.test_transport_contract import make_case, sha_tree
 
 SENTINEL = b"outside PARTIAL, must stay as it is"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mqi_communicator.errors import RemoteCommandError
-from mqi_communicator.remote.job_log import job_log_path, parse_read, read_job_log
+from mqi_communicator.remote.job.log import job_log_path, parse_read, read_job_log
 from mqi_communicator.remote.protocol import Transport
 
 LOG = b"line 1\nline 2\n\xff\xfe not utf-8\nline 4\n"

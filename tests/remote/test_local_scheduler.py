@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from mqi_communicator.errors import RemoteCommandError
-from mqi_communicator.remote.local_scheduler import LocalScheduler
 from mqi_communicator.remote.protocol import (
     GpuBinding,
     JobRef,
@@ -20,6 +19,7 @@ from mqi_communicator.remote.protocol import (
     JobState,
     Transport,
 )
+from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
 
 from .conftest import poll_until
 from .test_markers import HOSTILE_NAMES

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from mqi_communicator.errors import RemoteCommandError, SubmissionRejectedError
-from mqi_communicator.remote import markers
-from mqi_communicator.remote.local_scheduler import LocalScheduler
-from mqi_communicator.remote.local_transport import LocalTransport
+from mqi_communicator.remote.job import markers
 from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec, JobState
+from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
+from mqi_communicator.remote.transport.local import LocalTransport
 from tests.infra.processes import group_gone
 
 from .conftest import poll_until

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqi_communicator.remote import markers
-from mqi_communicator.remote.marker_probe import _key
+from mqi_communicator.remote.job import markers
+from mqi_communicator.remote.job.marker_probe import _key
 
 from .test_wrapper import install, mqi, token_for
 

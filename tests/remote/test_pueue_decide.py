@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mqi_communicator.remote.markers import MarkerInfo
+from mqi_communicator.remote.job.markers import MarkerInfo
 from mqi_communicator.remote.protocol import JobRef, JobState
-from mqi_communicator.remote.pueue import decide
-from mqi_communicator.remote.pueue_parse import TaskInfo
+from mqi_communicator.remote.schedulers.pueue.parse import TaskInfo
+from mqi_communicator.remote.schedulers.pueue.scheduler import decide
 from mqi_communicator.statemachine.decide import JobObservation, _ended
 
 T = "4" * 32

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from mqi_communicator.remote.protocol import JobRef, JobState
-from mqi_communicator.remote.pueue_legacy import legacy_status, parse_output, script
-from mqi_communicator.remote.pueue_parse import parse_status
+from mqi_communicator.remote.schedulers.pueue.legacy import legacy_status, parse_output, script
+from mqi_communicator.remote.schedulers.pueue.parse import parse_status
 
 
 def _task(tid: int, label: str | None, group: str, status: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqi_communicator.remote.pueue_parse import (
+from mqi_communicator.remote.schedulers.pueue.parse import (
     PueueOutputError,
     TaskInfo,
     parse_status,

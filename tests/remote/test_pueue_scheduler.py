@@ -19,7 +19,7 @@ from mqi_communicator.remote.protocol import (
     JobStatus,
     Transport,
 )
-from mqi_communicator.remote.pueue import MARKER_ONLY_PREFIX, PueueScheduler
+from mqi_communicator.remote.schedulers.pueue.scheduler import MARKER_ONLY_PREFIX, PueueScheduler
 from tests.infra.processes import group_gone
 from tests.infra.pueue import PueueStandin
 

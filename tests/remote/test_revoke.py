@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from mqi_communicator.errors import RemoteCommandError
-from mqi_communicator.remote import markers
-from mqi_communicator.remote.local_scheduler import LocalScheduler
+from mqi_communicator.remote.job import markers
 from mqi_communicator.remote.protocol import GpuBinding, JobSpec, JobState, Transport
+from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
 from tests.infra.processes import group_gone
 
 from .conftest import poll_until

@@ -6,10 +6,10 @@ import shlex
 
 import pytest
 
-from mqi_communicator.remote.local_transport import LocalTransport
 from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec
-from mqi_communicator.remote.slurm import SlurmScheduler
-from mqi_communicator.remote.slurm_commands import kill_script, poll_command, sbatch_argv
+from mqi_communicator.remote.schedulers.slurm.commands import kill_script, poll_command, sbatch_argv
+from mqi_communicator.remote.schedulers.slurm.scheduler import SlurmScheduler
+from mqi_communicator.remote.transport.local import LocalTransport
 
 SPEC = JobSpec(
     label="mqic_case_1_a1", remote_dir="/data/c1", command=["moqui", "--x"], gpu=GpuBinding("g")

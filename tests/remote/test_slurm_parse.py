@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mqi_communicator.errors import SchedulerOutputError, SchedulerUnavailableError
-from mqi_communicator.remote.markers import MarkerInfo
+from mqi_communicator.remote.job.markers import MarkerInfo
 from mqi_communicator.remote.protocol import CommandResult, JobRef, JobState
-from mqi_communicator.remote.slurm_parse import (
+from mqi_communicator.remote.schedulers.slurm.parse import (
     SQUEUE_END,
     STATE_MAP,
     SlurmError,
@@ -25,7 +25,7 @@ from mqi_communicator.remote.slurm_parse import (
     parse_squeue,
     parse_squeue_section,
 )
-from mqi_communicator.remote.slurm_status import decide_status, poll_statuses
+from mqi_communicator.remote.schedulers.slurm.status import decide_status, poll_statuses
 
 DATA = Path(__file__).parent / "data"
 

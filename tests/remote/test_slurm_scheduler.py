@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from mqi_communicator.errors import SchedulerUnavailableError, SubmissionRejectedError
-from mqi_communicator.remote.local_transport import LocalTransport
-from mqi_communicator.remote.markers import marker_dir
+from mqi_communicator.remote.job.markers import marker_dir
 from mqi_communicator.remote.protocol import (
     CommandResult,
     GpuBinding,
@@ -32,8 +31,9 @@ from mqi_communicator.remote.protocol import (
     TransferReport,
     Transport,
 )
-from mqi_communicator.remote.slurm import SlurmScheduler
-from mqi_communicator.remote.slurm_commands import JOB_ID_FILE
+from mqi_communicator.remote.schedulers.slurm.commands import JOB_ID_FILE
+from mqi_communicator.remote.schedulers.slurm.scheduler import SlurmScheduler
+from mqi_communicator.remote.transport.local import LocalTransport
 from tests.infra.processes import group_alive
 from tests.infra.slurm import SlurmCluster
 

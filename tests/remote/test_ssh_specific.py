@@ -19,7 +19,7 @@ from mqi_communicator.errors import (
     HostUnreachableError,
     TransferError,
 )
-from mqi_communicator.remote.ssh_transport import SshTransport
+from mqi_communicator.remote.transport.ssh import SshTransport
 from tests.infra.sshd import SshServer, make_ssh_transport
 from tests.infra.tmpfs import small_tmpfs
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-import mqi_communicator.remote.ssh_transport as ssh_transport_mod
-import mqi_communicator.remote.ssh_upload as ssh_upload_mod
+import mqi_communicator.remote.transfer.ssh_upload as ssh_upload_mod
+import mqi_communicator.remote.transport.ssh as ssh_transport_mod
 from mqi_communicator.errors import CaseContentError
-from mqi_communicator.remote.remote_scripts import PYTHON_PROBE
+from mqi_communicator.remote.transfer.far_side_scripts import PYTHON_PROBE
 from tests.infra.sshd import SshServer, make_ssh_transport
 from tests.remote.test_transport_contract import make_case, no_partials, sha_tree
 

@@ -30,17 +30,17 @@ from mqi_communicator.errors import (
     RemoteSourceMissingError,
     TransferError,
 )
-from mqi_communicator.remote import local_transport as local_transport_mod
-from mqi_communicator.remote import ssh_upload as ssh_upload_mod
-from mqi_communicator.remote.local_transport import LocalTransport
-from mqi_communicator.remote.manifest import Manifest
 from mqi_communicator.remote.protocol import Transport
-from mqi_communicator.remote.tarstream import (
+from mqi_communicator.remote.transfer import ssh_upload as ssh_upload_mod
+from mqi_communicator.remote.transfer.manifest import Manifest
+from mqi_communicator.remote.transfer.tarstream import (
     CaseTree,
     TarExtractor,
     enumerate_tree,
     iter_tar_chunks,
 )
+from mqi_communicator.remote.transport import local as local_transport_mod
+from mqi_communicator.remote.transport.local import LocalTransport
 from tests.infra.sshd import SshServer, make_ssh_transport
 
 # The injected commands (if they ever ran) would create ~/<canary>; names hold no "/".
@@ -364,10 +364,10 @@ import json, sys
 from pathlib import Path
 args = json.loads(sys.argv[1])
 if args["kind"] == "local":
-    from mqi_communicator.remote.local_transport import LocalTransport
+    from mqi_communicator.remote.transport.local import LocalTransport
     t = LocalTransport()
 else:
-    from mqi_communicator.remote.ssh_transport import SshTransport
+    from mqi_communicator.remote.transport.ssh import SshTransport
     t = SshTransport("x", args["host"], port=args["port"], user="root",
                      key_filename=Path(args["key"]), known_hosts=Path(args["known_hosts"]))
 try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mqi_communicator.remote import markers
+from mqi_communicator.remote.job import markers
 from tests.infra.processes import group_gone
 
 

@@ -1,6 +1,6 @@
 """The Slurm scheduler adapter: build a command, run it once, parse the answer.
 
-Every job runs under the marker wrapper (:mod:`mqi_communicator.remote.markers`). Slurm's
+Every job runs under the marker wrapper (:mod:`mqi_communicator.remote.job.markers`). Slurm's
 word is used while the controller remembers the job; once it has forgotten (``MinJobAge``,
 a controller restart that lost its state, an id reused by another job) the wrapper's
 markers decide. Each public call is ONE remote command, whatever the number of jobs.
@@ -20,7 +20,7 @@ from mqi_communicator.errors import (
     SchedulerUnavailableError,
     SubmissionRejectedError,
 )
-from mqi_communicator.remote.markers import parse_probe, require_token, run_script, token_stdin
+from mqi_communicator.remote.job.markers import parse_probe, require_token, run_script, token_stdin
 from mqi_communicator.remote.protocol import (
     CommandResult,
     JobRef,
@@ -29,7 +29,7 @@ from mqi_communicator.remote.protocol import (
     JobStatus,
     Transport,
 )
-from mqi_communicator.remote.slurm_commands import (
+from mqi_communicator.remote.schedulers.slurm.commands import (
     ID_RECORD,
     MARKER_KILL_RECORD,
     find_command,
@@ -39,8 +39,16 @@ from mqi_communicator.remote.slurm_commands import (
     sbatch_argv,
     submit_script,
 )
-from mqi_communicator.remote.slurm_parse import SlurmError, classify_stderr, parse_sbatch_id
-from mqi_communicator.remote.slurm_status import poll_statuses, read_answer, unavailable_error
+from mqi_communicator.remote.schedulers.slurm.parse import (
+    SlurmError,
+    classify_stderr,
+    parse_sbatch_id,
+)
+from mqi_communicator.remote.schedulers.slurm.status import (
+    poll_statuses,
+    read_answer,
+    unavailable_error,
+)
 
 __all__ = ["SlurmScheduler"]
 
@@ -97,7 +105,8 @@ class SlurmScheduler:
         """Install the wrapper and ``sbatch`` the job, as one remote command.
 
         Safe to repeat: a second call for the same case directory returns the job the
-        first one queued (see :func:`~mqi_communicator.remote.slurm_commands.submit_script`).
+        first one queued (see
+        :func:`~mqi_communicator.remote.schedulers.slurm.commands.submit_script`).
 
         Raises:
             SubmissionRejectedError: sbatch (or the wrapper install) said no.

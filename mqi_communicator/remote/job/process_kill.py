@@ -23,10 +23,10 @@ Jobs without a token (started before the upgrade) keep the old rule:
 from __future__ import annotations
 
 from mqi_communicator.errors import RemoteCommandError
-from mqi_communicator.remote.marker_probe import TOKEN_ENV
-from mqi_communicator.remote.markers import READ_TOKEN, marker_dir, token_stdin
+from mqi_communicator.remote.job.marker_probe import TOKEN_ENV
+from mqi_communicator.remote.job.markers import READ_TOKEN, marker_dir, token_stdin
 from mqi_communicator.remote.protocol import JobRef, Transport
-from mqi_communicator.remote.quoting import quote
+from mqi_communicator.remote.transport.quoting import quote
 
 __all__ = [
     "EXIT_NOT_OURS",

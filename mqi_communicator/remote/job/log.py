@@ -16,9 +16,9 @@ import binascii
 import shlex
 from dataclasses import dataclass
 
-from ..errors import RemoteCommandError
-from .marker_probe import marker_dir
-from .protocol import Transport
+from mqi_communicator.errors import RemoteCommandError
+from mqi_communicator.remote.job.marker_probe import marker_dir
+from mqi_communicator.remote.protocol import Transport
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

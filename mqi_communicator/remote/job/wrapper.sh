@@ -1,6 +1,6 @@
 #!/bin/sh
 # MQI Communicator job wrapper (POSIX sh, Linux). Installed per attempt as
-# <case_dir>.mqi/wrapper.sh by mqi_communicator.remote.markers.install_snippet.
+# <case_dir>.mqi/wrapper.sh by mqi_communicator.remote.job.markers.install_snippet.
 #
 # Usage: sh <case_dir>.mqi/wrapper.sh <label> -- <argv...>
 #

@@ -31,9 +31,9 @@ from mqi_communicator.errors import (
     RemoteSourceMissingError,
     TransferError,
 )
-from mqi_communicator.remote.manifest import manifest_of_files
 from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
-from mqi_communicator.remote.tarstream import CHUNK, CaseTree, enumerate_tree
+from mqi_communicator.remote.transfer.manifest import manifest_of_files
+from mqi_communicator.remote.transfer.tarstream import CHUNK, CaseTree, enumerate_tree
 
 __all__ = ["LocalTransport"]
 

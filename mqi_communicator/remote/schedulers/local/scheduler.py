@@ -7,11 +7,11 @@ shell command through ``transport.run``, so it works over SSH as well.
 * The job id is the wrapper's process group id (``setsid`` makes the wrapper a group
   and session leader, so the group survives a restart of the communicator).
 * Status comes only from the markers and the token scan
-  (:mod:`~mqi_communicator.remote.marker_status`). A marker directory without a
+  (:mod:`~mqi_communicator.remote.job.marker_status`). A marker directory without a
   ``pgid`` or ``exit`` marker and no process with the token is ABSENT: ``submit``
   returns only once the wrapper wrote its pgid, so "queued" does not exist here.
 * ``kill`` starts a tiny detached killer (TERM to every process carrying the token and
-  their groups, SIGKILL after a grace period; :mod:`~mqi_communicator.remote.process_kill`)
+  their groups, SIGKILL after a grace period; :mod:`~mqi_communicator.remote.job.process_kill`)
   and returns at once. Only a later poll that sees nothing of the job alive confirms it.
 """
 
@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 
 from mqi_communicator.errors import RemoteCommandError, SchedulerOutputError
-from mqi_communicator.remote.markers import (
+from mqi_communicator.remote.job.markers import (
     READ_TOKEN,
     install_snippet,
     marker_dir,
@@ -34,7 +34,7 @@ from mqi_communicator.remote.markers import (
     status_from_markers,
     wrapper_argv,
 )
-from mqi_communicator.remote.process_kill import kill_job
+from mqi_communicator.remote.job.process_kill import kill_job
 from mqi_communicator.remote.protocol import (
     JobRef,
     JobSpec,
@@ -42,7 +42,7 @@ from mqi_communicator.remote.protocol import (
     JobStatus,
     Transport,
 )
-from mqi_communicator.remote.quoting import join_argv, quote
+from mqi_communicator.remote.transport.quoting import join_argv, quote
 
 __all__ = ["LocalScheduler", "job_command"]
 

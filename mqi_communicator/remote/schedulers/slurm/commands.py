@@ -1,9 +1,9 @@
 """Pure builders of the shell text the Slurm adapter runs (one remote command per call).
 
-Every value that reaches the shell is quoted (:mod:`mqi_communicator.remote.quoting`), so
+Every value that reaches the shell is quoted (:mod:`mqi_communicator.remote.transport.quoting`), so
 hostile case directories and labels stay data. Files the adapter keeps next to the
 wrapper's markers in the marker directory ``<case>.mqi/`` (outside the case, see
-:mod:`~mqi_communicator.remote.markers`):
+:mod:`~mqi_communicator.remote.job.markers`):
 
 * ``slurm_job_id`` -- written by the job itself when it starts (``$SLURM_JOB_ID``);
 * ``slurm_submitted`` -- the id sbatch returned, recorded in the same command;
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from mqi_communicator.remote.markers import (
+from mqi_communicator.remote.job.markers import (
     READ_TOKEN,
     install_snippet,
     marker_dir,
@@ -24,10 +24,10 @@ from mqi_communicator.remote.markers import (
     probe_snippet,
     wrapper_argv,
 )
-from mqi_communicator.remote.process_kill import token_kill_fragment
+from mqi_communicator.remote.job.process_kill import token_kill_fragment
 from mqi_communicator.remote.protocol import JobRef, JobSpec
-from mqi_communicator.remote.quoting import env_prefix, join_argv, quote
-from mqi_communicator.remote.slurm_parse import SQUEUE_END, SQUEUE_FORMAT
+from mqi_communicator.remote.schedulers.slurm.parse import SQUEUE_END, SQUEUE_FORMAT
+from mqi_communicator.remote.transport.quoting import env_prefix, join_argv, quote
 
 __all__ = [
     "ID_RECORD",
@@ -170,7 +170,7 @@ def kill_script(ref: JobRef, grace_s: float) -> str:
     ``scancel --name`` skips a job whose id now names someone else's job. Slurm's own
     tracking may miss descendants that left the job's process group, and a job the
     controller forgot must still be killable, so the token killer
-    (:mod:`~mqi_communicator.remote.process_kill`) runs as well; it signals nothing
+    (:mod:`~mqi_communicator.remote.job.process_kill`) runs as well; it signals nothing
     unless the marker directory holds the job's token. The command reads that token
     from stdin (:data:`~.markers.READ_TOKEN`) and exits with scancel's status.
 

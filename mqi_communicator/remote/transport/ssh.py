@@ -25,20 +25,20 @@ import paramiko
 from fabric import Connection
 
 from mqi_communicator.errors import HostUnreachableError
-from mqi_communicator.remote.host_keys import default_known_hosts
 from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
-from mqi_communicator.remote.quoting import render_command
-from mqi_communicator.remote.remote_scripts import PYTHON_PROBE
-from mqi_communicator.remote.ssh_connect import SshTarget, open_connection
-from mqi_communicator.remote.ssh_exec import exec_command
-from mqi_communicator.remote.ssh_transfer import (
+from mqi_communicator.remote.transfer.far_side_scripts import PYTHON_PROBE
+from mqi_communicator.remote.transfer.ssh_download import (
     cleanup_command,
     download_over_channel,
     normalize_remote_dir,
     partial_name,
 )
-from mqi_communicator.remote.ssh_upload import upload_over_channel
-from mqi_communicator.remote.tarstream import enumerate_tree
+from mqi_communicator.remote.transfer.ssh_upload import upload_over_channel
+from mqi_communicator.remote.transfer.tarstream import enumerate_tree
+from mqi_communicator.remote.transport.host_keys import default_known_hosts
+from mqi_communicator.remote.transport.quoting import render_command
+from mqi_communicator.remote.transport.ssh_connect import SshTarget, open_connection
+from mqi_communicator.remote.transport.ssh_exec import exec_command
 
 __all__ = ["SshTransport"]
 

@@ -5,7 +5,7 @@ and receives the tar archive we stream on stdin (1 MiB chunks sent as 32 KiB pac
 stderr drained in a thread). Meanwhile a local thread hashes the same files, so the
 manifest is ready when the archive has gone. Then, by what the far side has:
 
-- python3 >= 3.6 (one command): :mod:`~mqi_communicator.remote.far_side_receiver`
+- python3 >= 3.6 (one command): :mod:`~mqi_communicator.remote.transfer.far_side_receiver`
   hashes each file as it writes it; we append the manifest and a trailer to the same
   stdin; it compares, and the script renames the partial directory into place.
 - no python3 (two commands): ``tar -x`` receives; a second command gets the manifest,
@@ -36,30 +36,30 @@ from mqi_communicator.errors import (
     RemoteCommandError,
     TransferError,
 )
-from mqi_communicator.remote.far_side_receiver import TRAILER
-from mqi_communicator.remote.manifest import Manifest, manifest_of_files
 from mqi_communicator.remote.protocol import ProgressCallback
-from mqi_communicator.remote.quoting import render_command
-from mqi_communicator.remote.remote_scripts import (
+from mqi_communicator.remote.transfer.far_side_receiver import TRAILER
+from mqi_communicator.remote.transfer.far_side_scripts import (
     EXIT_DEST_EXISTS,
     upload_commit_script,
     upload_one_pass_script,
     upload_receive_script,
 )
-from mqi_communicator.remote.ssh_exec import (
+from mqi_communicator.remote.transfer.manifest import Manifest, manifest_of_files
+from mqi_communicator.remote.transfer.ssh_download import (
+    cleanup_command,
+    finish_channel,
+    open_command,
+    report_progress,
+)
+from mqi_communicator.remote.transfer.tarstream import CaseTree, iter_tar_chunks
+from mqi_communicator.remote.transport.quoting import render_command
+from mqi_communicator.remote.transport.ssh_exec import (
     ChannelDrain,
     connection_lost,
     exec_command,
     remaining,
     send_all,
 )
-from mqi_communicator.remote.ssh_transfer import (
-    cleanup_command,
-    finish_channel,
-    open_command,
-    report_progress,
-)
-from mqi_communicator.remote.tarstream import CaseTree, iter_tar_chunks
 
 __all__ = ["upload_over_channel"]
 

@@ -3,7 +3,7 @@
 Slurm's word counts while the controller remembers the job under our label. Once it has
 forgotten it (``MinJobAge``, a controller that lost its state) or the id names another
 job, the wrapper's markers decide
-(:func:`~mqi_communicator.remote.marker_status.status_from_markers`). Either way, whether
+(:func:`~mqi_communicator.remote.job.marker_status.status_from_markers`). Either way, whether
 the job's processes are gone comes from the markers and the token scan, and only from
 markers that carry the attempt's token and our label. Missing or unreadable evidence is
 never terminal: a terminal Slurm state whose processes cannot be told gone is UNKNOWN.
@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from mqi_communicator.errors import SchedulerUnavailableError
-from mqi_communicator.remote.markers import (
+from mqi_communicator.remote.job.markers import (
     MarkerInfo,
     parse_probe,
     probe_key,
@@ -25,7 +25,7 @@ from mqi_communicator.remote.markers import (
     trusted_markers,
 )
 from mqi_communicator.remote.protocol import CommandResult, JobRef, JobState, JobStatus
-from mqi_communicator.remote.slurm_parse import (
+from mqi_communicator.remote.schedulers.slurm.parse import (
     SlurmError,
     SqueueAnswer,
     SqueueJob,

@@ -6,7 +6,7 @@
 
 It extracts the archive into the fresh, empty directory PARTIAL while hashing every
 regular file as its bytes arrive, then reads the sender's sha256 manifest (the
-``sha256sum`` text of :mod:`~mqi_communicator.remote.manifest`) and exits 0 only when
+``sha256sum`` text of :mod:`~mqi_communicator.remote.transfer.manifest`) and exits 0 only when
 that text equals, byte for byte, the manifest of what it wrote. The trailer proves the
 sender finished on purpose: a sender that gives up closes the channel without it.
 

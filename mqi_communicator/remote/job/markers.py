@@ -14,8 +14,9 @@ command line that ``ps`` shows) and :func:`install_snippet` writes it to
 ``<remote_dir>.mqi/token`` once (an existing different token refuses the install). The
 wrapper exports it as ``MQI_JOB_TOKEN`` to every process it starts; markers count only
 with the attempt's token, and "the job's processes are gone" means no live process
-carries it (:mod:`~mqi_communicator.remote.marker_probe`,
-:mod:`~mqi_communicator.remote.marker_status`, :mod:`~mqi_communicator.remote.process_kill`).
+carries it (:mod:`~mqi_communicator.remote.job.marker_probe`,
+:mod:`~mqi_communicator.remote.job.marker_status`,
+:mod:`~mqi_communicator.remote.job.process_kill`).
 
 Jobs started before the token existed (``token`` None) kept their markers in the case
 directory (``<remote_dir>/.mqi/``). Polls and kills of such jobs read that place with the
@@ -33,7 +34,7 @@ from collections.abc import Sequence
 from importlib import resources
 
 from mqi_communicator.errors import SubmissionRejectedError
-from mqi_communicator.remote.marker_probe import (
+from mqi_communicator.remote.job.marker_probe import (
     LEGACY_MQI_DIR,
     MQI_SUFFIX,
     TOKEN_ENV,
@@ -43,7 +44,7 @@ from mqi_communicator.remote.marker_probe import (
     probe_key,
     probe_snippet,
 )
-from mqi_communicator.remote.marker_status import status_from_markers, trusted_markers
+from mqi_communicator.remote.job.marker_status import status_from_markers, trusted_markers
 from mqi_communicator.remote.protocol import CommandResult, JobRef, JobSpec, Transport
 
 __all__ = [

@@ -6,7 +6,7 @@ one place. Every value is inserted through :func:`~.quoting.quote`.
 Uploads have two protocols. Where the far side has ``python3`` >= 3.6 (found once per
 connection by :data:`PYTHON_PROBE`; ``/usr/bin/python3`` first, which skips pyenv/conda
 shims), ONE command receives, hashes and commits: :func:`upload_one_pass_script` runs
-:mod:`~mqi_communicator.remote.far_side_receiver`. Without python3, ``tar -x`` receives
+:mod:`~mqi_communicator.remote.transfer.far_side_receiver`. Without python3, ``tar -x`` receives
 and a second command checks the files with coreutils ``sha256sum`` (65-250 MB/s here:
 no SHA-NI) before the rename. Setting ``MQI_REMOTE_NO_PYTHON=1`` in the transport's
 ``env`` forces that fallback (tests); downloads honour it too.
@@ -18,8 +18,8 @@ import posixpath
 from functools import cache
 from importlib import resources
 
-from mqi_communicator.remote.manifest import REMOTE_HASHER_PY, REMOTE_MANIFEST_COMMAND
-from mqi_communicator.remote.quoting import quote
+from mqi_communicator.remote.transfer.manifest import REMOTE_HASHER_PY, REMOTE_MANIFEST_COMMAND
+from mqi_communicator.remote.transport.quoting import quote
 
 __all__ = [
     "EXIT_DEST_EXISTS",

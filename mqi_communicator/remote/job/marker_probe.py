@@ -1,7 +1,7 @@
 """The marker probe: ONE shell fragment that reads every job's markers and finds its processes.
 
 For each case directory the probe prints the markers of its marker directory (see
-:mod:`~mqi_communicator.remote.markers` for the place) and checks the wrapper's process
+:mod:`~mqi_communicator.remote.job.markers` for the place) and checks the wrapper's process
 group with ``kill -0``. Then, once for the whole batch, it scans
 ``/proc/<pid>/environ`` of every process for ``MQI_JOB_TOKEN=<token>`` of the tokens it
 found: one ``grep -F`` pass, so 1,000 jobs cost one read of /proc, not 1,000.

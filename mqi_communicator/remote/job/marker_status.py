@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mqi_communicator.remote.marker_probe import MarkerInfo
+from mqi_communicator.remote.job.marker_probe import MarkerInfo
 from mqi_communicator.remote.protocol import JobState, JobStatus
 
 __all__ = ["status_from_markers", "trusted_markers"]

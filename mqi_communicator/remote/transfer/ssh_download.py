@@ -1,7 +1,7 @@
 """Verified tree downloads, and the helpers both transfer directions share.
 
 Every transfer is ONE tar archive streamed over ONE exec channel (never per-file
-SFTP); uploads live in :mod:`~mqi_communicator.remote.ssh_upload`.
+SFTP); uploads live in :mod:`~mqi_communicator.remote.transfer.ssh_upload`.
 
 Download: two channels run at once on the same connection: one prints
 ``<total bytes>\\n<tar archive>``, the other hashes the remote tree (its manifest
@@ -9,7 +9,7 @@ text), so remote hashing overlaps the transfer. We extract into a temp sibling o
 ``local_dir``, check every file against the remote manifest (set of paths and
 sha256), then rename into place; ``local_dir`` never holds an unverified tree.
 
-The far-side scripts live in :mod:`~mqi_communicator.remote.remote_scripts`.
+The far-side scripts live in :mod:`~mqi_communicator.remote.transfer.far_side_scripts`.
 Figures against ``scp -r``: bench/bench_transfer.py.
 """
 
@@ -30,21 +30,21 @@ from mqi_communicator.errors import (
     RemoteSourceMissingError,
     TransferError,
 )
-from mqi_communicator.remote.manifest import Manifest, manifest_of_files, parse_sha256sum
 from mqi_communicator.remote.protocol import ProgressCallback
-from mqi_communicator.remote.quoting import render_command
-from mqi_communicator.remote.remote_scripts import (
+from mqi_communicator.remote.transfer.far_side_scripts import (
     EXIT_NO_SOURCE,
     cleanup_script,
     download_manifest_script,
     download_tar_script,
 )
-from mqi_communicator.remote.ssh_exec import ChannelDrain, connection_lost, remaining
-from mqi_communicator.remote.tarstream import (
+from mqi_communicator.remote.transfer.manifest import Manifest, manifest_of_files, parse_sha256sum
+from mqi_communicator.remote.transfer.tarstream import (
     CHUNK,
     TarExtractor,
     enumerate_tree,
 )
+from mqi_communicator.remote.transport.quoting import render_command
+from mqi_communicator.remote.transport.ssh_exec import ChannelDrain, connection_lost, remaining
 
 __all__ = [
     "cleanup_command",

@@ -29,9 +29,7 @@ from mqi_communicator.errors import (
     SchedulerUnavailableError,
     SubmissionRejectedError,
 )
-from mqi_communicator.remote import pueue_legacy
-from mqi_communicator.remote.local_scheduler import job_command
-from mqi_communicator.remote.markers import (
+from mqi_communicator.remote.job.markers import (
     READ_TOKEN,
     MarkerInfo,
     install_snippet,
@@ -44,10 +42,12 @@ from mqi_communicator.remote.markers import (
     status_from_markers,
     wrapper_argv,
 )
-from mqi_communicator.remote.process_kill import kill_job
+from mqi_communicator.remote.job.process_kill import kill_job
 from mqi_communicator.remote.protocol import JobRef, JobSpec, JobState, JobStatus, Transport
-from mqi_communicator.remote.pueue_parse import PueueStatus, TaskInfo, parse_status
-from mqi_communicator.remote.quoting import join_argv
+from mqi_communicator.remote.schedulers.local.scheduler import job_command
+from mqi_communicator.remote.schedulers.pueue import legacy as pueue_legacy
+from mqi_communicator.remote.schedulers.pueue.parse import PueueStatus, TaskInfo, parse_status
+from mqi_communicator.remote.transport.quoting import join_argv
 
 __all__ = ["MARKER_ONLY_PREFIX", "PueueScheduler", "decide"]
 
@@ -268,7 +268,7 @@ class PueueScheduler:
         """Ask for the job to be killed; returning is NOT evidence that it is gone.
 
         ``pueue kill <id>`` when Pueue runs our task, and in any case the token killer
-        (:mod:`~mqi_communicator.remote.process_kill`) for every process that carries the
+        (:mod:`~mqi_communicator.remote.job.process_kill`) for every process that carries the
         job's token: Pueue signals only the task's group, and may have lost the task
         (after a crash) while the wrapper lives on.
         """

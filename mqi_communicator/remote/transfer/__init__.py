@@ -1,0 +1,2 @@
+"""Verified, atomic case-tree transfers: the tar stream, the sha256 manifest,
+the far-side receiver and its scripts, and the SSH upload and download."""
