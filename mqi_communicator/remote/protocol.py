@@ -17,16 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = [
     "CommandResult",
     "GpuBinding",
     "JobRef",
     "JobSpec",
-    "JobState",
     "JobStatus",
     "ProgressCallback",
     "Scheduler",
@@ -124,20 +124,6 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release the connection. Safe to call twice."""
         ...
-
-
-class JobState(StrEnum):
-    """What a poll learned about one job."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    KILLED = "killed"
-    #: The scheduler answered and the job (with our label) is not there.
-    ABSENT = "absent"
-    #: We could not tell (garbage output); never treated as terminal.
-    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from pathlib import Path
 from hypothesis import event
 
 from mqi_communicator.remote.job.marker_probe import TOKEN_ENV, _key
-from mqi_communicator.remote.protocol import CommandResult, JobState, JobStatus, TransferReport
+from mqi_communicator.remote.protocol import CommandResult, JobStatus, TransferReport
 from mqi_communicator.statemachine.decide import Apply, GpuView, JobObservation, decide_zombie
+from mqi_communicator.statemachine.jobs import JobState
 from mqi_communicator.statemachine.states import GpuState
 
 __all__ = [

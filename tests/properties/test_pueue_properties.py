@@ -29,8 +29,9 @@ from hypothesis import assume, example, given
 
 from mqi_communicator.errors import SchedulerUnavailableError
 from mqi_communicator.remote.job.markers import TOKEN_ENV, marker_dir
-from mqi_communicator.remote.protocol import CommandResult, JobRef, JobState, JobStatus
+from mqi_communicator.remote.protocol import CommandResult, JobRef, JobStatus
 from mqi_communicator.remote.schedulers.pueue.scheduler import MARKER_ONLY_PREFIX, PueueScheduler
+from mqi_communicator.statemachine.jobs import JobState
 
 from .fakes import ScriptedTransport, Tally, counted_as_ended, engine_frees
 from .pueue_world import (

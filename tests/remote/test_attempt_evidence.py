@@ -26,7 +26,6 @@ from mqi_communicator.remote.protocol import (
     GpuBinding,
     JobRef,
     JobSpec,
-    JobState,
     JobStatus,
     Scheduler,
     Transport,
@@ -36,6 +35,7 @@ from mqi_communicator.remote.schedulers.pueue.scheduler import PueueScheduler
 from mqi_communicator.remote.schedulers.slurm.scheduler import SlurmScheduler
 from mqi_communicator.remote.transport.local import LocalTransport
 from mqi_communicator.statemachine.decide import JobObservation, _ended
+from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_alive, group_gone
 from tests.infra.pueue import PueueStandin
 from tests.infra.slurm import SlurmCluster

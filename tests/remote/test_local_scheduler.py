@@ -12,14 +12,9 @@ from pathlib import Path
 import pytest
 
 from mqi_communicator.errors import RemoteCommandError
-from mqi_communicator.remote.protocol import (
-    GpuBinding,
-    JobRef,
-    JobSpec,
-    JobState,
-    Transport,
-)
+from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec, Transport
 from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
+from mqi_communicator.statemachine.jobs import JobState
 
 from .conftest import poll_until
 from .test_markers import HOSTILE_NAMES

@@ -16,9 +16,10 @@ import pytest
 
 from mqi_communicator.errors import RemoteCommandError, SubmissionRejectedError
 from mqi_communicator.remote.job import markers
-from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec, JobState
+from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec
 from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
 from mqi_communicator.remote.transport.local import LocalTransport
+from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_gone
 
 from .conftest import poll_until

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from mqi_communicator.remote.job.markers import MarkerInfo
-from mqi_communicator.remote.protocol import JobRef, JobState
+from mqi_communicator.remote.protocol import JobRef
 from mqi_communicator.remote.schedulers.pueue.parse import TaskInfo
 from mqi_communicator.remote.schedulers.pueue.scheduler import decide
 from mqi_communicator.statemachine.decide import JobObservation, _ended
+from mqi_communicator.statemachine.jobs import JobState
 
 T = "4" * 32
 REF = JobRef(job_id="4", label="mqic-1-a1", remote_dir="/base/mqic_case_1_a1", token=T)

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from mqi_communicator.remote.protocol import JobRef, JobState
+from mqi_communicator.remote.protocol import JobRef
 from mqi_communicator.remote.schedulers.pueue.legacy import legacy_status, parse_output, script
 from mqi_communicator.remote.schedulers.pueue.parse import parse_status
+from mqi_communicator.statemachine.jobs import JobState
 
 
 def _task(tid: int, label: str | None, group: str, status: Any) -> dict[str, Any]:

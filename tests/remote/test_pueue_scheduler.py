@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 
 from mqi_communicator.errors import SchedulerUnavailableError, SubmissionRejectedError
-from mqi_communicator.remote.protocol import (
-    GpuBinding,
-    JobRef,
-    JobSpec,
-    JobState,
-    JobStatus,
-    Transport,
-)
+from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec, JobStatus, Transport
 from mqi_communicator.remote.schedulers.pueue.scheduler import MARKER_ONLY_PREFIX, PueueScheduler
+from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_gone
 from tests.infra.pueue import PueueStandin
 

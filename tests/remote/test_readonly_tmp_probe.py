@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from mqi_communicator.remote.job.marker_probe import marker_dir
-from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec, JobState
+from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec
 from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
 from mqi_communicator.remote.transport.ssh import SshTransport
+from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_alive, group_gone
 from tests.infra.sshd import SshServer
 

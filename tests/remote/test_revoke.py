@@ -16,8 +16,9 @@ import pytest
 
 from mqi_communicator.errors import RemoteCommandError
 from mqi_communicator.remote.job import markers
-from mqi_communicator.remote.protocol import GpuBinding, JobSpec, JobState, Transport
+from mqi_communicator.remote.protocol import GpuBinding, JobSpec, Transport
 from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
+from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_gone
 
 from .conftest import poll_until

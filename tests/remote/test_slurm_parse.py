@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mqi_communicator.errors import SchedulerOutputError, SchedulerUnavailableError
 from mqi_communicator.remote.job.markers import MarkerInfo
-from mqi_communicator.remote.protocol import CommandResult, JobRef, JobState
+from mqi_communicator.remote.protocol import CommandResult, JobRef
 from mqi_communicator.remote.schedulers.slurm.parse import (
     SQUEUE_END,
     STATE_MAP,
@@ -26,6 +26,7 @@ from mqi_communicator.remote.schedulers.slurm.parse import (
     parse_squeue_section,
 )
 from mqi_communicator.remote.schedulers.slurm.status import decide_status, poll_statuses
+from mqi_communicator.statemachine.jobs import JobState
 
 DATA = Path(__file__).parent / "data"
 

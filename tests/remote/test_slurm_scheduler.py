@@ -25,7 +25,6 @@ from mqi_communicator.remote.protocol import (
     GpuBinding,
     JobRef,
     JobSpec,
-    JobState,
     JobStatus,
     ProgressCallback,
     TransferReport,
@@ -34,6 +33,7 @@ from mqi_communicator.remote.protocol import (
 from mqi_communicator.remote.schedulers.slurm.commands import JOB_ID_FILE
 from mqi_communicator.remote.schedulers.slurm.scheduler import SlurmScheduler
 from mqi_communicator.remote.transport.local import LocalTransport
+from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_alive
 from tests.infra.slurm import SlurmCluster
 

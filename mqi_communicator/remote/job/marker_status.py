@@ -14,7 +14,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from mqi_communicator.remote.job.marker_probe import MarkerInfo
-from mqi_communicator.remote.protocol import JobState, JobStatus
+from mqi_communicator.remote.protocol import JobStatus
+from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = ["status_from_markers", "trusted_markers"]
 

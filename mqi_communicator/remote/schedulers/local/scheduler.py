@@ -35,14 +35,9 @@ from mqi_communicator.remote.job.markers import (
     wrapper_argv,
 )
 from mqi_communicator.remote.job.process_kill import kill_job
-from mqi_communicator.remote.protocol import (
-    JobRef,
-    JobSpec,
-    JobState,
-    JobStatus,
-    Transport,
-)
+from mqi_communicator.remote.protocol import JobRef, JobSpec, JobStatus, Transport
 from mqi_communicator.remote.transport.quoting import join_argv, quote
+from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = ["LocalScheduler", "job_command"]
 

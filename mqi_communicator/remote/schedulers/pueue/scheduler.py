@@ -43,11 +43,12 @@ from mqi_communicator.remote.job.markers import (
     wrapper_argv,
 )
 from mqi_communicator.remote.job.process_kill import kill_job
-from mqi_communicator.remote.protocol import JobRef, JobSpec, JobState, JobStatus, Transport
+from mqi_communicator.remote.protocol import JobRef, JobSpec, JobStatus, Transport
 from mqi_communicator.remote.schedulers.local.scheduler import job_command
 from mqi_communicator.remote.schedulers.pueue import legacy as pueue_legacy
 from mqi_communicator.remote.schedulers.pueue.parse import PueueStatus, TaskInfo, parse_status
 from mqi_communicator.remote.transport.quoting import join_argv
+from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = ["MARKER_ONLY_PREFIX", "PueueScheduler", "decide"]
 

@@ -26,7 +26,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from mqi_communicator.errors import SchedulerOutputError
-from mqi_communicator.remote.protocol import JobState
+from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = [
     "SQUEUE_END",

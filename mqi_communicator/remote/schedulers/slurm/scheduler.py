@@ -21,14 +21,7 @@ from mqi_communicator.errors import (
     SubmissionRejectedError,
 )
 from mqi_communicator.remote.job.markers import parse_probe, require_token, run_script, token_stdin
-from mqi_communicator.remote.protocol import (
-    CommandResult,
-    JobRef,
-    JobSpec,
-    JobState,
-    JobStatus,
-    Transport,
-)
+from mqi_communicator.remote.protocol import CommandResult, JobRef, JobSpec, JobStatus, Transport
 from mqi_communicator.remote.schedulers.slurm.commands import (
     ID_RECORD,
     MARKER_KILL_RECORD,
@@ -49,6 +42,7 @@ from mqi_communicator.remote.schedulers.slurm.status import (
     read_answer,
     unavailable_error,
 )
+from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = ["SlurmScheduler"]
 

@@ -24,7 +24,7 @@ from mqi_communicator.remote.job.markers import (
     status_from_markers,
     trusted_markers,
 )
-from mqi_communicator.remote.protocol import CommandResult, JobRef, JobState, JobStatus
+from mqi_communicator.remote.protocol import CommandResult, JobRef, JobStatus
 from mqi_communicator.remote.schedulers.slurm.parse import (
     SlurmError,
     SqueueAnswer,
@@ -32,6 +32,7 @@ from mqi_communicator.remote.schedulers.slurm.parse import (
     classify_stderr,
     parse_squeue_section,
 )
+from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = ["decide_status", "poll_statuses", "read_answer", "unavailable_error"]
 
