@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from mqi_communicator.remote.job.marker_probe import _CARRIER, parse_probe, probe_snippet
 from mqi_communicator.remote.job.marker_status import status_from_markers
 from mqi_communicator.remote.protocol import JobRef, JobStatus
-from mqi_communicator.remote.schedulers.pueue.scheduler import decide
+from mqi_communicator.remote.schedulers.pueue.status import decide
 from mqi_communicator.remote.schedulers.slurm.status import decide_status
 from mqi_communicator.statemachine.decide import JobObservation, _ended
 from mqi_communicator.statemachine.jobs import JobState

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mqi_communicator.errors import RemoteCommandError
+from mqi_communicator.errors import RemoteCommandError, SchedulerOutputError
 from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec, Transport
 from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
+from mqi_communicator.remote.schedulers.local.status import found_job
 from mqi_communicator.statemachine.jobs import JobState
 
 from .conftest import poll_until
@@ -148,3 +149,8 @@ def test_one_poll_for_many_jobs(sched: LocalScheduler, tmp_path: Path) -> None:
     statuses = sched.poll([*refs, ok])
     assert [statuses[r].state for r in refs] == [JobState.RUNNING] * 5
     assert statuses[ok].state is JobState.SUCCEEDED
+
+
+def test_find_on_probe_output_without_our_record_is_an_error_not_absent() -> None:
+    with pytest.raises(SchedulerOutputError, match="unreadable marker probe"):
+        found_job("garbage", "", "mqic-x", "/r/d", where="h")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mqi_communicator.remote.job.markers import MarkerInfo
 from mqi_communicator.remote.protocol import JobRef
 from mqi_communicator.remote.schedulers.pueue.parse import TaskInfo
-from mqi_communicator.remote.schedulers.pueue.scheduler import decide
+from mqi_communicator.remote.schedulers.pueue.status import decide
 from mqi_communicator.statemachine.decide import JobObservation, _ended
 from mqi_communicator.statemachine.jobs import JobState
 

@@ -16,9 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mqi_communicator.remote.schedulers.pueue.parse import (
+    STATUS_BEGIN,
+    STATUS_END,
     PueueOutputError,
     TaskInfo,
+    is_unavailable,
+    parse_observation,
     parse_status,
+    parse_task_id,
     parse_timestamp,
 )
 
@@ -145,3 +150,37 @@ def test_any_truncation_of_a_sample_is_refused_or_exact(cut: int) -> None:
     except PueueOutputError:
         return
     assert status == parse_status(full)
+
+
+def test_observation_splits_the_framed_status_from_the_probe() -> None:
+    body = (DATA / "pueue_status_v4.json").read_text()
+    out = f"motd\n{STATUS_BEGIN}\n{body}\n{STATUS_END} 0\n"
+    obs = parse_observation(out, "")
+    assert obs.pueue is not None and obs.pueue_problem == ""
+    assert obs.pueue.tasks[0].label == "mqic_case_1_a1"
+    assert obs.markers == {}
+
+
+@pytest.mark.parametrize(
+    ("out", "err", "problem"),
+    [
+        (f"{STATUS_BEGIN}\n{{}}", "", "not delimited"),
+        (f"{STATUS_BEGIN}\n\n{STATUS_END} 1\n", "no daemon", "exit 1: no daemon"),
+        (f"{STATUS_BEGIN}\nnot json\n{STATUS_END} 0\n", "", "not JSON"),
+    ],
+)
+def test_observation_without_a_usable_status_says_why(out: str, err: str, problem: str) -> None:
+    obs = parse_observation(out, err)
+    assert obs.pueue is None and problem in obs.pueue_problem
+
+
+def test_task_id_is_the_last_line_or_none() -> None:
+    assert parse_task_id("New task added (id 41).\n42\n") == "42"
+    assert parse_task_id("") is None
+    assert parse_task_id("42\nnope\n") is None
+
+
+def test_unavailable_daemon_messages() -> None:
+    assert is_unavailable("Error: Couldn't connect to the daemon. Is it running?")
+    assert is_unavailable("Failed to initialize client: no such file")
+    assert not is_unavailable("Error: group gpu9 does not exist")

@@ -12,7 +12,8 @@ import pytest
 
 from mqi_communicator.errors import SchedulerUnavailableError, SubmissionRejectedError
 from mqi_communicator.remote.protocol import GpuBinding, JobRef, JobSpec, JobStatus, Transport
-from mqi_communicator.remote.schedulers.pueue.scheduler import MARKER_ONLY_PREFIX, PueueScheduler
+from mqi_communicator.remote.schedulers.pueue.scheduler import PueueScheduler
+from mqi_communicator.remote.schedulers.pueue.status import MARKER_ONLY_PREFIX
 from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_gone
 from tests.infra.pueue import PueueStandin

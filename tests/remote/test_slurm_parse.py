@@ -15,17 +15,19 @@ from mqi_communicator.errors import SchedulerOutputError, SchedulerUnavailableEr
 from mqi_communicator.remote.job.markers import MarkerInfo
 from mqi_communicator.remote.protocol import CommandResult, JobRef
 from mqi_communicator.remote.schedulers.slurm.parse import (
+    ID_RECORD,
     SQUEUE_END,
     STATE_MAP,
     SlurmError,
     classify_stderr,
     decode_wait_status,
     map_state,
+    parse_id_records,
     parse_sbatch_id,
     parse_squeue,
     parse_squeue_section,
 )
-from mqi_communicator.remote.schedulers.slurm.status import decide_status, poll_statuses
+from mqi_communicator.remote.schedulers.slurm.status import decide_status, found_job, poll_statuses
 from mqi_communicator.statemachine.jobs import JobState
 
 DATA = Path(__file__).parent / "data"
@@ -303,3 +305,27 @@ def test_garbage_spliced_into_poll_output_never_invents_success(pos: int, junk: 
     for ref, expected in zip(CAPTURED_REFS, EXPECTED, strict=True):
         if got[ref].state is JobState.SUCCEEDED:
             assert expected is JobState.SUCCEEDED, (pos, junk, got[ref])
+
+
+def test_id_records_are_read_and_garbage_ignored() -> None:
+    text = f"{ID_RECORD} 17\nnoise\n{ID_RECORD} x9\n{ID_RECORD} 4\n@mqi other\n"
+    assert parse_id_records(text) == [17, 4]
+
+
+def test_found_job_prefers_a_live_job_then_the_newest_of_our_name() -> None:
+    running = _data("slurm_squeue_running.txt").splitlines()[1].replace("mqic_case_1_a1", "mine")
+    text = f"{running}\n99|COMPLETED|None|0|2026-11-28T21:40:04|mine|\n{SQUEUE_END} 0\n"
+    ref = found_job(parse_squeue_section(text), True, "mine", "/r/d", where="h", raw=text)
+    assert ref is not None and ref.job_id == "10"  # running beats the newer completed job
+    assert ref.token is None  # no marker record: the token is unknown
+    done = text.replace(running + "\n", "")
+    ref = found_job(parse_squeue_section(done), True, "mine", "/r/d", where="h", raw=done)
+    assert ref is not None and ref.job_id == "99"
+
+
+def test_found_job_refuses_an_untrusted_answer_or_a_missing_marker_record() -> None:
+    answer = parse_squeue_section(f"{SQUEUE_END} 0\n")
+    with pytest.raises(SchedulerOutputError, match="incomplete"):
+        found_job(answer, False, "mine", "/r/d", where="h", raw="")
+    with pytest.raises(SchedulerOutputError, match="no marker record"):
+        found_job(answer, True, "mine", "/r/d", where="h", raw="")

@@ -17,41 +17,21 @@ shell command through ``transport.run``, so it works over SSH as well.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
-from mqi_communicator.errors import RemoteCommandError, SchedulerOutputError
+from mqi_communicator.errors import RemoteCommandError
 from mqi_communicator.remote.job.markers import (
-    READ_TOKEN,
-    install_snippet,
-    marker_dir,
-    parse_probe,
     poll_script,
-    probe_key,
     probe_snippet,
     require_token,
     run_script,
-    status_from_markers,
-    wrapper_argv,
 )
 from mqi_communicator.remote.job.process_kill import kill_job
 from mqi_communicator.remote.protocol import JobRef, JobSpec, JobStatus, Transport
-from mqi_communicator.remote.transport.quoting import join_argv, quote
-from mqi_communicator.statemachine.jobs import JobState
+from mqi_communicator.remote.schedulers.local.commands import start_script
+from mqi_communicator.remote.schedulers.local.status import found_job, poll_statuses
 
-__all__ = ["LocalScheduler", "job_command"]
-
-_log = logging.getLogger(__name__)
-
-
-def job_command(spec: JobSpec) -> list[str]:
-    """``spec.command`` prefixed with ``env`` for ``spec.env`` and the GPU's CUDA devices."""
-    env = dict(spec.env)
-    if spec.gpu.cuda_devices is not None:
-        env["CUDA_VISIBLE_DEVICES"] = spec.gpu.cuda_devices
-    if not env:
-        return list(spec.command)
-    return ["env", *(f"{k}={v}" for k, v in env.items()), *spec.command]
+__all__ = ["LocalScheduler"]
 
 
 class LocalScheduler:
@@ -86,20 +66,7 @@ class LocalScheduler:
             HostUnreachableError: the host could not be asked.
         """
         stdin = require_token(spec)
-        mqi = quote(marker_dir(spec.remote_dir))
-        argv = wrapper_argv(spec.remote_dir, spec.label, job_command(spec))
-        tries = max(1, int(self._start_wait / 0.05))
-        script = (
-            READ_TOKEN
-            # The install refuses a marker directory of another attempt (other token).
-            + f"{install_snippet(spec.remote_dir, spec.label)} || exit 3\n"
-            # Idempotent: a pgid marker means our wrapper already started here.
-            f"if [ -s {mqi}/pgid ]; then cat {mqi}/pgid; exit 0; fi\n"
-            f"setsid {join_argv(argv)} </dev/null >/dev/null 2>&1 &\n"
-            f"_i=0; while [ ! -s {mqi}/pgid ] && [ $_i -lt {tries} ]; do"
-            " sleep 0.05; _i=$((_i+1)); done\n"
-            f"[ -s {mqi}/pgid ] && cat {mqi}/pgid || exit 4\n"
-        )
+        script = start_script(spec, self._start_wait)
         result = self._transport.run(script, timeout=self._timeout + self._start_wait, stdin=stdin)
         pgid = result.stdout.strip()
         if result.exit_code != 0 or not pgid.isdigit():
@@ -116,27 +83,8 @@ class LocalScheduler:
         if not refs:
             return {}
         result = run_script(self._transport, poll_script(refs), timeout=self._timeout)
-        infos = parse_probe(result.stdout)
-        statuses: dict[JobRef, JobStatus] = {}
-        for ref in refs:
-            info = infos.get(probe_key(ref.remote_dir, ref.token))
-            if info is None:
-                _log.warning(
-                    "%s: no marker record for %s; raw probe output: %r (stderr %r)",
-                    self._transport.host_name,
-                    ref.remote_dir,
-                    result.stdout[-2000:],
-                    result.stderr[-2000:],
-                )
-            elif info.pgid is not None and str(info.pgid) != ref.job_id:
-                statuses[ref] = JobStatus(
-                    JobState.UNKNOWN,
-                    detail=f"pgid marker {info.pgid} does not match job id {ref.job_id}",
-                    processes_gone=False if info.processes_gone is False else None,
-                )
-                continue
-            statuses[ref] = status_from_markers(info, ref.label, ref.token)
-        return statuses
+        host = self._transport.host_name
+        return poll_statuses(refs, result.stdout, result.stderr, where=host)
 
     def kill(self, ref: JobRef) -> None:
         """TERM every process of the job now and SIGKILL what is left after the grace.
@@ -160,12 +108,5 @@ class LocalScheduler:
             SchedulerOutputError: the probe output could not be read.
         """
         result = self._transport.run(probe_snippet([remote_dir]), timeout=self._timeout)
-        info = parse_probe(result.stdout).get(remote_dir)
-        if info is None:
-            raise SchedulerOutputError(
-                f"{self._transport.host_name}: unreadable marker probe for {remote_dir!r}: "
-                f"{result.stdout[-500:]!r} {result.stderr[-500:]!r}"
-            )
-        if info.label != label or info.pgid is None:
-            return None
-        return JobRef(str(info.pgid), label, remote_dir, token=info.token)
+        host = self._transport.host_name
+        return found_job(result.stdout, result.stderr, label, remote_dir, where=host)

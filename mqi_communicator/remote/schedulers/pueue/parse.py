@@ -18,8 +18,25 @@ from datetime import datetime
 from typing import Any
 
 from mqi_communicator.errors import SchedulerOutputError
+from mqi_communicator.remote.job.markers import MarkerInfo, parse_probe
 
-__all__ = ["PueueOutputError", "PueueStatus", "TaskInfo", "parse_status", "parse_timestamp"]
+__all__ = [
+    "STATUS_BEGIN",
+    "STATUS_END",
+    "Observation",
+    "PueueOutputError",
+    "PueueStatus",
+    "TaskInfo",
+    "is_unavailable",
+    "parse_observation",
+    "parse_status",
+    "parse_task_id",
+    "parse_timestamp",
+]
+
+#: Our observe command frames ``pueue status --json`` with these (END carries its exit code).
+STATUS_BEGIN = "@mqi-pueue-begin"
+STATUS_END = "@mqi-pueue-end"
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -135,3 +152,44 @@ def parse_status(text: str) -> PueueStatus:
     }
     tasks = {info.task_id: info for info in (_task(k, v) for k, v in doc["tasks"].items())}
     return PueueStatus(tasks=tasks, groups=groups)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one status+probe command saw; ``pueue`` is None when Pueue did not answer."""
+
+    pueue: PueueStatus | None
+    pueue_problem: str
+    markers: dict[str, MarkerInfo]
+
+
+def parse_observation(stdout: str, stderr: str) -> Observation:
+    """Split an observe command's output (framed status, then the marker probe)."""
+    _banner, sep, rest = stdout.partition(f"{STATUS_BEGIN}\n")
+    body, sep2, after = rest.partition(f"\n{STATUS_END} ")
+    markers = parse_probe(after)
+    rc = after.split("\n", 1)[0].strip()
+    if not sep or not sep2:
+        problem = "status output not delimited (truncated?)"
+    elif rc != "0":
+        problem = f"pueue status exit {rc}: {stderr.strip()[-500:]}"
+    else:
+        try:
+            return Observation(parse_status(body), "", markers)
+        except SchedulerOutputError as err:
+            problem = str(err)
+    return Observation(None, problem, markers)
+
+
+def is_unavailable(stderr: str) -> bool:
+    """Whether a pueue client's stderr says the daemon could not be reached."""
+    text = stderr.lower()
+    return "connect to the daemon" in text or "failed to initialize client" in text
+
+
+def parse_task_id(stdout: str) -> str | None:
+    """The id ``pueue add --print-task-id`` printed (its last line), or None."""
+    lines = stdout.strip().splitlines()
+    if not lines or not lines[-1].strip().isdigit():
+        return None
+    return lines[-1].strip()

@@ -13,7 +13,6 @@ wrapper's markers in the marker directory ``<case>.mqi/`` (outside the case, see
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from mqi_communicator.remote.job.markers import (
@@ -26,15 +25,18 @@ from mqi_communicator.remote.job.markers import (
 )
 from mqi_communicator.remote.job.process_kill import token_kill_fragment
 from mqi_communicator.remote.protocol import JobRef, JobSpec
-from mqi_communicator.remote.schedulers.slurm.parse import SQUEUE_END, SQUEUE_FORMAT
+from mqi_communicator.remote.schedulers.slurm.parse import (
+    ID_RECORD,
+    SQUEUE_END,
+    SQUEUE_FORMAT,
+    is_job_id,
+)
 from mqi_communicator.remote.transport.quoting import env_prefix, join_argv, quote
 
 __all__ = [
-    "ID_RECORD",
     "JOB_ID_FILE",
     "MARKER_KILL_RECORD",
     "find_command",
-    "is_job_id",
     "kill_script",
     "poll_command",
     "sbatch_argv",
@@ -45,17 +47,9 @@ __all__ = [
 JOB_ID_FILE = "slurm_job_id"
 _SUBMITTED_FILE = "slurm_submitted"
 _LOCK_DIR = "slurm_submit.lock"
-#: find_command prints ``@@mqi-slurm-id <id>`` from ``JOB_ID_FILE``.
-ID_RECORD = "@@mqi-slurm-id"
 #: kill_script prints this when it signalled the wrapper group itself.
 MARKER_KILL_RECORD = "@@mqi-marker-kill"
 _SQUEUE_BASE = ("squeue", "-h", "-t", "all", "-O", SQUEUE_FORMAT)
-_JOB_ID = re.compile(r"[0-9]+\Z")
-
-
-def is_job_id(text: str) -> bool:
-    """True for a plain Slurm job id (digits)."""
-    return _JOB_ID.match(text) is not None
 
 
 def _mqi(remote_dir: str) -> str:

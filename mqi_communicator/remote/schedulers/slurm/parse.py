@@ -29,6 +29,7 @@ from mqi_communicator.errors import SchedulerOutputError
 from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = [
+    "ID_RECORD",
     "SQUEUE_END",
     "SQUEUE_FORMAT",
     "STATE_MAP",
@@ -37,7 +38,9 @@ __all__ = [
     "SqueueJob",
     "classify_stderr",
     "decode_wait_status",
+    "is_job_id",
     "map_state",
+    "parse_id_records",
     "parse_sbatch_id",
     "parse_squeue",
     "parse_squeue_section",
@@ -52,6 +55,9 @@ _FIELDS = 6
 #: Printed by our poll command after squeue, with squeue's exit code: ``@@mqi-squeue-end 0``.
 #: Its absence means the output was cut off.
 SQUEUE_END = "@@mqi-squeue-end"
+
+#: Printed by our find command from the id the job wrote: ``@@mqi-slurm-id <id>``.
+ID_RECORD = "@@mqi-slurm-id"
 
 #: Slurm job state -> our state. Every state in which processes of the job may exist
 #: maps to running (alive), so the GPU stays held; unknown names map to ``unknown``.
@@ -145,6 +151,11 @@ class SqueueAnswer:
     def complete(self) -> bool:
         """True when every line parsed and the end marker was seen."""
         return self.exit_code is not None and not self.bad_lines
+
+
+def is_job_id(text: str) -> bool:
+    """True for a plain Slurm job id (digits)."""
+    return _JOB_ID.match(text) is not None
 
 
 def map_state(slurm_state: str, *, raw: str = "") -> JobState:
@@ -266,3 +277,13 @@ def parse_sbatch_id(stdout: str) -> str:
     if match is None:
         raise SchedulerOutputError(f"sbatch --parsable printed no job id: {stdout!r}")
     return match.group(1)
+
+
+def parse_id_records(text: str) -> list[int]:
+    """The job ids of the :data:`ID_RECORD` lines in ``text`` (others are ignored)."""
+    ids = (
+        line.split(" ", 1)[1].strip()
+        for line in text.splitlines()
+        if line.startswith(ID_RECORD + " ")
+    )
+    return [int(i) for i in ids if is_job_id(i)]

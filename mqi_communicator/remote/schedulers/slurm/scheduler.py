@@ -16,17 +16,14 @@ from collections.abc import Sequence
 
 from mqi_communicator.errors import (
     RemoteCommandError,
-    SchedulerOutputError,
     SchedulerUnavailableError,
     SubmissionRejectedError,
 )
-from mqi_communicator.remote.job.markers import parse_probe, require_token, run_script, token_stdin
+from mqi_communicator.remote.job.markers import require_token, run_script, token_stdin
 from mqi_communicator.remote.protocol import CommandResult, JobRef, JobSpec, JobStatus, Transport
 from mqi_communicator.remote.schedulers.slurm.commands import (
-    ID_RECORD,
     MARKER_KILL_RECORD,
     find_command,
-    is_job_id,
     kill_script,
     poll_command,
     sbatch_argv,
@@ -35,14 +32,15 @@ from mqi_communicator.remote.schedulers.slurm.commands import (
 from mqi_communicator.remote.schedulers.slurm.parse import (
     SlurmError,
     classify_stderr,
+    is_job_id,
     parse_sbatch_id,
 )
 from mqi_communicator.remote.schedulers.slurm.status import (
+    found_job,
     poll_statuses,
     read_answer,
     unavailable_error,
 )
-from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = ["SlurmScheduler"]
 
@@ -188,51 +186,7 @@ class SlurmScheduler:
             SchedulerOutputError: squeue's answer could not be trusted.
             SchedulerUnavailableError: slurmctld did not answer.
         """
-        command = find_command(label, remote_dir)
-        result = self._run(command)
-        answer, trusted = read_answer(result, f"{self._transport.host_name}: find {label}")
-        if not trusted:
-            raise SchedulerOutputError(
-                f"{self._transport.host_name}: squeue answer for {label!r} incomplete: "
-                f"{result.stdout[-500:]!r}"
-            )
-        ours = [j for j in answer.jobs.values() if j.name == label]
-        if ours:
-            # Prefer a job that may still run, then the newest.
-            live = [j for j in ours if j.state in (JobState.QUEUED, JobState.RUNNING)]
-            best = max(live or ours, key=lambda j: int(j.job_id))
-            return JobRef(best.job_id, label, remote_dir, token=_token_of(answer.rest, remote_dir))
-        ids = [
-            line.split(" ", 1)[1].strip()
-            for line in answer.rest.splitlines()
-            if line.startswith(ID_RECORD + " ")
-        ]
-        out_ids = [int(i) for i in ids if is_job_id(i)]
-        try:
-            marker = parse_probe(answer.rest).get(remote_dir)
-        except ValueError:  # the marker parser choked on garbage: no evidence
-            marker = None
-        if marker is None:
-            raise SchedulerOutputError(
-                f"{self._transport.host_name}: no marker record for {remote_dir!r}: "
-                f"{result.stdout[-500:]!r}"
-            )
-        started = marker.wrapper_started
-        if marker.label not in (None, label):
-            started = False
-            out_ids = []
-        if out_ids:
-            return JobRef(str(max(out_ids)), label, remote_dir, token=marker.token)
-        if started:
-            # Ran, but the id is lost: an empty id makes poll rely on the markers alone.
-            return JobRef("", label, remote_dir, token=marker.token)
-        return None
-
-
-def _token_of(probe_output: str, remote_dir: str) -> str | None:
-    """The token the marker directory of ``remote_dir`` holds, per the probe's output."""
-    try:
-        marker = parse_probe(probe_output).get(remote_dir)
-    except ValueError:
-        return None
-    return marker.token if marker is not None else None
+        result = self._run(find_command(label, remote_dir))
+        host = self._transport.host_name
+        answer, trusted = read_answer(result, f"{host}: find {label}")
+        return found_job(answer, trusted, label, remote_dir, where=host, raw=result.stdout)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from mqi_communicator.errors import SchedulerUnavailableError
+from mqi_communicator.errors import SchedulerOutputError, SchedulerUnavailableError
 from mqi_communicator.remote.job.markers import (
     MarkerInfo,
     parse_probe,
@@ -30,11 +30,12 @@ from mqi_communicator.remote.schedulers.slurm.parse import (
     SqueueAnswer,
     SqueueJob,
     classify_stderr,
+    parse_id_records,
     parse_squeue_section,
 )
 from mqi_communicator.statemachine.jobs import JobState
 
-__all__ = ["decide_status", "poll_statuses", "read_answer", "unavailable_error"]
+__all__ = ["decide_status", "found_job", "poll_statuses", "read_answer", "unavailable_error"]
 
 _log = logging.getLogger(__name__)
 
@@ -176,3 +177,55 @@ def poll_statuses(
         marker = markers.get(probe_key(ref.remote_dir, ref.token))
         statuses[ref] = decide_status(ref, answer.jobs.get(ref.job_id), trusted, marker)
     return statuses
+
+
+def found_job(
+    answer: SqueueAnswer, trusted: bool, label: str, remote_dir: str, *, where: str, raw: str
+) -> JobRef | None:
+    """The job a find command's answer names for ``label`` in ``remote_dir``, or None.
+
+    squeue's job with our name (one that may still run, then the newest) wins; else the
+    id the job wrote into its marker directory; else, when our wrapper started but the
+    id is lost, a ref with an empty id (poll then relies on the markers alone). The ref
+    holds the token found in the marker directory.
+
+    Raises:
+        SchedulerOutputError: squeue's answer was incomplete, or the probe printed no
+            marker record for ``remote_dir`` (``raw`` is the output, for the message).
+    """
+    if not trusted:
+        raise SchedulerOutputError(
+            f"{where}: squeue answer for {label!r} incomplete: {raw[-500:]!r}"
+        )
+    ours = [j for j in answer.jobs.values() if j.name == label]
+    if ours:
+        # Prefer a job that may still run, then the newest.
+        live = [j for j in ours if j.state in (JobState.QUEUED, JobState.RUNNING)]
+        best = max(live or ours, key=lambda j: int(j.job_id))
+        return JobRef(best.job_id, label, remote_dir, token=_token_of(answer.rest, remote_dir))
+    out_ids = parse_id_records(answer.rest)
+    try:
+        marker = parse_probe(answer.rest).get(remote_dir)
+    except ValueError:  # the marker parser choked on garbage: no evidence
+        marker = None
+    if marker is None:
+        raise SchedulerOutputError(f"{where}: no marker record for {remote_dir!r}: {raw[-500:]!r}")
+    started = marker.wrapper_started
+    if marker.label not in (None, label):
+        started = False
+        out_ids = []
+    if out_ids:
+        return JobRef(str(max(out_ids)), label, remote_dir, token=marker.token)
+    if started:
+        # Ran, but the id is lost: an empty id makes poll rely on the markers alone.
+        return JobRef("", label, remote_dir, token=marker.token)
+    return None
+
+
+def _token_of(probe_output: str, remote_dir: str) -> str | None:
+    """The token the marker directory of ``remote_dir`` holds, per the probe's output."""
+    try:
+        marker = parse_probe(probe_output).get(remote_dir)
+    except ValueError:
+        return None
+    return marker.token if marker is not None else None

@@ -1,0 +1,43 @@
+"""Pueue command builders (pure): the shell text each remote command runs.
+
+Pueue joins ``add``'s command words with spaces and runs them with ``sh -c``, so the
+wrapper argv is passed as ONE pre-quoted word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mqi_communicator.remote.job.command import job_command
+from mqi_communicator.remote.job.markers import READ_TOKEN, install_snippet, wrapper_argv
+from mqi_communicator.remote.protocol import JobSpec
+from mqi_communicator.remote.schedulers.pueue.parse import STATUS_BEGIN, STATUS_END
+from mqi_communicator.remote.transport.quoting import join_argv
+
+__all__ = ["EXIT_INSTALL_FAILED", "kill_command", "observe_script", "submit_script"]
+
+#: The submit script's exit code when the wrapper could not be installed.
+EXIT_INSTALL_FAILED = 97
+
+
+def submit_script(pueue: Sequence[str], spec: JobSpec, group: str) -> str:
+    """Install the wrapper (token from stdin), then ``pueue add`` it to ``group``."""
+    inner = join_argv(wrapper_argv(spec.remote_dir, spec.label, job_command(spec)))
+    add = [*pueue, "add", "--print-task-id", "--label", spec.label]
+    add += ["--group", group, "--", inner]
+    return (
+        f"{READ_TOKEN}{install_snippet(spec.remote_dir, spec.label)}"
+        f" || exit {EXIT_INSTALL_FAILED}\n"
+        f"{join_argv(add)} </dev/null"
+    )
+
+
+def observe_script(pueue: Sequence[str], probe: str) -> str:
+    """``pueue status --json`` framed for :func:`~.parse.parse_observation`, then ``probe``."""
+    status_cmd = join_argv([*pueue, "status", "--json"])
+    return f"echo {STATUS_BEGIN}\n{status_cmd}\nprintf '\\n{STATUS_END} %s\\n' \"$?\"\n{probe}"
+
+
+def kill_command(pueue: Sequence[str], task_id: str) -> str:
+    """``pueue kill <task id>``."""
+    return join_argv([*pueue, "kill", task_id])
