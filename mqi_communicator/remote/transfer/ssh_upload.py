@@ -45,7 +45,7 @@ from mqi_communicator.remote.transfer.far_side_scripts import (
     upload_receive_script,
 )
 from mqi_communicator.remote.transfer.manifest import Manifest, manifest_of_files
-from mqi_communicator.remote.transfer.ssh_download import (
+from mqi_communicator.remote.transfer.ssh_channel import (
     cleanup_command,
     finish_channel,
     open_command,

@@ -27,12 +27,12 @@ from fabric import Connection
 from mqi_communicator.errors import HostUnreachableError
 from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
 from mqi_communicator.remote.transfer.far_side_scripts import PYTHON_PROBE
-from mqi_communicator.remote.transfer.ssh_download import (
+from mqi_communicator.remote.transfer.ssh_channel import (
     cleanup_command,
-    download_over_channel,
     normalize_remote_dir,
     partial_name,
 )
+from mqi_communicator.remote.transfer.ssh_download import download_over_channel
 from mqi_communicator.remote.transfer.ssh_upload import upload_over_channel
 from mqi_communicator.remote.transfer.tarstream import enumerate_tree
 from mqi_communicator.remote.transport.host_keys import default_known_hosts
