@@ -14,7 +14,13 @@ from mqi_communicator.remote.protocol import JobSpec
 from mqi_communicator.remote.schedulers.pueue.parse import STATUS_BEGIN, STATUS_END
 from mqi_communicator.remote.transport.quoting import join_argv
 
-__all__ = ["EXIT_INSTALL_FAILED", "kill_command", "observe_script", "submit_script"]
+__all__ = [
+    "EXIT_INSTALL_FAILED",
+    "framed_status",
+    "kill_command",
+    "observe_script",
+    "submit_script",
+]
 
 #: The submit script's exit code when the wrapper could not be installed.
 EXIT_INSTALL_FAILED = 97
@@ -32,10 +38,18 @@ def submit_script(pueue: Sequence[str], spec: JobSpec, group: str) -> str:
     )
 
 
-def observe_script(pueue: Sequence[str], probe: str) -> str:
-    """``pueue status --json`` framed for :func:`~.parse.parse_observation`, then ``probe``."""
+def framed_status(pueue: Sequence[str], begin: str = STATUS_BEGIN, end: str = STATUS_END) -> str:
+    """``pueue status --json`` between a ``begin`` line and an ``end <its exit code>`` line.
+
+    Read back by :func:`~.parse.read_framed_status`.
+    """
     status_cmd = join_argv([*pueue, "status", "--json"])
-    return f"echo {STATUS_BEGIN}\n{status_cmd}\nprintf '\\n{STATUS_END} %s\\n' \"$?\"\n{probe}"
+    return f"echo {begin}\n{status_cmd}\nprintf '\\n{end} %s\\n' \"$?\""
+
+
+def observe_script(pueue: Sequence[str], probe: str) -> str:
+    """The framed status, then ``probe`` (read by :func:`~.parse.parse_observation`)."""
+    return f"{framed_status(pueue)}\n{probe}"
 
 
 def kill_command(pueue: Sequence[str], task_id: str) -> str:

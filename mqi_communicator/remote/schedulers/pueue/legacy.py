@@ -34,7 +34,8 @@ from collections.abc import Sequence
 
 from mqi_communicator.errors import SchedulerOutputError, SchedulerUnavailableError
 from mqi_communicator.remote.protocol import JobRef, JobStatus, Transport
-from mqi_communicator.remote.schedulers.pueue.parse import PueueStatus, TaskInfo, parse_status
+from mqi_communicator.remote.schedulers.pueue.commands import framed_status
+from mqi_communicator.remote.schedulers.pueue.parse import PueueStatus, TaskInfo, read_framed_status
 from mqi_communicator.remote.transport.quoting import join_argv
 from mqi_communicator.statemachine.jobs import JobState
 
@@ -67,25 +68,12 @@ _RESULTS = {
 
 def script(pueue: Sequence[str]) -> str:
     """The one remote command: ``pueue status --json`` and the environment scan."""
-    status = join_argv([*pueue, "status", "--json"])
-    return f"echo {_BEGIN}\n{status}\nprintf '\\n{_END} %s\\n' \"$?\"\n{_SCAN_SNIPPET}"
+    return f"{framed_status(pueue, _BEGIN, _END)}\n{_SCAN_SNIPPET}"
 
 
 def parse_output(stdout: str) -> tuple[PueueStatus | None, str, Counter[str] | None]:
     """(Pueue's status or None, why not, live processes per group or None if unknown)."""
-    _banner, sep, rest = stdout.partition(f"{_BEGIN}\n")
-    body, sep2, after = rest.partition(f"\n{_END} ")
-    rc = after.split("\n", 1)[0].strip()
-    status: PueueStatus | None = None
-    if not sep or not sep2:
-        problem = "status output not delimited (truncated?)"
-    elif rc != "0":
-        problem = f"pueue status exit {rc}"
-    else:
-        try:
-            status, problem = parse_status(body), ""
-        except SchedulerOutputError as err:
-            problem = str(err)
+    status, problem, after = read_framed_status(stdout, _BEGIN, _END)
     groups: Counter[str] | None = None
     _head, found, scan = after.partition(f"{_SCAN} ok\n")
     if found and f"\n{_SCAN_END}" in f"\n{scan}":  # complete: a cut-off list proves nothing

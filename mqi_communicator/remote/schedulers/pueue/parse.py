@@ -32,6 +32,7 @@ __all__ = [
     "parse_status",
     "parse_task_id",
     "parse_timestamp",
+    "read_framed_status",
 ]
 
 #: Our observe command frames ``pueue status --json`` with these (END carries its exit code).
@@ -163,22 +164,35 @@ class Observation:
     markers: dict[str, MarkerInfo]
 
 
-def parse_observation(stdout: str, stderr: str) -> Observation:
-    """Split an observe command's output (framed status, then the marker probe)."""
-    _banner, sep, rest = stdout.partition(f"{STATUS_BEGIN}\n")
-    body, sep2, after = rest.partition(f"\n{STATUS_END} ")
-    markers = parse_probe(after)
+def read_framed_status(
+    stdout: str, begin: str, end: str, *, exit_detail: str = ""
+) -> tuple[PueueStatus | None, str, str]:
+    """Read ``pueue status --json`` framed by ``begin`` and ``end <exit code>``.
+
+    Returns:
+        (the status or None, why not -- ``exit_detail`` follows a non-zero exit code --,
+        the text after the frame).
+    """
+    _banner, sep, rest = stdout.partition(f"{begin}\n")
+    body, sep2, after = rest.partition(f"\n{end} ")
     rc = after.split("\n", 1)[0].strip()
     if not sep or not sep2:
-        problem = "status output not delimited (truncated?)"
-    elif rc != "0":
-        problem = f"pueue status exit {rc}: {stderr.strip()[-500:]}"
-    else:
-        try:
-            return Observation(parse_status(body), "", markers)
-        except SchedulerOutputError as err:
-            problem = str(err)
-    return Observation(None, problem, markers)
+        return None, "status output not delimited (truncated?)", after
+    if rc != "0":
+        return None, f"pueue status exit {rc}{exit_detail}", after
+    try:
+        return parse_status(body), "", after
+    except SchedulerOutputError as err:
+        return None, str(err), after
+
+
+def parse_observation(stdout: str, stderr: str) -> Observation:
+    """Split an observe command's output (framed status, then the marker probe)."""
+    detail = f": {stderr.strip()[-500:]}"
+    status, problem, after = read_framed_status(
+        stdout, STATUS_BEGIN, STATUS_END, exit_detail=detail
+    )
+    return Observation(status, problem, parse_probe(after))
 
 
 def is_unavailable(stderr: str) -> bool:
