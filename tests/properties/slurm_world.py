@@ -2,7 +2,7 @@
 
 The poll command (``slurm.commands.poll_command``) prints squeue's ``-O`` lines
 (``id|STATE|reason|wait status|start|name|``, as captured in
-``tests/remote/data/slurm_squeue_mixed.txt``), then ``@@mqi-squeue-end <rc>``, then the
+``tests/remote/schedulers/data/slurm_squeue_mixed.txt``), then ``@@mqi-squeue-end <rc>``, then the
 marker probe. :func:`render` builds that stdout (and squeue's stderr) from a
 :class:`SlurmTruth`.
 """

@@ -1,3 +1,2 @@
-"""Transports: moving bytes and running commands on one host (local, or SSH).
-
-Owns the SSH connection, command execution, host-key checking and shell quoting."""
+"""Transports: running commands on, and moving bytes to, one host (local, or over SSH),
+with the SSH connection, command execution, host-key checks and shell quoting."""

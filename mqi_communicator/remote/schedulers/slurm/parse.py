@@ -4,7 +4,7 @@ The squeue format is ``-O`` (``--Format``) with ``|`` after every field and the 
 LAST, so a name may contain anything but a newline (we split at the first five ``|``).
 ``exit_code`` is the raw wait status (``768`` = exit 3, ``15`` = SIGTERM); it exists in
 ``-O`` but not in the older ``-o`` letters. Captured outputs from slurm-wlm 22.05 are in
-``tests/remote/data/slurm_*.txt``.
+``tests/remote/schedulers/data/slurm_*.txt``.
 
 Facts this module encodes (see ``/work/shared/recipes/slurm-loopback.md``):
 

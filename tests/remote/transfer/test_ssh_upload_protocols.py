@@ -19,7 +19,7 @@ import mqi_communicator.remote.transport.ssh as ssh_transport_mod
 from mqi_communicator.errors import CaseContentError
 from mqi_communicator.remote.transfer.far_side_scripts import PYTHON_PROBE
 from tests.infra.sshd import SshServer, make_ssh_transport
-from tests.remote.test_transport_contract import make_case, no_partials, sha_tree
+from tests.remote.transport.test_transport_contract import make_case, no_partials, sha_tree
 
 pytestmark = pytest.mark.ssh
 

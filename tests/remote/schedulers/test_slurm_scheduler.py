@@ -37,7 +37,7 @@ from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_alive
 from tests.infra.slurm import SlurmCluster
 
-from .test_wrapper import token_for
+from ..job.test_wrapper import token_for
 
 pytestmark = pytest.mark.slurm
 

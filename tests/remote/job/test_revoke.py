@@ -21,7 +21,7 @@ from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
 from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_gone
 
-from .conftest import poll_until
+from ..conftest import poll_until
 from .test_markers import HOSTILE_NAMES
 from .test_wrapper import install, marker, mqi, start, token_for, wait_for
 

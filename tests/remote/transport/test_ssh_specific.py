@@ -233,7 +233,7 @@ def test_round_trip_without_python3_on_the_far_side(
     server: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The coreutils sha256sum fallback verifies the same odd names."""
-    from tests.remote.test_transport_contract import change_after_hashing, make_case
+    from tests.remote.transport.test_transport_contract import change_after_hashing, make_case
 
     t = make_ssh_transport(server, env={"MQI_REMOTE_NO_PYTHON": "1"})
     try:

@@ -18,8 +18,8 @@ from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_gone
 from tests.infra.pueue import PueueStandin
 
-from .conftest import poll_until
-from .test_wrapper import mqi, token_for
+from ..conftest import poll_until
+from ..job.test_wrapper import mqi, token_for
 
 TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.KILLED}
 GPU = GpuBinding(name="gpu0", pueue_group="gpu0", cuda_devices="0")

@@ -26,7 +26,7 @@ import pytest
 from mqi_communicator.remote.transfer.far_side_scripts import receiver_source
 from mqi_communicator.remote.transfer.manifest import Manifest, ManifestEntry, manifest_of_files
 from mqi_communicator.remote.transfer.tarstream import enumerate_tree, iter_tar_chunks
-from tests.remote.test_transport_contract import make_case, sha_tree
+from tests.remote.transport.test_transport_contract import make_case, sha_tree
 
 SENTINEL = b"outside PARTIAL, must stay as it is"
 

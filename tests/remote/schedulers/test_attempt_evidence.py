@@ -40,8 +40,8 @@ from tests.infra.processes import group_alive, group_gone
 from tests.infra.pueue import PueueStandin
 from tests.infra.slurm import SlurmCluster
 
-from .conftest import poll_until
-from .test_wrapper import token_for
+from ..conftest import poll_until
+from ..job.test_wrapper import token_for
 
 #: Exits 0 at once, leaving a detached (own session) sleep that records its pid.
 DETACH = "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! >desc.pid; exit 0"

@@ -22,7 +22,7 @@ from mqi_communicator.remote.transport.local import LocalTransport
 from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.processes import group_gone
 
-from .conftest import poll_until
+from ..conftest import poll_until
 from .test_wrapper import install, mqi, token_for
 
 

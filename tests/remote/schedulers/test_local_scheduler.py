@@ -17,9 +17,9 @@ from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
 from mqi_communicator.remote.schedulers.local.status import found_job
 from mqi_communicator.statemachine.jobs import JobState
 
-from .conftest import poll_until
-from .test_markers import HOSTILE_NAMES
-from .test_wrapper import token_for
+from ..conftest import poll_until
+from ..job.test_markers import HOSTILE_NAMES
+from ..job.test_wrapper import token_for
 
 TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.KILLED}
 

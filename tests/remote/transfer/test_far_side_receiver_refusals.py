@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.infra.tmpfs import small_tmpfs
-from tests.remote.test_far_side_receiver import (
+from tests.remote.transfer.test_far_side_receiver import (
     INTERPRETERS,
     Box,
     framed,
