@@ -53,7 +53,7 @@ from mqi_communicator.persistence import Store  # noqa: E402
 from mqi_communicator.persistence.models import Case, CaseTransition  # noqa: E402
 from mqi_communicator.remote.job.markers import marker_dir, wrapper_argv, wrapper_source  # noqa: E402
 from mqi_communicator.remote.protocol import remote_case_dir  # noqa: E402
-from mqi_communicator.remote.transport.quoting import join_argv  # noqa: E402
+from mqi_communicator.remote.quoting import join_argv  # noqa: E402
 from mqi_communicator.statemachine import CaseState, Evidence, EvidenceKind  # noqa: E402
 from tests.infra.pueue import PueueStandin  # noqa: E402
 from tests.infra.sshd import SshServer, start_sshd  # noqa: E402

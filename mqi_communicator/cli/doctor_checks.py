@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..config import Config, HostConfig
 from ..errors import MqiError
 from ..remote.protocol import Transport
-from ..remote.transport.quoting import join_argv, quote
+from ..remote.quoting import join_argv, quote
 
 __all__ = [
     "CheckResult",

@@ -1,2 +1,2 @@
-"""Remote adapters behind two narrow protocols (``protocol.py``): ``transport/`` runs commands
-on a host, ``transfer/`` moves case trees, ``job/`` is one job's wrapper, and ``schedulers/``."""
+"""Remote adapters behind two protocols (``protocol.py``): ``transport/`` (over ``ssh/`` and
+``transfer/``) reaches a host, ``job/`` is one job's wrapper, ``schedulers/`` run jobs."""

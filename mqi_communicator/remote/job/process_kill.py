@@ -26,7 +26,7 @@ from mqi_communicator.errors import RemoteCommandError
 from mqi_communicator.remote.job.marker_probe import TOKEN_ENV
 from mqi_communicator.remote.job.markers import READ_TOKEN, marker_dir, token_stdin
 from mqi_communicator.remote.protocol import JobRef, Transport
-from mqi_communicator.remote.transport.quoting import quote
+from mqi_communicator.remote.quoting import quote
 
 __all__ = [
     "EXIT_NOT_OURS",

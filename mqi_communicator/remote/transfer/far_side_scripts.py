@@ -18,8 +18,8 @@ import posixpath
 from functools import cache
 from importlib import resources
 
+from mqi_communicator.remote.quoting import quote
 from mqi_communicator.remote.transfer.manifest import REMOTE_HASHER_PY, REMOTE_MANIFEST_COMMAND
-from mqi_communicator.remote.transport.quoting import quote
 
 __all__ = [
     "EXIT_DEST_EXISTS",

@@ -8,8 +8,8 @@ import paramiko
 
 from mqi_communicator.errors import HostUnreachableError
 from mqi_communicator.remote.protocol import ProgressCallback
+from mqi_communicator.remote.ssh.exec import connection_lost, remaining
 from mqi_communicator.remote.transfer.far_side_scripts import cleanup_script
-from mqi_communicator.remote.transport.ssh_exec import connection_lost, remaining
 
 __all__ = [
     "cleanup_command",

@@ -32,6 +32,8 @@ from mqi_communicator.errors import (
     TransferError,
 )
 from mqi_communicator.remote.protocol import ProgressCallback
+from mqi_communicator.remote.quoting import render_command
+from mqi_communicator.remote.ssh.exec import ChannelDrain, remaining
 from mqi_communicator.remote.transfer.far_side_scripts import (
     EXIT_NO_SOURCE,
     download_manifest_script,
@@ -48,8 +50,6 @@ from mqi_communicator.remote.transfer.tarstream import (
     TarExtractor,
     enumerate_tree,
 )
-from mqi_communicator.remote.transport.quoting import render_command
-from mqi_communicator.remote.transport.ssh_exec import ChannelDrain, remaining
 
 __all__ = ["download_over_channel"]
 

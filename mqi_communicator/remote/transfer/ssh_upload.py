@@ -37,6 +37,14 @@ from mqi_communicator.errors import (
     TransferError,
 )
 from mqi_communicator.remote.protocol import ProgressCallback
+from mqi_communicator.remote.quoting import render_command
+from mqi_communicator.remote.ssh.exec import (
+    ChannelDrain,
+    connection_lost,
+    exec_command,
+    remaining,
+    send_all,
+)
 from mqi_communicator.remote.transfer.far_side_receiver import TRAILER
 from mqi_communicator.remote.transfer.far_side_scripts import (
     EXIT_DEST_EXISTS,
@@ -52,14 +60,6 @@ from mqi_communicator.remote.transfer.ssh_channel import (
     report_progress,
 )
 from mqi_communicator.remote.transfer.tarstream import CaseTree, iter_tar_chunks
-from mqi_communicator.remote.transport.quoting import render_command
-from mqi_communicator.remote.transport.ssh_exec import (
-    ChannelDrain,
-    connection_lost,
-    exec_command,
-    remaining,
-    send_all,
-)
 
 __all__ = ["upload_over_channel"]
 

@@ -1,2 +1,2 @@
-"""Transports: running commands on, and moving bytes to, one host (local, or over SSH),
-with the SSH connection, command execution, host-key checks and shell quoting."""
+"""Transports: the two implementations of the Transport protocol, running commands on and
+moving case trees to one host: the control PC itself (local) or a server over SSH."""

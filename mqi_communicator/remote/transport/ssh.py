@@ -26,6 +26,10 @@ from fabric import Connection
 
 from mqi_communicator.errors import HostUnreachableError
 from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
+from mqi_communicator.remote.quoting import render_command
+from mqi_communicator.remote.ssh.connect import SshTarget, open_connection
+from mqi_communicator.remote.ssh.exec import exec_command
+from mqi_communicator.remote.ssh.host_keys import default_known_hosts
 from mqi_communicator.remote.transfer.far_side_scripts import PYTHON_PROBE
 from mqi_communicator.remote.transfer.ssh_channel import (
     cleanup_command,
@@ -35,10 +39,6 @@ from mqi_communicator.remote.transfer.ssh_channel import (
 from mqi_communicator.remote.transfer.ssh_download import download_over_channel
 from mqi_communicator.remote.transfer.ssh_upload import upload_over_channel
 from mqi_communicator.remote.transfer.tarstream import enumerate_tree
-from mqi_communicator.remote.transport.host_keys import default_known_hosts
-from mqi_communicator.remote.transport.quoting import render_command
-from mqi_communicator.remote.transport.ssh_connect import SshTarget, open_connection
-from mqi_communicator.remote.transport.ssh_exec import exec_command
 
 __all__ = ["SshTransport"]
 

@@ -10,7 +10,7 @@ from mqi_communicator.remote.job.markers import (
     wrapper_argv,
 )
 from mqi_communicator.remote.protocol import JobSpec
-from mqi_communicator.remote.transport.quoting import join_argv, quote
+from mqi_communicator.remote.quoting import join_argv, quote
 
 __all__ = ["EXIT_INSTALL_REFUSED", "EXIT_NOT_STARTED", "start_script"]
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from mqi_communicator.remote.job.command import job_command
 from mqi_communicator.remote.job.markers import READ_TOKEN, install_snippet, wrapper_argv
 from mqi_communicator.remote.protocol import JobSpec
+from mqi_communicator.remote.quoting import join_argv
 from mqi_communicator.remote.schedulers.pueue.parse import STATUS_BEGIN, STATUS_END
-from mqi_communicator.remote.transport.quoting import join_argv
 
 __all__ = [
     "EXIT_INSTALL_FAILED",

@@ -34,9 +34,9 @@ from collections.abc import Sequence
 
 from mqi_communicator.errors import SchedulerOutputError, SchedulerUnavailableError
 from mqi_communicator.remote.protocol import JobRef, JobStatus, Transport
+from mqi_communicator.remote.quoting import join_argv
 from mqi_communicator.remote.schedulers.pueue.commands import framed_status
 from mqi_communicator.remote.schedulers.pueue.parse import PueueStatus, TaskInfo, read_framed_status
-from mqi_communicator.remote.transport.quoting import join_argv
 from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = ["kill", "legacy_status", "matching_tasks", "parse_output", "poll", "script"]

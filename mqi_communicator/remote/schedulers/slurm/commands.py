@@ -1,6 +1,6 @@
 """Pure builders of the shell text the Slurm adapter runs (one remote command per call).
 
-Every value that reaches the shell is quoted (:mod:`mqi_communicator.remote.transport.quoting`), so
+Every value that reaches the shell is quoted (:mod:`mqi_communicator.remote.quoting`), so
 hostile case directories and labels stay data. Files the adapter keeps next to the
 wrapper's markers in the marker directory ``<case>.mqi/`` (outside the case, see
 :mod:`~mqi_communicator.remote.job.markers`):
@@ -25,13 +25,13 @@ from mqi_communicator.remote.job.markers import (
 )
 from mqi_communicator.remote.job.process_kill import token_kill_fragment
 from mqi_communicator.remote.protocol import JobRef, JobSpec
+from mqi_communicator.remote.quoting import env_prefix, join_argv, quote
 from mqi_communicator.remote.schedulers.slurm.parse import (
     ID_RECORD,
     SQUEUE_END,
     SQUEUE_FORMAT,
     is_job_id,
 )
-from mqi_communicator.remote.transport.quoting import env_prefix, join_argv, quote
 
 __all__ = [
     "JOB_ID_FILE",

@@ -22,7 +22,7 @@ import paramiko
 from fabric import Config, Connection
 
 from mqi_communicator.errors import ConfigError, HostKeyError, HostUnreachableError
-from mqi_communicator.remote.transport.host_keys import (
+from mqi_communicator.remote.ssh.host_keys import (
     AcceptNewHostKeyPolicy,
     StrictHostKeyPolicy,
     host_key_changed_error,
