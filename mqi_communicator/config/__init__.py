@@ -14,6 +14,7 @@ from .model import (
     LogConfig,
     SchedulerConfig,
 )
+from .transfers import TransfersConfig
 from .web import WebConfig
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "IntakeConfig",
     "LogConfig",
     "SchedulerConfig",
+    "TransfersConfig",
     "WebConfig",
     "apply_env_overrides",
     "load_config",

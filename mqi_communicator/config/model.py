@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .layout import layout_errors
+from .transfers import TransfersConfig
 from .web import WebConfig
 
 __all__ = [
@@ -129,6 +130,8 @@ class EngineConfig(_Strict):
     #: (:attr:`Config.takeover_grace_s`).
     submit_grace_s: PositiveFloat | None = None
     backoff: BackoffConfig = BackoffConfig()
+    #: Uploads and downloads beside the tick: ``max_parallel`` (0: inline), ``max_per_host``.
+    transfers: TransfersConfig = TransfersConfig()
 
     @field_validator("results_subdir")
     @classmethod

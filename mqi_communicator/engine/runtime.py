@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..persistence import CaseRecord, GpuRecord, Store
 from ..remote.protocol import GpuBinding, JobRef, Scheduler, Transport
 from ..statemachine.decide import CaseView, GpuView, Policy
 from .backoff import HostHealth
+
+if TYPE_CHECKING:
+    from .transfers import TransferPool
 
 __all__ = [
     "EngineSettings",
@@ -113,6 +118,13 @@ class TickContext:
     progress: TransferProgress | None = None
     #: This engine's lease owner id (see :func:`~mqi_communicator.engine.lease.new_engine_id`).
     engine_id: str = "engine"
+    #: Where transfers run (:mod:`.transfers`); None: inline, nothing can abort them.
+    transfers: TransferPool | None = None
+
+    @property
+    def abort(self) -> threading.Event | None:
+        """The transports' abort hook: set once the engine is stopping."""
+        return self.transfers.abort if self.transfers is not None else None
 
     def host_of_case(self, case: CaseRecord) -> HostRuntime | None:
         """The runtime of the host the case's job lives on (None if unconfigured)."""

@@ -22,6 +22,7 @@ read.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +37,7 @@ from mqi_communicator.errors import (
     RemoteCommandError,
     TransferError,
 )
+from mqi_communicator.remote.abort import check_abort, close_on_abort
 from mqi_communicator.remote.far_side_receiver import TRAILER
 from mqi_communicator.remote.manifest import Manifest, manifest_of_files
 from mqi_communicator.remote.protocol import ProgressCallback
@@ -74,6 +76,7 @@ class _Upload:
     where: str
     progress: ProgressCallback | None
     deadline: float
+    abort: threading.Event | None = None
 
 
 def upload_over_channel(
@@ -87,20 +90,24 @@ def upload_over_channel(
     progress: ProgressCallback | None,
     timeout: float,
     python: str | None,
+    abort: threading.Event | None = None,
 ) -> Manifest:
     """Stream ``tree`` to ``remote_dir`` through ``partial``; return the verified manifest.
 
     Args:
         python: The far side's python3 (one-command protocol), or None (two commands).
+        abort: Set when the engine stops: the stream is cut off (no trailer, so the far
+            side refuses and removes ``partial``) and nothing more is sent.
 
     Raises:
+        TransferAborted: ``abort`` was set.
         HostUnreachableError: the connection dropped or ``timeout`` passed (``partial``
             may then need cleanup on the next connection).
         RemoteCommandError: ``remote_dir`` already exists.
         TransferError: remote extraction, disk space or verification failed.
         CaseContentError: a local file could not be read while streaming.
     """
-    up = _Upload(transport, remote_dir, env, where, progress, time.monotonic() + timeout)
+    up = _Upload(transport, remote_dir, env, where, progress, time.monotonic() + timeout, abort)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqi-hash")
     try:
         hashing: Future[Manifest] = pool.submit(
@@ -110,6 +117,7 @@ def upload_over_channel(
             manifest = _send(up, tree, upload_one_pass_script(remote_dir, partial, python), hashing)
         else:
             _send(up, tree, upload_receive_script(remote_dir, partial), None)
+            check_abort(abort, f"{where}: upload to {remote_dir}")  # commit nothing
             try:
                 manifest = _local_manifest(hashing, up.deadline)
                 _commit(up, manifest, partial)
@@ -148,7 +156,10 @@ def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | 
         out = ChannelDrain(chan, stderr=False)
         errs = ChannelDrain(chan, stderr=True)
         try:
-            _stream_archive(chan, tree, up.progress, up.deadline)
+            with close_on_abort(up.abort, chan.close):
+                _stream_archive(chan, tree, up)
+            # Set now, the watcher may have closed the channel: send no trailer.
+            check_abort(up.abort, f"{up.where}: upload to {up.remote_dir}")
             if hashing is not None:
                 # Without the trailer the far side refuses the upload, so a local
                 # failure here only has to stop sending (the finally closes the channel).
@@ -172,22 +183,23 @@ def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | 
     return manifest
 
 
-def _stream_archive(
-    chan: paramiko.Channel,
-    tree: CaseTree,
-    progress: ProgressCallback | None,
-    deadline: float,
-) -> None:
+def _stream_archive(chan: paramiko.Channel, tree: CaseTree, up: _Upload) -> None:
     total = tree.total_bytes
     sent = 0
-    report_progress(progress, 0, total)
+    what = f"{up.where}: upload to {up.remote_dir}"
+    report_progress(up.progress, 0, total)
     # closing(): stop the local tar at once if sending fails
     with contextlib.closing(iter_tar_chunks(tree)) as chunks:
         for chunk in chunks:
-            send_all(chan, chunk)
+            check_abort(up.abort, what)
+            try:
+                send_all(chan, chunk)
+            except (OSError, EOFError, paramiko.SSHException):
+                check_abort(up.abort, what)  # the abort watcher closed the channel
+                raise
             sent += len(chunk)
-            report_progress(progress, sent, total)
-            if time.monotonic() > deadline:
+            report_progress(up.progress, sent, total)
+            if time.monotonic() > up.deadline:
                 raise TimeoutError("transfer deadline")
 
 

@@ -8,6 +8,7 @@ same before ``submit``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +49,11 @@ class HookedTransport:
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         self.before_upload(local_dir, remote_dir)
         return self.inner.upload_tree(
-            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude
+            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude, abort=abort
         )
 
     def download_tree(
@@ -61,8 +63,11 @@ class HookedTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
-        return self.inner.download_tree(remote_dir, local_dir, progress=progress, timeout=timeout)
+        return self.inner.download_tree(
+            remote_dir, local_dir, progress=progress, timeout=timeout, abort=abort
+        )
 
     def close(self) -> None:
         self.inner.close()

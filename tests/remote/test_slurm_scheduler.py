@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -71,9 +72,10 @@ class CountingTransport:
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         return self.inner.upload_tree(
-            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude
+            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude, abort=abort
         )
 
     def download_tree(
@@ -83,8 +85,11 @@ class CountingTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
-        return self.inner.download_tree(remote_dir, local_dir, progress=progress, timeout=timeout)
+        return self.inner.download_tree(
+            remote_dir, local_dir, progress=progress, timeout=timeout, abort=abort
+        )
 
     def close(self) -> None:
         self.inner.close()
