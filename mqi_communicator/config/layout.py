@@ -43,7 +43,7 @@ def is_within(inner: Path, outer: Path) -> bool:
 
 def _sqlite_file(database_url: str) -> Path | None:
     # Imported here: the config must load without SQLAlchemy's weight until it is used.
-    from ..dblock import sqlite_file
+    from ..persistence.engine_setup import sqlite_file
 
     return sqlite_file(database_url)
 
