@@ -17,9 +17,10 @@ import click
 
 from ..config import load_config
 from ..console.snapshot import Snapshot, fmt_elapsed, take_snapshot
+from ..display import fmt_time
 from ..persistence import Store
 from .common import config_option, resolve_config
-from .output import cli_errors, fmt_time, render_table
+from .output import cli_errors, render_table
 
 __all__ = ["plain_snapshot", "top"]
 
