@@ -53,7 +53,8 @@ def test_revisions_are_numbered_as_the_schema_check_assumes() -> None:
     assert revs == [f"{n:04d}" for n in range(1, len(revs) + 1)]
     assert all(is_known_revision(r) for r in revs)
     after = f"{len(revs) + 1:04d}"
-    assert not any(is_known_revision(r) for r in ("0000", after, "ffff9999", "", "０００１"))
+    wide_digits = "\uff10\uff10\uff10\uff11"  # str.isdigit() says yes to these
+    assert not any(is_known_revision(r) for r in ("0000", after, "ffff9999", "", wide_digits))
 
 
 def test_upgrade_downgrade_upgrade_with_data(db_url: str) -> None:
