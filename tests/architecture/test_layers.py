@@ -10,6 +10,7 @@ make one silently pass).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,11 +44,46 @@ def test_the_contracts_are_kept() -> None:
     assert "0 broken" in out.stdout
 
 
-def test_every_top_level_module_is_placed_in_a_layer() -> None:
-    # exhaustive=true makes lint-imports check this too; the test says it in one line.
+def _contract_layers() -> list[set[str]]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     (layers,) = [c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == "layers"]
-    placed = {m.strip() for layer in layers["layers"] for m in layer.split("|")}
+    return [{m.strip() for m in layer.split("|")} for layer in layers["layers"]]
+
+
+def _readme_layers() -> tuple[list[set[str]], str]:
+    """The boxes of the README's layer graph, top to bottom, and the text around it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```mermaid\n(.*?)```", readme, flags=re.DOTALL)
+    (graph,) = [b for b in blocks if "import-linter" in b]
+    boxes: list[set[str]] = []
+    current: set[str] | None = None
+    for raw in graph.splitlines():
+        line = raw.strip()
+        if line.startswith("subgraph "):
+            current = set()
+        elif line == "end":
+            assert current is not None
+            boxes.append(current)
+            current = None
+        elif current is not None and line:
+            node = re.fullmatch(r'(\w+)(?:\["([^"]+)"\])?', line)
+            assert node, f"not a package node: {line!r}"
+            current.add(node.group(2) or node.group(1))
+    return boxes, readme
+
+
+def test_the_readme_draws_the_contracts_layers() -> None:
+    boxes, readme = _readme_layers()
+    assert boxes == _contract_layers()
+    for name in set().union(*boxes):
+        assert re.search(rf"^- \*\*`{name}/?`\*\*: ", readme, flags=re.MULTILINE), (
+            f"README, 'Packages and layers': no line saying what {name} owns"
+        )
+
+
+def test_every_top_level_module_is_placed_in_a_layer() -> None:
+    # exhaustive=true makes lint-imports check this too; the test says it in one line.
+    placed = set().union(*_contract_layers())
     package = ROOT / "mqi_communicator"
     present = {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | {
         p.parent.name for p in package.glob("*/__init__.py")
