@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mqi_communicator.remote.protocol import (
     CommandResult,
@@ -78,19 +79,9 @@ class HookedTransport(DelegatingTransport):
         super().__init__(inner)
         self.before_upload = before_upload
 
-    def upload_tree(
-        self,
-        local_dir: Path,
-        remote_dir: str,
-        *,
-        progress: ProgressCallback | None = None,
-        timeout: float = 3600.0,
-        exclude: Sequence[str] = (),
-    ) -> TransferReport:
+    def upload_tree(self, local_dir: Path, remote_dir: str, **options: Any) -> TransferReport:
         self.before_upload(local_dir, remote_dir)
-        return super().upload_tree(
-            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude
-        )
+        return super().upload_tree(local_dir, remote_dir, **options)
 
 
 @dataclass
