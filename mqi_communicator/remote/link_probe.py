@@ -27,7 +27,7 @@ from mqi_communicator.remote.ssh_transfer import open_command
 __all__ = ["LEAD", "LinkProbe", "probe_link", "probe_script"]
 
 #: Bytes the far side reads before its first mark (past TCP's first round trips).
-LEAD = 256 << 10
+LEAD = 2 << 20
 #: Disables zstd on the far side (tests, or a far side whose zstd misbehaves).
 NO_ZSTD_ENV = "MQI_REMOTE_NO_ZSTD"
 
@@ -91,7 +91,7 @@ def probe_link(
     *,
     where: str,
     max_bytes: int = 256 << 20,
-    max_send_s: float = 0.25,
+    max_send_s: float = 0.05,
     timeout: float = 30.0,
 ) -> LinkProbe:
     """Run the probe ``text`` (``probe_script`` rendered with the env) and time it.
