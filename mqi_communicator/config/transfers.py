@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from .validation import _Strict
 
 __all__ = ["TransfersConfig"]
 
 
-class TransfersConfig(BaseModel):
+class TransfersConfig(_Strict):
     """The transfer pool's limits (engine/transfers.py).
 
     An upload (+ its submit) or a download runs in a thread beside the tick, so polls,
@@ -16,8 +18,6 @@ class TransfersConfig(BaseModel):
     ``max_parallel: 0`` runs every transfer inline, in the tick, blocking it (the
     behaviour before the pool; a benchmark's baseline).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_parallel: int = Field(default=4, ge=0, le=64)
     max_per_host: int = Field(default=2, ge=1, le=64)

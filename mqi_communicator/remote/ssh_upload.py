@@ -38,6 +38,7 @@ from mqi_communicator.errors import (
     TransferError,
 )
 from mqi_communicator.remote.abort import check_abort, close_on_abort
+from mqi_communicator.remote.compression import Codec, Compressor, make_compressor
 from mqi_communicator.remote.far_side_receiver import TRAILER
 from mqi_communicator.remote.manifest import Manifest, manifest_of_files
 from mqi_communicator.remote.protocol import ProgressCallback
@@ -76,6 +77,8 @@ class _Upload:
     where: str
     progress: ProgressCallback | None
     deadline: float
+    #: Compression of the whole stdin (one-command protocol only; see compression.py).
+    codec: Codec = "off"
     abort: threading.Event | None = None
 
 
@@ -90,6 +93,8 @@ def upload_over_channel(
     progress: ProgressCallback | None,
     timeout: float,
     python: str | None,
+    codec: Codec = "off",
+    zstd: str | None = None,
     abort: threading.Event | None = None,
 ) -> Manifest:
     """Stream ``tree`` to ``remote_dir`` through ``partial``; return the verified manifest.
@@ -98,6 +103,7 @@ def upload_over_channel(
         python: The far side's python3 (one-command protocol), or None (two commands).
         abort: Set when the engine stops: the stream is cut off (no trailer, so the far
             side refuses and removes ``partial``) and nothing more is sent.
+        codec: Compress the stream (needs ``python``; ``zstd``: the far side's binary).
 
     Raises:
         TransferAborted: ``abort`` was set.
@@ -107,14 +113,21 @@ def upload_over_channel(
         TransferError: remote extraction, disk space or verification failed.
         CaseContentError: a local file could not be read while streaming.
     """
-    up = _Upload(transport, remote_dir, env, where, progress, time.monotonic() + timeout, abort)
+    if python is None or (codec == "zstd" and not zstd):
+        codec = "off"
+    up = _Upload(
+        transport, remote_dir, env, where, progress, time.monotonic() + timeout, codec, abort
+    )
+    codec_args = {"off": (), "zlib": ("zlib",), "zstd": ("zstd", zstd or "")}[codec]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqi-hash")
     try:
         hashing: Future[Manifest] = pool.submit(
             manifest_of_files, [(f.rel, f.path) for f in tree.files], workers=1
         )
         if python is not None:
-            manifest = _send(up, tree, upload_one_pass_script(remote_dir, partial, python), hashing)
+            manifest = _send(
+                up, tree, upload_one_pass_script(remote_dir, partial, python, codec_args), hashing
+            )
         else:
             _send(up, tree, upload_receive_script(remote_dir, partial), None)
             check_abort(abort, f"{where}: upload to {remote_dir}")  # commit nothing
@@ -155,9 +168,10 @@ def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | 
     try:
         out = ChannelDrain(chan, stderr=False)
         errs = ChannelDrain(chan, stderr=True)
+        comp = make_compressor(up.codec)
         try:
             with close_on_abort(up.abort, chan.close):
-                _stream_archive(chan, tree, up)
+                _stream_archive(chan, tree, up, comp)
             # Set now, the watcher may have closed the channel: send no trailer.
             check_abort(up.abort, f"{up.where}: upload to {up.remote_dir}")
             if hashing is not None:
@@ -165,7 +179,8 @@ def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | 
                 # failure here only has to stop sending (the finally closes the channel).
                 manifest = _local_manifest(hashing, up.deadline)
                 body = manifest.to_bytes()
-                send_all(chan, body + TRAILER + str(manifest.files).encode() + b"\n")
+                tail = body + TRAILER + str(manifest.files).encode() + b"\n"
+                send_all(chan, tail if comp is None else comp.compress(tail) + comp.flush())
             chan.shutdown_write()
         except (CaseContentError, TimeoutError):
             raise
@@ -183,7 +198,9 @@ def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | 
     return manifest
 
 
-def _stream_archive(chan: paramiko.Channel, tree: CaseTree, up: _Upload) -> None:
+def _stream_archive(
+    chan: paramiko.Channel, tree: CaseTree, up: _Upload, comp: Compressor | None = None
+) -> None:
     total = tree.total_bytes
     sent = 0
     what = f"{up.where}: upload to {up.remote_dir}"
@@ -193,7 +210,8 @@ def _stream_archive(chan: paramiko.Channel, tree: CaseTree, up: _Upload) -> None
         for chunk in chunks:
             check_abort(up.abort, what)
             try:
-                send_all(chan, chunk)
+                # progress counts the case's bytes, compressed or not
+                send_all(chan, chunk if comp is None else comp.compress(chunk))
             except (OSError, EOFError, paramiko.SSHException):
                 check_abort(up.abort, what)  # the abort watcher closed the channel
                 raise
