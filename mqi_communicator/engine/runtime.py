@@ -8,15 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..persistence import CaseRecord, GpuRecord, Store
 from ..remote.protocol import GpuBinding, JobRef, Scheduler, Transport
 from ..statemachine.decide import CaseView, GpuView, Policy
 from .backoff import HostHealth
-
-if TYPE_CHECKING:
-    from .transfers import TransferPool
 
 __all__ = [
     "EngineSettings",
@@ -24,6 +21,7 @@ __all__ = [
     "HostRuntime",
     "TickContext",
     "TickReport",
+    "Transfers",
     "case_ref",
     "case_view",
     "gpu_ref",
@@ -103,6 +101,27 @@ class TickReport:
         return bool(self.claimed or self.submitted or self.transitions or self.retrieved)
 
 
+class Transfers(Protocol):
+    """What the steps use of the transfer pool (engine/transfers.py, which builds on this)."""
+
+    #: Set once the engine is stopping: the transports' abort hook.
+    abort: threading.Event
+
+    def in_flight(self, case_id: int) -> bool:
+        """True while a job of this engine works on ``case_id``."""
+        ...
+
+    def has_room(self, host: str) -> bool:
+        """True when a job for ``host`` may start now."""
+        ...
+
+    def start(
+        self, ctx: TickContext, case_id: int, host: str, job: Callable[[TickContext], None]
+    ) -> bool:
+        """Run ``job`` for ``case_id`` (inline or beside the tick); False: not started."""
+        ...
+
+
 @dataclass
 class TickContext:
     """Everything one tick's steps share."""
@@ -118,8 +137,8 @@ class TickContext:
     progress: TransferProgress | None = None
     #: This engine's lease owner id (see :func:`~mqi_communicator.engine.lease.new_engine_id`).
     engine_id: str = "engine"
-    #: Where transfers run (:mod:`.transfers`); None: inline, nothing can abort them.
-    transfers: TransferPool | None = None
+    #: Where transfers run (:class:`~.transfers.TransferPool`); None: inline, unabortable.
+    transfers: Transfers | None = None
 
     @property
     def abort(self) -> threading.Event | None:
