@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -24,6 +23,7 @@ from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
 from .engine.retrieve_step import upload_exclusions
 from .engine.runtime import HostRuntime, TransferProgress, utcnow
+from .engine.transfers import TransferPool, merge_report
 from .errors import (
     CaseContentError,
     ConfigError,
@@ -36,6 +36,7 @@ from .notify import HookDispatcher
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .persistence.host_health import HostHealthRecord, read_host_health
 from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk, read_job_log
+from .run_loop import run_loop
 from .statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind, GpuState
 from .zombie_release import release_zombie
 
@@ -46,10 +47,6 @@ __all__ = ["Communicator"]
 
 log = logging.getLogger("mqi_communicator.service")
 
-#: After a tick that changed something, tick again this soon (follow-up work waits).
-_BUSY_INTERVAL_S = 0.5
-#: An external stop event is checked at least this often while waiting.
-_STOP_SLICE_S = 0.5
 _CONFLICT_RETRIES = 5
 
 
@@ -102,6 +99,14 @@ class Communicator:
             )
             self.store = parts.store
             self.hosts = parts.hosts
+            limits = config.engine.transfers
+            #: Uploads+submits and downloads beside the tick (``engine.transfers``).
+            self.transfers = TransferPool(
+                limits.max_parallel,
+                limits.max_per_host,
+                on_done=lambda: self._wake.set(),
+                clock=clock,
+            )
             self.reconciler = Reconciler(
                 parts.store,
                 parts.hosts,
@@ -111,6 +116,7 @@ class Communicator:
                 clock=clock,
                 backoff=parts.backoff,
                 progress=progress,
+                transfers=self.transfers,
             )
         except BaseException:
             if self._owns_store:
@@ -143,11 +149,22 @@ class Communicator:
     # -- the engine --------------------------------------------------------------------
 
     def tick(self) -> TickReport:
-        """One pass: register settled intake folders, then one reconcile tick.
+        """One pass: register settled intake folders, one reconcile tick, its transfers.
+
+        The transfers the tick starts run in the pool as under :meth:`run_forever`, and
+        this call waits for them to end, so one call is one whole step (``run --once``).
 
         Raises:
             EngineLockedError: another engine runs on this SQLite database.
         """
+        self.transfers.resume()
+        report = self._tick()
+        self.transfers.wait_idle()
+        for part in self.transfers.take_reports():
+            merge_report(report, part)
+        return report
+
+    def _tick(self) -> TickReport:
         if self._lock is not None:
             self._lock.acquire()
         if self.intake is not None:
@@ -163,8 +180,10 @@ class Communicator:
         """Tick until ``stop`` is set (or :meth:`request_stop` is called).
 
         Between ticks it waits up to ``engine.poll_interval_s`` (less after a busy tick),
-        and wakes at once when intake registers a case. A tick that raises is logged and
-        the loop goes on (``on_tick`` then gets None). Stopping happens between ticks only.
+        and wakes at once when intake registers a case or a transfer ends. A tick that
+        raises is logged and the loop goes on (``on_tick`` then gets None). Transfers run
+        beside the ticks (``engine.transfers``); a stop aborts them at once and returns
+        within a few seconds (:mod:`~mqi_communicator.run_loop`).
 
         Raises:
             EngineLockedError: another engine runs on this SQLite database.
@@ -180,52 +199,22 @@ class Communicator:
         hooks = HookDispatcher(self.store, self.config.hooks, clock=self._clock)
         hooks.start()
         try:
-            self._loop(stopped, on_tick)
+            run_loop(
+                tick=self._tick,
+                stopped=stopped,
+                wake=self._wake,
+                intake=self.intake,
+                poll_interval_s=self.config.engine.poll_interval_s,
+                transfers=self.transfers,
+                on_tick=on_tick,
+            )
         finally:
             hooks.stop()
 
-    def _loop(
-        self,
-        stopped: Callable[[], bool],
-        on_tick: Callable[[TickReport | None], None] | None,
-    ) -> None:
-        while not stopped():
-            report: TickReport | None
-            try:
-                report = self.tick()
-            except Exception:
-                # The service must outlive a bad tick (database hiccup, a bug in one step):
-                # log it in full and try again after the normal interval.
-                log.exception("tick failed; trying again in %.1f s", self._poll_interval)
-                report = None
-            if on_tick is not None:
-                on_tick(report)
-            busy = report is not None and report.busy
-            self._wait(min(self._poll_interval, _BUSY_INTERVAL_S) if busy else None, stopped)
-
     def request_stop(self) -> None:
-        """Ask :meth:`run_forever` to return after the current tick (signal-handler safe)."""
+        """Ask :meth:`run_forever` to stop (signal-handler safe); transfers are aborted."""
         self._stop.set()
         self._wake.set()
-
-    @property
-    def _poll_interval(self) -> float:
-        return self.config.engine.poll_interval_s
-
-    def _wait(self, seconds: float | None, stopped: Callable[[], bool]) -> None:
-        """Sleep until the next tick is due, registering intake folders as they settle."""
-        deadline = time.monotonic() + (self._poll_interval if seconds is None else seconds)
-        while not stopped():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            timeout = min(remaining, _STOP_SLICE_S)
-            if self.intake is not None:
-                timeout = min(timeout, self.intake.next_check_in())
-            self._wake.wait(max(timeout, 0.01))
-            self._wake.clear()
-            if self.intake is not None and not stopped() and self.intake.poll():
-                return  # a new case: tick now, do not wait for the interval
 
     # -- cases -------------------------------------------------------------------------
 
@@ -451,7 +440,8 @@ class Communicator:
     # -- lifecycle ---------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop intake, release the engine lock, close transports and the store."""
+        """Stop intake and transfers, release the lock, close transports and the store."""
+        self.transfers.stop()
         if self.intake is not None:
             self.intake.stop()
         if self._lock is not None:

@@ -10,6 +10,7 @@ from .intake import IntakeConfig
 from .load import apply_env_overrides, load_config, parse_config
 from .log import LogConfig
 from .model import DEFAULT_COMMAND, Config
+from .transfers import TransfersConfig
 from .web import WebConfig
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "IntakeConfig",
     "LogConfig",
     "SchedulerConfig",
+    "TransfersConfig",
     "WebConfig",
     "apply_env_overrides",
     "load_config",

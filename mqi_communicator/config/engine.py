@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
+from .transfers import TransfersConfig
 from .validation import _Strict
 
 __all__ = ["BackoffConfig", "EngineConfig", "check_results_subdir"]
@@ -44,6 +45,8 @@ class EngineConfig(_Strict):
     #: (:attr:`Config.takeover_grace_s`).
     submit_grace_s: PositiveFloat | None = None
     backoff: BackoffConfig = BackoffConfig()
+    #: Uploads and downloads beside the tick: ``max_parallel`` (0: inline), ``max_per_host``.
+    transfers: TransfersConfig = TransfersConfig()
 
     @field_validator("results_subdir")
     @classmethod

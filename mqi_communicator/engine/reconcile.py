@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 
 from ..errors import HostUnreachableError, MqiError, SchedulerUnavailableError
 from ..persistence import CaseRecord, GpuRecord, Store
@@ -43,6 +44,7 @@ from .runtime import (
     utcnow,
 )
 from .submit_step import recover_submitting, start_waiting_cases
+from .transfers import TransferPool, merge_report
 
 __all__ = ["Reconciler"]
 
@@ -69,6 +71,7 @@ class Reconciler:
         clock: Callable[[], datetime] = utcnow,
         backoff: Backoff | None = None,
         progress: TransferProgress | None = None,
+        transfers: TransferPool | None = None,
     ) -> None:
         self.store = store
         self.hosts = dict(hosts)
@@ -78,7 +81,8 @@ class Reconciler:
         self.clock = clock
         self.health = HostHealth(backoff or Backoff(), on_change=HealthRecorder(store, clock))
         self.progress = progress
-        self._inflight: set[int] = set()
+        #: Where uploads+submits and downloads run (default: inline, in the tick).
+        self.transfers = transfers if transfers is not None else TransferPool(clock=clock)
         #: Who this engine is in the cases' leases (one id per engine object).
         self.engine_id = new_engine_id()
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
@@ -99,7 +103,10 @@ class Reconciler:
             report=TickReport(),
             progress=self.progress,
             engine_id=self.engine_id,
+            transfers=self.transfers,
         )
+        for part in self.transfers.take_reports():  # jobs that ended since the last tick
+            merge_report(ctx.report, part)
         cases = self.store.list_cases(_LIVE)
         zombies = [g for g in rows if g.status is GpuState.ZOMBIE]
         running = [c for c in cases if c.status is CaseState.RUNNING]
@@ -113,11 +120,12 @@ class Reconciler:
             act_on_gpu(ctx, gpu, decide_zombie(gpu_view(gpu), obs))
         for case in cases:
             if case.status is CaseState.SUBMITTING:
-                recover_submitting(ctx, case, self._inflight)
+                recover_submitting(ctx, case)
             elif case.status is CaseState.RETRIEVING:
-                retrieve(ctx, case)
+                # In flight: its download runs; no room on its host: a later tick.
+                self.transfers.start(ctx, case.id, case.host or "", partial(_retrieve, case))
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
-        start_waiting_cases(ctx, waiting, self._inflight)
+        start_waiting_cases(ctx, waiting)
         return ctx.report
 
     def _observe(
@@ -168,6 +176,10 @@ class Reconciler:
         # Not found while the scheduler answered: poll the label-only ref, which the
         # adapter reports as absent unless the wrapper's processes still live.
         return ref or JobRef(job_id="", label=gpu.job_label, remote_dir=gpu.job_dir or "")
+
+
+def _retrieve(case: CaseRecord, ctx: TickContext) -> None:
+    retrieve(ctx, case)
 
 
 def _unreachable(ctx: TickContext) -> JobObservation:

@@ -135,7 +135,11 @@ def _download(ctx: TickContext, case: CaseRecord, staging: Path) -> bool:
 
     try:
         report = host.transport.download_tree(
-            remote, staging, progress=progress, timeout=ctx.settings.transfer_timeout_s
+            remote,
+            staging,
+            progress=progress,
+            timeout=ctx.settings.transfer_timeout_s,
+            abort=ctx.abort,
         )
     except HostUnreachableError as err:
         ctx.host_down(host.name, err)

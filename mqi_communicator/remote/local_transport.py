@@ -20,6 +20,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
@@ -31,6 +32,7 @@ from mqi_communicator.errors import (
     RemoteSourceMissingError,
     TransferError,
 )
+from mqi_communicator.remote.abort import check_abort
 from mqi_communicator.remote.manifest import manifest_of_files
 from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
 from mqi_communicator.remote.tarstream import CHUNK, CaseTree, enumerate_tree
@@ -113,13 +115,15 @@ class LocalTransport:
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Copy ``local_dir`` to ``remote_dir`` (a local path here), verified and atomic.
 
         ``exclude``: relative paths never copied (``tarstream.enumerate_tree``).
+        ``abort``: checked between chunks; the partial copy is removed.
         """
         tree = enumerate_tree(local_dir, exclude=exclude)
-        return self._copy_verified(tree, Path(remote_dir), progress, timeout)
+        return self._copy_verified(tree, Path(remote_dir), progress, timeout, abort)
 
     def download_tree(
         self,
@@ -128,19 +132,25 @@ class LocalTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Copy ``remote_dir`` (a local path here) to ``local_dir``, verified and atomic."""
         src = Path(remote_dir)
         if not src.is_dir():
             raise RemoteSourceMissingError(f"{self._host_name}: {remote_dir} is not a directory")
         tree = enumerate_tree(src, allow_empty=True)
-        return self._copy_verified(tree, local_dir, progress, timeout)
+        return self._copy_verified(tree, local_dir, progress, timeout, abort)
 
     def close(self) -> None:
         """Nothing to release."""
 
     def _copy_verified(
-        self, tree: CaseTree, dest: Path, progress: ProgressCallback | None, timeout: float
+        self,
+        tree: CaseTree,
+        dest: Path,
+        progress: ProgressCallback | None,
+        timeout: float,
+        abort: threading.Event | None,
     ) -> TransferReport:
         started = time.monotonic()
         deadline = started + timeout
@@ -159,6 +169,7 @@ class LocalTransport:
                 target = partial / f.rel
                 with f.path.open("rb") as src, target.open("wb") as out:
                     while chunk := src.read(CHUNK):
+                        check_abort(abort, f"{self._host_name}: copy to {dest}")
                         out.write(chunk)
                         done += len(chunk)
                         if progress is not None:

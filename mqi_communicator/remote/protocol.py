@@ -14,6 +14,7 @@ Error contract (the engine depends on it):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -97,12 +98,15 @@ class Transport(Protocol):
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Copy ``local_dir``'s contents to ``remote_dir`` as one verified, atomic step.
 
         ``remote_dir`` must not exist yet; it appears only after the sha256 manifest verified.
         ``exclude``: relative paths never sent, matched ignoring letter case, whatever
         they are (``tarstream.enumerate_tree``); the report lists what was left out.
+        ``abort``: once set, the stream stops promptly and ``TransferAborted`` is raised;
+        nothing appears at ``remote_dir`` (see :mod:`~mqi_communicator.remote.abort`).
         """
         ...
 
@@ -113,11 +117,12 @@ class Transport(Protocol):
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Copy ``remote_dir``'s contents to ``local_dir`` as one verified, atomic step.
 
         ``local_dir`` must not exist yet; it appears only after verification. A missing
-        ``remote_dir`` raises ``RemoteSourceMissingError``.
+        ``remote_dir`` raises ``RemoteSourceMissingError``. ``abort``: as for uploads.
         """
         ...
 

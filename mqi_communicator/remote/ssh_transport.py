@@ -24,7 +24,7 @@ from pathlib import Path
 import paramiko
 from fabric import Connection
 
-from mqi_communicator.errors import HostUnreachableError
+from mqi_communicator.errors import HostUnreachableError, TransferAborted
 from mqi_communicator.remote.compression import Setting
 from mqi_communicator.remote.host_keys import default_known_hosts
 from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
@@ -184,13 +184,16 @@ class SshTransport:
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Send ``local_dir`` as one verified tar stream; ``remote_dir`` must not exist.
 
         ``exclude``: relative paths never sent (``tarstream.enumerate_tree``); the far
-        side's verification then also proves that nothing else arrived.
+        side's verification then also proves that nothing else arrived. ``abort``:
+        see :mod:`~mqi_communicator.remote.abort` (the far side removes its partial).
 
         Raises:
+            TransferAborted: ``abort`` was set.
             CaseContentError: the local tree cannot be sent (before anything is sent).
             RemoteCommandError: ``remote_dir`` already exists.
             TransferError: remote extraction or verification failed (nothing left behind).
@@ -218,7 +221,13 @@ class SshTransport:
                 python=python,
                 codec=choice.codec,
                 zstd=choice.zstd,
+                abort=abort,
             )
+        except TransferAborted:
+            # The one-command receiver cleans up on EOF; the two-command one may not.
+            with self._lock:
+                self._pending_cleanup.append(partial)
+            raise
         except HostUnreachableError:
             with self._lock:
                 self._pending_cleanup.append(partial)
@@ -254,10 +263,12 @@ class SshTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Fetch ``remote_dir`` as one verified tar stream; ``local_dir`` must not exist.
 
         Raises:
+            TransferAborted: ``abort`` was set (nothing left locally).
             RemoteSourceMissingError: ``remote_dir`` is missing.
             RemoteCommandError: ``local_dir`` exists.
             TransferError: remote tar, local extraction or verification failed.
@@ -275,6 +286,7 @@ class SshTransport:
                 where=self._where(),
                 progress=progress,
                 timeout=timeout,
+                abort=abort,
             )
         except HostUnreachableError:
             self._on_unreachable()

@@ -9,6 +9,7 @@ the base of any test transport that only watches one call).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,9 +54,10 @@ class DelegatingTransport:
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         return self.inner.upload_tree(
-            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude
+            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude, abort=abort
         )
 
     def download_tree(
@@ -65,8 +67,11 @@ class DelegatingTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
-        return self.inner.download_tree(remote_dir, local_dir, progress=progress, timeout=timeout)
+        return self.inner.download_tree(
+            remote_dir, local_dir, progress=progress, timeout=timeout, abort=abort
+        )
 
     def close(self) -> None:
         self.inner.close()
