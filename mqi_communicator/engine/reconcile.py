@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 
 from ..errors import HostUnreachableError, MqiError, SchedulerUnavailableError
 from ..persistence import CaseRecord, GpuRecord, Store
@@ -25,6 +26,7 @@ from ..statemachine.decide import (
 from ..statemachine.states import CaseState, GpuState
 from .act import act_on_case, act_on_gpu
 from .backoff import Backoff, HostHealth
+from .fault import FaultMemory, guard_case
 from .health_record import HealthRecorder
 from .lease import new_engine_id
 from .legacy_jobs import claimable_gpus, resolve_hosts
@@ -78,6 +80,8 @@ class Reconciler:
         self.clock = clock
         self.health = HostHealth(backoff or Backoff(), on_change=HealthRecorder(store, clock))
         self.progress = progress
+        #: Local failures of zombie checks and host polls (cases count in their rows).
+        self.faults = FaultMemory(self.health.backoff)
         self._inflight: set[int] = set()
         #: Who this engine is in the cases' leases (one id per engine object).
         self.engine_id = new_engine_id()
@@ -105,20 +109,24 @@ class Reconciler:
         running = [c for c in cases if c.status is CaseState.RUNNING]
         observed = self._observe(ctx, running, zombies)
 
+        # Each case and GPU runs inside its own fault boundary (engine/fault.py).
         for case in running:
             obs = observed.get(("case", case.id)) or _unreachable(ctx)
-            act_on_case(ctx, case, decide_running(case_view(case), obs, ctx.now, self.policy))
+            guard_case(ctx, case, "observing", partial(_act_running, ctx, obs))
         for gpu in zombies:
             obs = observed.get(("gpu", gpu.name)) or _unreachable(ctx)
-            act_on_gpu(ctx, gpu, decide_zombie(gpu_view(gpu), obs))
+            self.faults.guard(ctx, f"GPU {gpu.name}", partial(_act_zombie, ctx, gpu, obs))
         for case in cases:
             if case.status is CaseState.SUBMITTING:
-                recover_submitting(ctx, case, self._inflight)
+                guard_case(ctx, case, "recovering", partial(self._recover, ctx))
             elif case.status is CaseState.RETRIEVING:
-                retrieve(ctx, case)
+                guard_case(ctx, case, "retrieving", partial(retrieve, ctx))
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
         start_waiting_cases(ctx, waiting, self._inflight)
         return ctx.report
+
+    def _recover(self, ctx: TickContext, case: CaseRecord) -> None:
+        recover_submitting(ctx, case, self._inflight)
 
     def _observe(
         self, ctx: TickContext, running: list[CaseRecord], zombies: list[GpuRecord]
@@ -138,7 +146,8 @@ class Reconciler:
                     wanted[host.name].append((("gpu", gpu.name), found))
         out: dict[tuple[str, object], JobObservation] = {}
         for host_name, items in wanted.items():
-            if ctx.health.is_down(host_name, ctx.now):
+            poll_key = f"poll on {host_name}"
+            if ctx.health.is_down(host_name, ctx.now) or not self.faults.is_due(poll_key, ctx.now):
                 continue
             refs = [ref for _, ref in items]
             try:
@@ -148,6 +157,9 @@ class Reconciler:
                 continue
             except MqiError as err:
                 log.warning("poll on %s failed: %s", host_name, err)
+                continue
+            except Exception as err:  # a bug in an adapter: this host waits, others go on
+                self.faults.failed(ctx, poll_key, err)
                 continue
             self.health.succeeded(host_name)
             for key, ref in items:
@@ -168,6 +180,14 @@ class Reconciler:
         # Not found while the scheduler answered: poll the label-only ref, which the
         # adapter reports as absent unless the wrapper's processes still live.
         return ref or JobRef(job_id="", label=gpu.job_label, remote_dir=gpu.job_dir or "")
+
+
+def _act_running(ctx: TickContext, obs: JobObservation, case: CaseRecord) -> None:
+    act_on_case(ctx, case, decide_running(case_view(case), obs, ctx.now, ctx.policy))
+
+
+def _act_zombie(ctx: TickContext, gpu: GpuRecord, obs: JobObservation) -> None:
+    act_on_gpu(ctx, gpu, decide_zombie(gpu_view(gpu), obs))
 
 
 def _unreachable(ctx: TickContext) -> JobObservation:

@@ -7,6 +7,7 @@ before anything is sent, so after a crash the job is looked up by its label.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 from ..errors import (
@@ -27,6 +28,7 @@ from ..statemachine.decide import (
 from ..statemachine.evidence import Evidence, EvidenceKind
 from ..statemachine.states import CaseState
 from .act import apply_case_record, apply_case_step, drop_stale, note_case
+from .fault import guard_case
 from .lease import LeaseKeeper, keep_lease, take_over
 from .retrieve_step import upload_exclusions, uploaded_note
 from .runtime import HostRuntime, TickContext, case_view
@@ -70,7 +72,9 @@ def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord], inflight: s
         inflight.add(case.id)
         try:
             with keep_lease(ctx, case.id) as keeper:
-                _upload_and_submit(ctx, *claimed, keeper)
+                # A local error stays with this case (engine/fault.py); others still start.
+                work = partial(_upload_and_submit, ctx, gpu=claimed[1], keeper=keeper)
+                guard_case(ctx, claimed[0], "starting", work)
         finally:
             inflight.discard(case.id)
 
