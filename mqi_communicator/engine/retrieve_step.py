@@ -40,7 +40,7 @@ from .act import apply_case_step, note_case
 from .fault import storage_errno
 from .lease import keep_lease, take_over
 from .runtime import TickContext, case_view
-from .storage_wait import wait_for_storage
+from .storage_wait import storage_problem, wait_for_storage
 
 __all__ = ["NO_RESULTS", "results_path", "retrieve", "upload_exclusions", "uploaded_note"]
 
@@ -92,9 +92,10 @@ def retrieve(ctx: TickContext, case: CaseRecord) -> None:
         try:
             _retrieve(ctx, leased, needed)
         except OSError as err:
-            if storage_errno(err) is None:
+            code = storage_errno(err)
+            if code is None:
                 raise  # counted by the case's fault boundary (engine/fault.py)
-            wait_for_storage(ctx, leased, err, needed.bytes)
+            wait_for_storage(ctx, leased, err, code, needed.bytes)
 
 
 @dataclass
@@ -162,8 +163,9 @@ def _download(ctx: TickContext, case: CaseRecord, staging: Path, needed: _Needed
         _give_up(ctx, case, f"{NO_RESULTS} ({err})", permanent=True)
         return False
     except MqiError as err:
-        if storage_errno(err) is not None:  # our results disk, not the transfer
-            wait_for_storage(ctx, case, err, needed.bytes)
+        code = storage_problem(ctx, err, needed.bytes)
+        if code is not None:  # our results disk, not the transfer
+            wait_for_storage(ctx, case, err, code, needed.bytes)
             return False
         _give_up(
             ctx, case, f"{type(err).__name__}: {err}", permanent=isinstance(err, PermanentError)
