@@ -30,7 +30,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.model import check_results_subdir
+from ..config.engine import check_results_subdir
 from ..errors import HostUnreachableError, MqiError, PermanentError, RemoteSourceMissingError
 from ..persistence import CaseRecord
 from ..remote.protocol import TransferReport
