@@ -18,7 +18,7 @@ import shlex
 from collections.abc import Mapping
 from datetime import datetime
 
-from ..config.model import check_results_subdir
+from ..config.engine import check_results_subdir
 from ..errors import MqiError
 from ..persistence import CaseRecord, Store
 from ..statemachine import CaseState, Evidence, EvidenceKind
