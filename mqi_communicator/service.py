@@ -22,6 +22,7 @@ from .dblock import engine_lock, sqlite_file
 from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
 from .engine.retrieve_step import upload_exclusions
+from .engine.retry_retrieval import retry_case
 from .engine.runtime import HostRuntime, TransferProgress, utcnow
 from .engine.transfers import TransferPool, merge_report
 from .errors import (
@@ -338,30 +339,18 @@ class Communicator:
         raise ConflictError(f"case {case_id} kept changing; try the cancel again")
 
     def retry(self, case_id: int) -> CaseRecord:
-        """Give a ``failed`` or ``cancelled`` case another attempt (attempt + 1).
+        """Give a ``failed`` or ``cancelled`` case another try.
+
+        A case that failed in retrieval whose results are still on its host is
+        downloaded again (``retrieving``, same attempt, no new job); any other runs
+        again (``submitted``, attempt + 1). The audit row's detail says which
+        (:mod:`mqi_communicator.engine.retry_retrieval`).
 
         Raises:
             InvalidTransitionError: the case is not failed or cancelled.
         """
-        now = self._clock()
-        case, _ = self.store.apply(
-            case_id,
-            "retry",
-            None,
-            None,
-            evidence=Evidence(EvidenceKind.OPERATOR, None, now, detail="retry"),
-            now=now,
-            detail="retried by operator",
-        )
-        assert case is not None
-        if case.transient_failures or case.next_attempt_at is not None:
-            case = self.store.update_case(
-                case.id,
-                now,
-                detail="retry: counters reset",
-                transient_failures=0,
-                next_attempt_at=None,
-            )
+        subdir = self.config.engine.results_subdir
+        case = retry_case(self.store, self.hosts, subdir, case_id, self._clock())
         self._wake.set()
         return case
 

@@ -106,6 +106,9 @@ def show_case(case_id: int, as_json: bool, config_path: Path | None) -> None:
         ("job id", case.job_id),
         ("remote dir", case.remote_dir),
         ("failure reason", case.failure_reason),
+        ("next attempt (UTC)", fmt_time(case.next_attempt_at) if case.next_attempt_at else None),
+        ("local failures", case.local_failures),
+        ("last error", case.last_error),
         ("cancel requested", "yes" if case.cancel_requested else "no"),
         ("created (UTC)", fmt_time(case.created_at)),
         ("started (UTC)", fmt_time(case.started_at)),
@@ -126,9 +129,14 @@ def retry_case(case_id: int, config_path: Path | None) -> None:
     """Send a failed or cancelled case back to ``submitted`` for a new attempt."""
     with open_communicator(config_path) as comm:
         case = comm.retry(case_id)
+        moves = comm.history(case_id=case_id, limit=1)
     click.echo(
         f"case {case.id} ({printable(case.name)}): {case.status.value}, attempt {case.attempt}"
     )
+    # Download again or run again: the retry's audit detail says which, and why.
+    how = moves[-1].detail.partition(": ")[2] if moves else ""
+    if how:
+        click.echo(f"  {printable(how)}")
 
 
 @cases.command("cancel")

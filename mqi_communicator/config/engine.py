@@ -27,7 +27,10 @@ class EngineConfig(_Strict):
     #: A kill not confirmed by a poll within this window puts the GPU in ``zombie``.
     kill_confirm_s: PositiveFloat = 120.0
     max_attempts: PositiveInt = 3
+    #: Failed downloads (the transfer, not a full results disk) before the case fails.
     max_retrieve_failures: PositiveInt = 5
+    #: Consecutive local errors on one case (I/O, a bug, a refused step) before it fails.
+    max_local_failures: PositiveInt = 5
     #: The folder inside the remote case directory that the job writes its results into;
     #: only it is downloaded. The case's own folder of that name (any letter case) is
     #: never uploaded, so everything in it was written by the job (README, "How it works").

@@ -132,6 +132,7 @@ def build_policy(config: Config) -> Policy:
         kill_confirm_window=timedelta(seconds=eng.kill_confirm_s),
         max_attempts=eng.max_attempts,
         max_retrieve_failures=eng.max_retrieve_failures,
+        max_local_failures=eng.max_local_failures,
     )
 
 

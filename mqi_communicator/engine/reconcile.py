@@ -26,6 +26,7 @@ from ..statemachine.decide import (
 from ..statemachine.states import CaseState, GpuState
 from .act import act_on_case, act_on_gpu
 from .backoff import Backoff, HostHealth
+from .fault import FaultMemory, guard_case, is_due
 from .health_record import HealthRecorder
 from .lease import new_engine_id
 from .legacy_jobs import claimable_gpus, resolve_hosts
@@ -83,6 +84,8 @@ class Reconciler:
         self.progress = progress
         #: Where uploads+submits and downloads run (default: inline, in the tick).
         self.transfers = transfers if transfers is not None else TransferPool(clock=clock)
+        #: Local failures of zombie checks and host polls (cases count in their rows).
+        self.faults = FaultMemory(self.health.backoff)
         #: Who this engine is in the cases' leases (one id per engine object).
         self.engine_id = new_engine_id()
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
@@ -112,16 +115,17 @@ class Reconciler:
         running = [c for c in cases if c.status is CaseState.RUNNING]
         observed = self._observe(ctx, running, zombies)
 
+        # Each case and GPU runs inside its own fault boundary (engine/fault.py).
         for case in running:
             obs = observed.get(("case", case.id)) or _unreachable(ctx)
-            act_on_case(ctx, case, decide_running(case_view(case), obs, ctx.now, self.policy))
+            guard_case(ctx, case, "observing", partial(_act_running, ctx, obs))
         for gpu in zombies:
             obs = observed.get(("gpu", gpu.name)) or _unreachable(ctx)
-            act_on_gpu(ctx, gpu, decide_zombie(gpu_view(gpu), obs))
+            self.faults.guard(ctx, f"GPU {gpu.name}", partial(_act_zombie, ctx, gpu, obs))
         for case in cases:
             if case.status is CaseState.SUBMITTING:
-                recover_submitting(ctx, case)
-            elif case.status is CaseState.RETRIEVING:
+                guard_case(ctx, case, "recovering", partial(recover_submitting, ctx))
+            elif case.status is CaseState.RETRIEVING and is_due(case, ctx.now):
                 # In flight: its download runs; no room on its host: a later tick.
                 self.transfers.start(ctx, case.id, case.host or "", partial(_retrieve, case))
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
@@ -146,7 +150,8 @@ class Reconciler:
                     wanted[host.name].append((("gpu", gpu.name), found))
         out: dict[tuple[str, object], JobObservation] = {}
         for host_name, items in wanted.items():
-            if ctx.health.is_down(host_name, ctx.now):
+            poll_key = f"poll on {host_name}"
+            if ctx.health.is_down(host_name, ctx.now) or not self.faults.is_due(poll_key, ctx.now):
                 continue
             refs = [ref for _, ref in items]
             try:
@@ -156,6 +161,9 @@ class Reconciler:
                 continue
             except MqiError as err:
                 log.warning("poll on %s failed: %s", host_name, err)
+                continue
+            except Exception as err:  # a bug in an adapter: this host waits, others go on
+                self.faults.failed(ctx, poll_key, err)
                 continue
             self.health.succeeded(host_name)
             for key, ref in items:
@@ -179,7 +187,16 @@ class Reconciler:
 
 
 def _retrieve(case: CaseRecord, ctx: TickContext) -> None:
-    retrieve(ctx, case)
+    # The pool gives the job its own context; the fault boundary stays per case.
+    guard_case(ctx, case, "retrieving", partial(retrieve, ctx))
+
+
+def _act_running(ctx: TickContext, obs: JobObservation, case: CaseRecord) -> None:
+    act_on_case(ctx, case, decide_running(case_view(case), obs, ctx.now, ctx.policy))
+
+
+def _act_zombie(ctx: TickContext, gpu: GpuRecord, obs: JobObservation) -> None:
+    act_on_gpu(ctx, gpu, decide_zombie(gpu_view(gpu), obs))
 
 
 def _unreachable(ctx: TickContext) -> JobObservation:

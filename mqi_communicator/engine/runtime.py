@@ -182,6 +182,8 @@ def case_view(case: CaseRecord) -> CaseView:
         kill_reason=case.kill_reason,
         cancel_requested=case.cancel_requested,
         transient_failures=case.transient_failures,
+        local_failures=case.local_failures,
+        gpu_name=case.gpu_name,
     )
 
 

@@ -28,6 +28,7 @@ from ..statemachine.decide import (
 from ..statemachine.evidence import Evidence, EvidenceKind
 from ..statemachine.states import CaseState
 from .act import apply_case_record, apply_case_step, drop_stale, note_case
+from .fault import guard_case
 from .lease import LeaseKeeper, keep_lease, take_over
 from .retrieve_step import upload_exclusions, uploaded_note
 from .runtime import HostRuntime, TickContext, case_view
@@ -87,7 +88,8 @@ def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord]) -> None:
 
 def _start(case: CaseRecord, gpu: GpuRecord, ctx: TickContext) -> None:
     with keep_lease(ctx, case.id) as keeper:
-        _upload_and_submit(ctx, case, gpu, keeper)
+        # A local error stays with this case (engine/fault.py); others still start.
+        guard_case(ctx, case, "starting", partial(_upload_and_submit, ctx, gpu=gpu, keeper=keeper))
 
 
 def _plan(ctx: TickContext, case: CaseRecord, gpu: GpuRecord) -> tuple[str, str]:

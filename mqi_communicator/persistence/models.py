@@ -102,6 +102,12 @@ class Case(Base):
     kill_reason: Mapped[str | None] = mapped_column(String(16))
     transient_failures: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The engine's fault boundary (engine/fault.py): consecutive local errors since the
+    # case last moved forward, waits for an unwritable results disk, and the last error
+    # or wait reason, shown by `cases show` and `status`.
+    local_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    storage_waits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     status_updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
