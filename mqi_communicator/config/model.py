@@ -128,6 +128,11 @@ class EngineConfig(_Strict):
     #: longest ``hosts.*.scheduler.timeout_s``; omitted, it is exactly that
     #: (:attr:`Config.takeover_grace_s`).
     submit_grace_s: PositiveFloat | None = None
+    #: What happens to a case's remote folder (and its ``.mqi`` markers) once the case
+    #: ended: ``keep_failed`` removes it after a verified retrieval and keeps failed and
+    #: cancelled ones for diagnosis; ``delete`` removes those too; ``keep`` removes
+    #: nothing (engine/retention.py).
+    remote_retention: Literal["delete", "keep", "keep_failed"] = "keep_failed"
     backoff: BackoffConfig = BackoffConfig()
 
     @field_validator("results_subdir")

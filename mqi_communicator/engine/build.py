@@ -154,6 +154,7 @@ def build_settings(config: Config, *, exclusive: bool | None = None) -> EngineSe
         submit_grace=timedelta(seconds=config.takeover_grace_s),
         transfer_timeout_s=eng.transfer_timeout_s,
         lease_ttl_s=eng.lease_ttl_s,
+        remote_retention=eng.remote_retention,
     )
 
 

@@ -28,6 +28,7 @@ from .backoff import Backoff, HostHealth
 from .health_record import HealthRecorder
 from .lease import new_engine_id
 from .legacy_jobs import claimable_gpus, resolve_hosts
+from .retention import RetentionSweeper
 from .retrieve_step import retrieve
 from .runtime import (
     EngineSettings,
@@ -81,6 +82,7 @@ class Reconciler:
         self._inflight: set[int] = set()
         #: Who this engine is in the cases' leases (one id per engine object).
         self.engine_id = new_engine_id()
+        self._retention = RetentionSweeper(settings.remote_retention)
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
         resolve_hosts(store, gpus, clock())  # jobs adopted from the original system
 
@@ -118,6 +120,7 @@ class Reconciler:
                 retrieve(ctx, case)
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
         start_waiting_cases(ctx, waiting, self._inflight)
+        self._retention.sweep(ctx)  # ended cases' remote folders, per remote_retention
         return ctx.report
 
     def _observe(

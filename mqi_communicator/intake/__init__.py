@@ -2,8 +2,10 @@
 
 from typing import TYPE_CHECKING, Any
 
+from .fingerprint import content_changed, fingerprint
+from .refusals import RefusalLog
 from .scan import case_problem, is_ignored_name, is_settled, latest_change, list_candidates
-from .tracker import CheckResult, SettleTracker
+from .tracker import CheckResult, Seen, SettleTracker
 
 if TYPE_CHECKING:
     from .watcher import Intake
@@ -22,8 +24,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CheckResult",
     "Intake",
+    "RefusalLog",
+    "Seen",
     "SettleTracker",
     "case_problem",
+    "content_changed",
+    "fingerprint",
     "is_ignored_name",
     "is_settled",
     "latest_change",

@@ -49,6 +49,8 @@ class CaseRecord:
     job_origin: str | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    fingerprint: str | None = None
+    remote_done: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ def case_record(row: Case) -> CaseRecord:
         job_origin=row.job_origin,
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
+        fingerprint=row.fingerprint,
+        remote_done=row.remote_done,
     )
 
 
