@@ -15,8 +15,8 @@ directory (a zombie keeps its job's directory until it is released on evidence).
 case folder goes first, the markers last. Folders of legacy jobs (not ours) and of
 cases that ended before this version are never touched.
 
-:class:`RetentionSweeper` runs from the tick, at the first tick and then every
-``SWEEP_EVERY_S``: it reads the ended cases whose folder is not settled yet
+:class:`RetentionSweeper` runs from the tick, after every tick that moved something
+(a case may just have ended) and at least every ``SWEEP_EVERY_S``: it reads the ended cases whose folder is not settled yet
 (``cases.remote_done``), so a removal that failed (host down, ``rm`` refused), or one
 deferred while a GPU still held the job, is simply tried again at a later sweep, also
 after a restart. A failure is logged and never changes the case. The policy applies
@@ -61,8 +61,10 @@ class RetentionSweeper:
         self._next: datetime | None = None
 
     def sweep(self, ctx: TickContext) -> int:
-        """Settle what is due (at most once per ``SWEEP_EVERY_S``); returns how many."""
-        if self.policy == "keep" or (self._next is not None and ctx.now < self._next):
+        """Settle what is due (after a busy tick, else every ``SWEEP_EVERY_S``); how many."""
+        # Due after a tick that moved something (a case may have just ended), else timed.
+        due = self._next is None or ctx.now >= self._next or ctx.report.busy
+        if self.policy == "keep" or not due:
             return 0
         self._next = ctx.now + timedelta(seconds=SWEEP_EVERY_S)
         pending = ctx.store.read(lambda s: pending_remote_cleanup(s, _BATCH))

@@ -77,8 +77,10 @@ class Intake:
         self.wake = wake or threading.Event()
         self._tracker = SettleTracker(quiescence_s, ready_marker)
         self._lock = threading.Lock()
-        #: Directories judged already; True: its case was live, ask again at each scan.
-        self._known: dict[Path, bool] = {}
+        #: Directories judged already. None: its case was live, ask again at each scan;
+        #: else the folder's (inode, mtime) when judged DONE: a scan that finds another
+        #: asks again (a re-drop seen without file-system events).
+        self._known: dict[Path, tuple[int, int] | None] = {}
         self.refusals = RefusalLog()
         self._next_scan: float | None = None
         self._observer: Any = None
@@ -179,8 +181,11 @@ class Intake:
                 del self._known[gone]  # deleted while we were not looking: judge a return
         added = 0
         for top in candidates:
+            signature = _signature(top)
             with self._lock:
-                if top in self._tracker or self._known.get(top) is False:
+                if top in self._tracker or (
+                    self._known.get(top) is not None and self._known.get(top) == signature
+                ):
                     continue
             seen = _as_seen(self._is_known(top))
             with self._lock:
@@ -188,7 +193,7 @@ class Intake:
                     self._known.pop(top, None)
                     self._tracker.note(top, now)
                 else:
-                    self._known[top] = seen is Seen.LIVE
+                    self._known[top] = signature if seen is Seen.DONE else None
             added += seen is Seen.NEW
         if added:
             log.info("intake: scan found %d new folder(s) in %s", added, self.watch_dir)
@@ -202,7 +207,7 @@ class Intake:
         with self._lock:
             result = self._tracker.check(now)
             for top in result.settled:
-                self._known[top] = True
+                self._known[top] = None
         for top in result.vanished:
             log.info("intake: %s was deleted before it settled; dropped", top)
         done: list[Path] = []
@@ -247,6 +252,14 @@ def _as_seen(answer: bool | Seen) -> Seen:
     if isinstance(answer, Seen):
         return answer
     return Seen.DONE if answer else Seen.NEW
+
+
+def _signature(top: Path) -> tuple[int, int] | None:
+    try:
+        st = top.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def _refusal(top: Path) -> str | None:
