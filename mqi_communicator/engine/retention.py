@@ -16,11 +16,12 @@ case folder goes first, the markers last. Folders of legacy jobs (not ours) and 
 cases that ended before this version are never touched.
 
 :class:`RetentionSweeper` runs from the tick, after every tick that moved something
-(a case may just have ended) and at least every ``SWEEP_EVERY_S``: it reads the ended cases whose folder is not settled yet
-(``cases.remote_done``), so a removal that failed (host down, ``rm`` refused), or one
-deferred while a GPU still held the job, is simply tried again at a later sweep, also
-after a restart. A failure is logged and never changes the case. The policy applies
-when the sweep settles a case: changing it later does not revisit settled cases.
+(a case may just have ended) and at least every ``SWEEP_EVERY_S``: it reads the ended
+cases whose folder is not settled yet (``cases.remote_done``), so a removal that failed
+(host down, ``rm`` refused), or one deferred while a GPU still held the job, is tried
+again at a later sweep, also after a restart. A failure is logged and never changes the
+case. The policy applies when the sweep settles a case: changing it later does not
+revisit settled cases.
 """
 
 from __future__ import annotations

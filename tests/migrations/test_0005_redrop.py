@@ -79,7 +79,7 @@ def test_downgrade_restores_one_case_per_path(db_url: str) -> None:
     api.downgrade(db_url, "0004")
     engine = make_engine(db_url)
     try:
-        with pytest.raises(Exception, match="(?i)unique"), engine.begin() as conn:
+        with pytest.raises(Exception, match=r"(?i)unique"), engine.begin() as conn:
             conn.execute(
                 text(
                     "INSERT INTO cases (path, status, progress, attempt, cancel_requested, "
