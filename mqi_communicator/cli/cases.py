@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
+from ..display import evidence_text, fmt_time
 from ..persistence import CaseRecord, TransitionRecord
 from ..statemachine import TERMINAL_CASE_STATES, CaseState
 from ..textsafe import printable
 from .common import config_option, open_communicator
-from .output import echo_json, fmt_time, render_table
+from .output import echo_json, render_table
 
-__all__ = ["cases", "evidence_text", "history_table"]
+__all__ = ["cases", "history_table"]
 
 _STATES = [s.value for s in CaseState]
 
@@ -62,21 +63,6 @@ def list_cases(states: tuple[str, ...], as_json: bool, config_path: Path | None)
         return
     headers = ["ID", "NAME", "STATE", "ATTEMPT", "GPU", "PROGRESS", "UPDATED (UTC)", "REASON"]
     click.echo(render_table(headers, _case_rows(records)))
-
-
-def evidence_text(t: TransitionRecord) -> str:
-    """The evidence of one audit row in one short phrase ("" if none)."""
-    ev = t.evidence
-    if ev is None:
-        return ""
-    parts = [ev.kind.value]
-    if ev.label:
-        parts.append(f"label={ev.label}")
-    if ev.job_id:
-        parts.append(f"job={ev.job_id}")
-    if ev.detail:
-        parts.append(ev.detail)
-    return " ".join(parts)
 
 
 def history_table(rows: Sequence[TransitionRecord]) -> str:

@@ -68,6 +68,7 @@ def build_transport(name: str, host: HostConfig) -> Transport:
         accept_new_host_key=host.accept_new_host_key,
         connect_timeout=host.connect_timeout_s,
         env=host.env,
+        compression=host.compression,
     )
 
 

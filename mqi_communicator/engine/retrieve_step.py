@@ -29,7 +29,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..config.model import check_results_subdir
+from ..config.engine import check_results_subdir
 from ..errors import HostUnreachableError, MqiError, PermanentError, RemoteSourceMissingError
 from ..persistence import CaseRecord
 from ..remote.protocol import TransferReport

@@ -26,7 +26,7 @@ from . import store_gpu_writes as gpu_writes
 from . import store_lease as leases
 from . import store_reads as reads
 from . import store_writes as writes
-from .engine_setup import display_url, make_engine, write_engine
+from .engine_setup import display_url, make_engine, sqlite_file, write_engine
 from .records import CaseRecord, GpuRecord, TransitionRecord
 from .schema_check import check_schema
 
@@ -66,8 +66,6 @@ class Store:
                 a SQLite file that does not exist (opening it would leave an empty
                 file that the engine then refuses to use).
         """
-        from ..dblock import sqlite_file  # dblock imports this package
-
         db = sqlite_file(url)
         if db is not None and not db.exists():
             raise SchemaMismatchError(

@@ -25,6 +25,7 @@ import paramiko
 from fabric import Connection
 
 from mqi_communicator.errors import HostUnreachableError, RemoteCommandError
+from mqi_communicator.remote.compression import Setting
 from mqi_communicator.remote.host_keys import default_known_hosts
 from mqi_communicator.remote.protocol import (
     CommandResult,
@@ -44,6 +45,7 @@ from mqi_communicator.remote.ssh_transfer import (
 )
 from mqi_communicator.remote.ssh_upload import upload_over_channel
 from mqi_communicator.remote.tarstream import enumerate_tree
+from mqi_communicator.remote.upload_codec import CodecChooser
 
 __all__ = ["SshTransport"]
 
@@ -66,6 +68,8 @@ class SshTransport:
         connect_timeout: Seconds for TCP connect, banner and authentication.
         keepalive_s: Interval of SSH keepalive packets.
         env: Environment variables prepended to every remote command.
+        compression: Uploads' stream compression: ``auto`` (measured per upload,
+            :mod:`~mqi_communicator.remote.compression`), ``off``, ``zstd``, ``zlib``.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class SshTransport:
         connect_timeout: float = 10.0,
         keepalive_s: int = 15,
         env: Mapping[str, str] | None = None,
+        compression: Setting = "auto",
     ) -> None:
         self._target = SshTarget(
             host_name=host_name,
@@ -100,6 +105,7 @@ class SshTransport:
         self._pending_cleanup: list[str] = []
         #: The far side's python3 (None: none usable), probed once per connection.
         self._python: tuple[paramiko.Transport, str | None] | None = None
+        self.codecs = CodecChooser(compression)
 
     @property
     def host_name(self) -> str:
@@ -201,6 +207,10 @@ class SshTransport:
         transport = self._transport()
         partial = partial_name(remote_dir)
         try:
+            python = self._far_python(transport)
+            choice = self.codecs.choose(
+                transport, tree, env=self._env, where=self._where(), far_python=bool(python)
+            )
             manifest = upload_over_channel(
                 transport,
                 tree,
@@ -210,7 +220,9 @@ class SshTransport:
                 where=self._where(),
                 progress=progress,
                 timeout=timeout,
-                python=self._far_python(transport),
+                python=python,
+                codec=choice.codec,
+                zstd=choice.zstd,
             )
         except HostUnreachableError:
             with self._lock:

@@ -21,9 +21,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ..cli.cases import evidence_text
-from ..cli.output import fmt_time
 from ..config import WebConfig
+from ..display import evidence_text, fmt_time
 from ..errors import MqiError, NotFoundError
 from ..service import Communicator
 from ..statemachine import CaseState
