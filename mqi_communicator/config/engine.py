@@ -50,6 +50,9 @@ class EngineConfig(_Strict):
     #: cancelled ones for diagnosis; ``delete`` removes those too; ``keep`` removes
     #: nothing (engine/retention.py).
     remote_retention: Literal["delete", "keep", "keep_failed"] = "keep_failed"
+    #: A removal waits this long after the case ended (``cases log`` still reads the
+    #: job log meanwhile, and a follower gets its last lines).
+    remote_retention_grace_s: float = Field(default=600.0, ge=0)
     backoff: BackoffConfig = BackoffConfig()
 
     @field_validator("results_subdir")

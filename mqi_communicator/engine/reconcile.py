@@ -82,7 +82,9 @@ class Reconciler:
         self._inflight: set[int] = set()
         #: Who this engine is in the cases' leases (one id per engine object).
         self.engine_id = new_engine_id()
-        self._retention = RetentionSweeper(settings.remote_retention)
+        self._retention = RetentionSweeper(
+            settings.remote_retention, grace_s=settings.remote_retention_grace_s
+        )
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
         resolve_hosts(store, gpus, clock())  # jobs adopted from the original system
 

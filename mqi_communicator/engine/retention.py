@@ -9,6 +9,8 @@ directory ``<remote_dir>.mqi/`` once a case ended:
 * ``delete``: removed for every ended case;
 * ``keep``: never removed (the operator cleans up).
 
+A removal waits ``engine.remote_retention_grace_s`` (default 10 minutes) after the case
+ended, so ``cases log`` (and a ``--follow`` reaching the end) still reads the job log.
 The markers are the evidence that a job is gone, so a folder is removed only when the
 case has ended AND no GPU that is ``assigned`` or ``zombie`` still holds a job in that
 directory (a zombie keeps its job's directory until it is released on evidence). The
@@ -57,8 +59,9 @@ def wants_removal(policy: str, case: CaseRecord) -> bool:
 class RetentionSweeper:
     """Settles ended cases' remote folders, a batch per sweep (see the module docstring)."""
 
-    def __init__(self, policy: str) -> None:
+    def __init__(self, policy: str, *, grace_s: float = 600.0) -> None:
         self.policy = policy
+        self.grace = timedelta(seconds=grace_s)
         self._next: datetime | None = None
 
     def sweep(self, ctx: TickContext) -> int:
@@ -91,6 +94,8 @@ class RetentionSweeper:
         if not wants_removal(self.policy, case):
             return self._mark(ctx, case, f"remote folder {remote} kept ({self.policy})")
         marker_dir = f"{remote}.mqi"
+        if ctx.now - case.status_updated_at < self.grace:
+            return False  # ended a moment ago: its job log is still being read
         if remote in held or marker_dir in held:
             return False  # a GPU still holds this job: its markers are evidence
         host = ctx.host_of_case(case)

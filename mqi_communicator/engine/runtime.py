@@ -79,6 +79,7 @@ class EngineSettings:
     #: ``engine.remote_retention`` (engine/retention.py). Hand-built settings touch no
     #: remote folder; the config's default is ``keep_failed``.
     remote_retention: str = "keep"
+    remote_retention_grace_s: float = 600.0
 
 
 @dataclass

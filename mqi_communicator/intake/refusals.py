@@ -5,7 +5,7 @@ that cannot run (empty, unreadable; registered and failed at once) is logged onc
 the reason and queued once for the ``run`` console (:meth:`RefusalLog.drain`). It is
 said again only after it changed: it went away, or its reason is another. Kept per
 engine process: a restart says each one once more (the log then shows the state at start).
-Names are escaped where they are written (logsetup, the console printer).
+Names are escaped (``textsafe.printable``) before they are logged or queued.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+
+from ..textsafe import printable
 
 __all__ = ["RefusalLog"]
 
@@ -33,9 +35,10 @@ class RefusalLog:
             if self._said.get(path) == reason:
                 return False
             self._said[path] = reason
-            line = f"intake: {path.name} refused: {reason}"
-            self._queue.append(line)
-        log.warning("intake: %s refused: %s", path, reason)
+            # Escaped here, not only by the log formatter: an undecodable name (surrogates)
+            # must not reach a handler that cannot encode it.
+            self._queue.append(f"intake: {printable(path.name)} refused: {reason}")
+        log.warning("intake: %s refused: %s", printable(path), reason)
         return True
 
     def queue(self, line: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,16 @@ def test_refused_entries_are_said_once_with_the_reason_and_escaped(
     caplog.set_level(logging.INFO, logger="mqi_communicator")
     with Communicator(_config(tmp_path)) as comm:  # type: ignore[arg-type]
         assert comm.intake is not None
-        for _ in range(6):  # several polls and scans
+        deadline = time.monotonic() + 60
+        rounds = 0
+        while rounds < 6:  # until both folders are cases, then several polls and scans more
             comm.tick()
             comm.intake.scan()
             printer.update(comm)
+            if len(comm.cases()) == 2:
+                rounds += 1
+            assert time.monotonic() < deadline, comm.cases()
+            time.sleep(0.05)
         names = sorted(c.name for c in comm.cases())
     assert names == ["empty", "real"]  # `empty` is registered and failed at once
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]

@@ -17,7 +17,8 @@ def _remote(ws: Workspace, remote_dir: str | None) -> tuple[Path, Path]:
 
 
 def test_keep_failed_removes_completed_folders_and_keeps_failed_ones(ws: Workspace) -> None:
-    comm = ws.communicator(ws.config())  # the default: keep_failed
+    # The default policy, keep_failed; no grace, so the test need not wait 10 minutes.
+    comm = ws.communicator(ws.config(engine={"remote_retention_grace_s": 0}))
     ws.drop_case("good")
     tick_until(comm, lambda: len(comm.cases()) == 1, "registered")
     good = comm.cases()[0]
@@ -27,7 +28,7 @@ def test_keep_failed_removes_completed_folders_and_keeps_failed_ones(ws: Workspa
     assert (ws.results / "good" / "dose.txt").exists()  # only after verified retrieval
     assert any("removed" in t.detail for t in comm.history(case_id=good.id))
 
-    fail = ws.communicator(ws.config(command="exit 3"))
+    fail = ws.communicator(ws.config(command="exit 3", engine={"remote_retention_grace_s": 0}))
     comm.close()
     ws.drop_case("bad")
     tick_until(fail, lambda: len(fail.cases()) == 2, "registered")
@@ -41,7 +42,11 @@ def test_keep_failed_removes_completed_folders_and_keeps_failed_ones(ws: Workspa
 
 
 def test_delete_removes_failed_folders_too(ws: Workspace) -> None:
-    comm = ws.communicator(ws.config(command="exit 3", engine={"remote_retention": "delete"}))
+    comm = ws.communicator(
+        ws.config(
+            command="exit 3", engine={"remote_retention": "delete", "remote_retention_grace_s": 0}
+        )
+    )
     ws.drop_case("bad")
     tick_until(comm, lambda: len(comm.cases()) == 1, "registered")
     bad = comm.cases()[0]
