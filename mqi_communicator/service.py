@@ -11,28 +11,29 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import registration
 from .config import Config, load_config
 from .dblock import engine_lock, sqlite_file
 from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
-from .engine.retrieve_step import upload_exclusions
+from .engine.leftovers import clean_at_start
 from .engine.retry_retrieval import retry_case
 from .engine.runtime import HostRuntime, TransferProgress, utcnow
 from .engine.transfers import TransferPool, merge_report
 from .errors import (
-    CaseContentError,
     ConfigError,
     ConflictError,
     InvalidTransitionError,
     NotFoundError,
 )
-from .intake.scan import case_problem
+from .intake.tracker import Seen
 from .notify import HookDispatcher
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .persistence.host_health import HostHealthRecord, read_host_health
@@ -128,6 +129,7 @@ class Communicator:
         self._stop = threading.Event()
         # SQLite: one engine per file; PostgreSQL: a shared lock that `db downgrade` waits out.
         self._lock = engine_lock(config.database_url)
+        self._started = False
         self.intake: Intake | None = None
         if watch:
             from .intake.watcher import Intake  # watchdog: only an engine watches
@@ -135,7 +137,7 @@ class Communicator:
             self.intake = Intake(
                 config.watch_dir,
                 register=self.register,
-                is_known=lambda p: self.store.find_case(str(p)) is not None,
+                is_known=self._intake_seen,
                 quiescence_s=config.intake.quiescence_s,
                 ready_marker=config.intake.ready_marker,
                 scan_interval_s=config.intake.scan_interval_s,
@@ -168,6 +170,9 @@ class Communicator:
     def _tick(self) -> TickReport:
         if self._lock is not None:
             self._lock.acquire()
+        if not self._started:  # our crash leftovers, once we are the engine (leftovers.py)
+            self._started = True
+            clean_at_start(self.config, exclusive=self._lock is not None, now=time.time())
         if self.intake is not None:
             self.intake.start()
             self.intake.poll()
@@ -219,42 +224,32 @@ class Communicator:
 
     # -- cases -------------------------------------------------------------------------
 
-    def register(self, path: str | Path) -> CaseRecord:
-        """Register a case folder (idempotent: a known path returns its case unchanged).
+    def _intake_seen(self, folder: Path) -> Seen:
+        return registration.intake_seen(self.store, folder, self._clock())
 
-        An empty or unreadable folder is registered and at once recorded as ``failed``
-        with the reason, so it is never silently skipped.
+    def register(self, path: str | Path) -> CaseRecord:
+        """Register a case folder; idempotent (see :func:`.registration.register_folder`).
+
+        A path whose latest case is live, or ended with the same content, returns that
+        case; a folder dropped again after its case ended becomes a new case. An empty
+        or unreadable folder is registered and at once recorded as ``failed``.
 
         Raises:
             CaseContentError: ``path`` is not a directory.
         """
-        folder = Path(path).absolute()
-        existing = self.store.find_case(str(folder))
-        if existing is not None:
-            return existing
-        if not folder.is_dir():
-            raise CaseContentError(f"{folder}: not a directory; a case is a folder")
-        problem = case_problem(folder, upload_exclusions(self.config.engine.results_subdir))
-        now = self._clock()
-        case, created = self.store.register_case(str(folder), now)
-        if created and problem is not None:
-            log.warning("case %s (%s) cannot run: %s", case.id, folder, problem)
-            failed, _ = self.store.apply(
-                case.id,
-                "fail",
-                None,
-                None,
-                evidence=Evidence(EvidenceKind.INTAKE, None, now, detail=problem),
-                now=now,
-                detail=problem,
-                failure_reason=problem,
-            )
-            assert failed is not None
-            case = failed
-        elif created:
-            log.info("case %s registered: %s", case.id, folder)
+        case = registration.register_folder(
+            self.store,
+            Path(path),
+            self._clock,
+            results_subdir=self.config.engine.results_subdir,
+            notices=self.intake.refusals if self.intake is not None else None,
+        )
         self._wake.set()
         return case
+
+    def intake_notices(self) -> list[str]:
+        """Lines about refused intake entries not shown yet (each once; for ``run``)."""
+        return self.intake.refusals.drain() if self.intake is not None else []
 
     def cases(self, statuses: Iterable[CaseState] | None = None) -> list[CaseRecord]:
         """Every case (or those in ``statuses``), in id order."""
@@ -347,8 +342,10 @@ class Communicator:
         (:mod:`mqi_communicator.engine.retry_retrieval`).
 
         Raises:
-            InvalidTransitionError: the case is not failed or cancelled.
+            InvalidTransitionError: the case is not failed or cancelled, or its folder
+                was dropped again since (a newer case holds that content: retry it).
         """
+        registration.refuse_superseded(self.store, case_id)
         subdir = self.config.engine.results_subdir
         case = retry_case(self.store, self.hosts, subdir, case_id, self._clock())
         self._wake.set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from .transfers import TransfersConfig
@@ -47,6 +49,14 @@ class EngineConfig(_Strict):
     #: longest ``hosts.*.scheduler.timeout_s``; omitted, it is exactly that
     #: (:attr:`Config.takeover_grace_s`).
     submit_grace_s: PositiveFloat | None = None
+    #: What happens to a case's remote folder (and its ``.mqi`` markers) once the case
+    #: ended: ``keep_failed`` removes it after a verified retrieval and keeps failed and
+    #: cancelled ones for diagnosis; ``delete`` removes those too; ``keep`` removes
+    #: nothing (engine/retention.py).
+    remote_retention: Literal["delete", "keep", "keep_failed"] = "keep_failed"
+    #: A removal waits this long after the case ended (``cases log`` still reads the
+    #: job log meanwhile, and a follower gets its last lines).
+    remote_retention_grace_s: float = Field(default=600.0, ge=0)
     backoff: BackoffConfig = BackoffConfig()
     #: Uploads and downloads beside the tick: ``max_parallel`` (0: inline), ``max_per_host``.
     transfers: TransfersConfig = TransfersConfig()

@@ -156,6 +156,8 @@ def build_settings(config: Config, *, exclusive: bool | None = None) -> EngineSe
         submit_grace=timedelta(seconds=config.takeover_grace_s),
         transfer_timeout_s=eng.transfer_timeout_s,
         lease_ttl_s=eng.lease_ttl_s,
+        remote_retention=eng.remote_retention,
+        remote_retention_grace_s=eng.remote_retention_grace_s,
     )
 
 

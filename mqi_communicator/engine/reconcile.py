@@ -30,6 +30,7 @@ from .fault import FaultMemory, guard_case, is_due
 from .health_record import HealthRecorder
 from .lease import new_engine_id
 from .legacy_jobs import claimable_gpus, resolve_hosts
+from .retention import RetentionSweeper
 from .retrieve_step import retrieve
 from .runtime import (
     EngineSettings,
@@ -88,6 +89,9 @@ class Reconciler:
         self.faults = FaultMemory(self.health.backoff)
         #: Who this engine is in the cases' leases (one id per engine object).
         self.engine_id = new_engine_id()
+        self._retention = RetentionSweeper(
+            settings.remote_retention, grace_s=settings.remote_retention_grace_s
+        )
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
         resolve_hosts(store, gpus, clock())  # jobs adopted from the original system
 
@@ -130,6 +134,7 @@ class Reconciler:
                 self.transfers.start(ctx, case.id, case.host or "", partial(_retrieve, case))
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
         start_waiting_cases(ctx, waiting)
+        self._retention.sweep(ctx)  # ended cases' remote folders, per remote_retention
         return ctx.report
 
     def _observe(

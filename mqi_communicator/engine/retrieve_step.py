@@ -15,11 +15,11 @@ a content comparison that a job rewriting an input cannot pass honestly. Limit: 
 that itself copies uploaded files into its results folder is indistinguishable from
 one that computed them.
 
-Results of case ``NAME`` land in ``<results_dir>/NAME``. The download goes to
-``<results_dir>/.mqi-staging/case<id>_a<attempt>`` (itself verified and atomic), gets a
-``.mqi-result.json`` stamp, and is then renamed into place; an older folder of the same
-name is moved to ``<results_dir>/.mqi-previous/``. Every step checks what is already
-done, so a crash at any point is finished by the next tick and never leaves a
+Results of case ``NAME`` land in ``<results_dir>/NAME``, or ``NAME.case<id>`` when that
+is taken (:mod:`.results_place`: an existing folder is never replaced). The download goes
+to ``<results_dir>/.mqi-staging/case<id>_a<attempt>`` (itself verified and atomic), gets
+a ``.mqi-result.json`` stamp, and is then renamed into place. Every step checks what is
+already done, so a crash at any point is finished by the next tick and never leaves a
 half-written folder under ``<results_dir>/NAME``.
 """
 
@@ -39,13 +39,13 @@ from ..statemachine.evidence import Evidence, EvidenceKind
 from .act import apply_case_step, note_case
 from .fault import storage_errno
 from .lease import keep_lease, take_over
+from .results_place import STAMP, choose_results_folder
 from .runtime import TickContext, case_view
 from .storage_wait import storage_problem, wait_for_storage
 
 __all__ = ["NO_RESULTS", "results_path", "retrieve", "upload_exclusions", "uploaded_note"]
 
 log = logging.getLogger("mqi_communicator.engine")
-STAMP = ".mqi-result.json"
 #: The failure reason of a job that wrote no result files.
 NO_RESULTS = "the job produced no result files"
 
@@ -67,8 +67,8 @@ def uploaded_note(case: CaseRecord, report: TransferReport) -> str:
 
 
 def results_path(results_dir: Path, case: CaseRecord) -> Path:
-    """Where a case's results end up."""
-    return results_dir / case.name
+    """Where this attempt's results end up (never an existing folder of another)."""
+    return choose_results_folder(results_dir, case.name, case.id, case.attempt)
 
 
 def _stamp_matches(folder: Path, case: CaseRecord) -> bool:
@@ -113,11 +113,8 @@ def _retrieve(ctx: TickContext, case: CaseRecord, needed: _Needed) -> None:
         if not staging.exists() and not _download(ctx, case, staging, needed):
             return
         _stamp(staging, case)
-        if final.exists():
-            previous = results_dir / ".mqi-previous" / f"{case.name}.{ctx.now:%Y%m%dT%H%M%S}"
-            previous.parent.mkdir(parents=True, exist_ok=True)
-            final.replace(previous)
-        staging.replace(final)
+        final = results_path(results_dir, case)  # again: never onto what appeared meanwhile
+        staging.rename(final)
     ev = Evidence(EvidenceKind.RESULTS_VERIFIED, case.label, ctx.now, detail=str(final))
     if apply_case_step(ctx, case, Apply("retrieved", None, ev, f"results in {final}")):
         ctx.report.retrieved += 1

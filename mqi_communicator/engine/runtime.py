@@ -79,6 +79,10 @@ class EngineSettings:
     #: With several engines: a lease not renewed for this long (database clock) has
     #: expired and its case may be taken over. Renewed every ``lease_ttl_s / 3``.
     lease_ttl_s: float = 60.0
+    #: ``engine.remote_retention`` (engine/retention.py). Hand-built settings touch no
+    #: remote folder; the config's default is ``keep_failed``.
+    remote_retention: str = "keep"
+    remote_retention_grace_s: float = 600.0
 
 
 @dataclass

@@ -55,6 +55,8 @@ class CaseRecord:
     storage_waits: int = 0
     #: The last local or retrieval error, or why the case waits.
     last_error: str | None = None
+    fingerprint: str | None = None
+    remote_done: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ def case_record(row: Case) -> CaseRecord:
         local_failures=row.local_failures,
         storage_waits=row.storage_waits,
         last_error=row.last_error,
+        fingerprint=row.fingerprint,
+        remote_done=row.remote_done,
     )
 
 

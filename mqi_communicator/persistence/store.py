@@ -139,7 +139,7 @@ class Store:
             return reads.get_case(s, case_id)
 
     def find_case(self, path: str) -> CaseRecord | None:
-        """The case registered for ``path``, if any."""
+        """The latest case registered for ``path``, if any."""
         with self._read() as s:
             return reads.find_case(s, path)
 
@@ -199,14 +199,30 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------
 
-    def register_case(self, path: str, now: datetime) -> tuple[CaseRecord, bool]:
+    def register_case(
+        self,
+        path: str,
+        now: datetime,
+        *,
+        fingerprint: str | None = None,
+        after: int | None = None,
+    ) -> tuple[CaseRecord, bool]:
         """Register ``path`` as a new ``submitted`` case; idempotent.
 
+        Args:
+            path: The case folder.
+            now: Registration time.
+            fingerprint: The folder's content fingerprint (intake/fingerprint.py).
+            after: The ended case of ``path`` this one supersedes (a re-drop); see
+                :func:`.store_writes.register_case`.
+
         Returns:
-            The case and True if this call created it; the existing case and False.
+            The case and True if this call created it; the latest case and False.
         """
         try:
-            return self._write(lambda s: writes.register_case(s, path, now))
+            return self._write(
+                lambda s: writes.register_case(s, path, now, fingerprint=fingerprint, after=after)
+            )
         except ConflictError:
             # Lost a race on the unique path: the winner's row is the answer.
             found = self.find_case(path)

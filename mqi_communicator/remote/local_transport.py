@@ -34,7 +34,11 @@ from mqi_communicator.errors import (
 )
 from mqi_communicator.remote.abort import check_abort
 from mqi_communicator.remote.manifest import manifest_of_files
-from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
+from mqi_communicator.remote.protocol import (
+    CommandResult,
+    ProgressCallback,
+    TransferReport,
+)
 from mqi_communicator.remote.tarstream import CHUNK, CaseTree, enumerate_tree
 
 __all__ = ["LocalTransport"]
@@ -140,6 +144,20 @@ class LocalTransport:
             raise RemoteSourceMissingError(f"{self._host_name}: {remote_dir} is not a directory")
         tree = enumerate_tree(src, allow_empty=True)
         return self._copy_verified(tree, local_dir, progress, timeout, abort)
+
+    def remove_tree(self, remote_dir: str, *, timeout: float = 600.0) -> None:
+        """Delete ``remote_dir`` (a local path here) and its content; missing is fine."""
+        path = Path(remote_dir)
+        # The same rule as check_removable, in this machine's path syntax (Windows too).
+        if not path.is_absolute() or len(path.parts) < 3 or ".." in path.parts:
+            raise ValueError(f"refusing to remove {remote_dir!r}: not an absolute case folder")
+        try:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.exists():
+                shutil.rmtree(path)
+        except OSError as err:
+            raise RemoteCommandError(f"{self._host_name}: cannot remove {path}: {err}") from err
 
     def close(self) -> None:
         """Nothing to release."""

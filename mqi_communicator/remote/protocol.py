@@ -33,6 +33,7 @@ __all__ = [
     "Scheduler",
     "TransferReport",
     "Transport",
+    "check_removable",
     "remote_case_dir",
 ]
 
@@ -126,9 +127,30 @@ class Transport(Protocol):
         """
         ...
 
+    def remove_tree(self, remote_dir: str, *, timeout: float = 600.0) -> None:
+        """Delete ``remote_dir`` and everything under it; a missing one is fine.
+
+        Refuses (``ValueError``) a relative path or ``/``. Raises ``HostUnreachableError``
+        when the host cannot be asked, ``RemoteCommandError`` when removal failed.
+        """
+        ...
+
     def close(self) -> None:
         """Release the connection. Safe to call twice."""
         ...
+
+
+def check_removable(remote_dir: str) -> str:
+    """``remote_dir`` without trailing slashes, if it may be removed: absolute, not ``/``.
+
+    Raises:
+        ValueError: a relative path, the root, or a path with ``..`` components.
+    """
+    norm = remote_dir.rstrip("/")
+    parts = norm.split("/")
+    if not norm.startswith("/") or len(parts) < 3 or ".." in parts or "." in parts:
+        raise ValueError(f"refusing to remove {remote_dir!r}: not an absolute case folder")
+    return norm
 
 
 class JobState(StrEnum):

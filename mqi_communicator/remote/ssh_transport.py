@@ -24,10 +24,15 @@ from pathlib import Path
 import paramiko
 from fabric import Connection
 
-from mqi_communicator.errors import HostUnreachableError, TransferAborted
+from mqi_communicator.errors import HostUnreachableError, RemoteCommandError, TransferAborted
 from mqi_communicator.remote.compression import Setting
 from mqi_communicator.remote.host_keys import default_known_hosts
-from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
+from mqi_communicator.remote.protocol import (
+    CommandResult,
+    ProgressCallback,
+    TransferReport,
+    check_removable,
+)
 from mqi_communicator.remote.quoting import render_command
 from mqi_communicator.remote.remote_scripts import PYTHON_PROBE
 from mqi_communicator.remote.ssh_connect import SshTarget, open_connection
@@ -292,6 +297,23 @@ class SshTransport:
             self._on_unreachable()
             raise
         return manifest.report(time.monotonic() - started)
+
+    def remove_tree(self, remote_dir: str, *, timeout: float = 600.0) -> None:
+        """``rm -rf -- remote_dir`` on the host (absolute, not ``/``); missing is fine.
+
+        Raises:
+            HostUnreachableError: connect failed, dropped, or ``timeout``.
+            RemoteCommandError: ``rm`` failed (its stderr in the message).
+        """
+        path = check_removable(remote_dir)
+        result = self.run(["rm", "-rf", "--", path], timeout=timeout)
+        if result.exit_code != 0:
+            raise RemoteCommandError(
+                f"{self._where()}: cannot remove {path} (exit {result.exit_code}): "
+                f"{result.stderr.strip()[:500]}",
+                exit_code=result.exit_code,
+                stderr=result.stderr,
+            )
 
     def close(self) -> None:
         """Close the connection (safe to call twice)."""

@@ -97,7 +97,7 @@ class _Console:
             c=case,
             history=history,
             attempts=views.attempts(history),
-            results=views.result_files(self.comm.config.results_dir, case.name),
+            results=views.result_files(self.comm.config.results_dir, case.name, case.id),
             actions=[] if self.web.read_only else offered("case", case),
         )
 

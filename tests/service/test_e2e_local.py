@@ -16,7 +16,8 @@ from .conftest import Workspace, only_case, status_is, tick_until
 def test_case_dropped_in_watch_dir_completes_with_results(ws: Workspace) -> None:
     """run_forever: intake wakes the loop, the job runs, results are verified and moved."""
     # A long poll interval: the case can only start promptly if intake wakes the loop.
-    comm = ws.communicator(ws.config(engine={"poll_interval_s": 30}))
+    # remote_retention keep: this test looks at the remote copy after completion.
+    comm = ws.communicator(ws.config(engine={"poll_interval_s": 30, "remote_retention": "keep"}))
     stop = threading.Event()
     ticks: list[object] = []
     runner = threading.Thread(target=comm.run_forever, args=(stop, ticks.append))
