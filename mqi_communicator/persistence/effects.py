@@ -33,6 +33,10 @@ CASE_NOTE_FIELDS = frozenset(
         "cancel_requested",
         "next_attempt_at",
         "transient_failures",
+        # The fault boundary's bookkeeping (engine/fault.py).
+        "local_failures",
+        "storage_waits",
+        "last_error",
         # Only ever set for a legacy job, whose host adoption could not know
         # (engine/legacy_jobs.py resolves it from the config's pueue_group).
         "host",
@@ -55,6 +59,16 @@ _RESET_JOB = {
     "attempt_token": None,
     # A retried legacy case runs as our own job: it must not stay "legacy".
     "job_origin": None,
+}
+
+
+#: An operator's retry, or a step forward, starts the fault bookkeeping afresh.
+_RESET_FAULTS = {
+    "transient_failures": 0,
+    "local_failures": 0,
+    "storage_waits": 0,
+    "last_error": None,
+    "next_attempt_at": None,
 }
 
 
@@ -84,7 +98,9 @@ def case_effects(trigger: str, given: CaseInputs) -> dict[str, object]:
             "attempt_token": given.token,
         }
     if trigger == "confirm_submitted":
-        return {"job_id": given.job_id} if given.job_id is not None else {}
+        # Forward progress: earlier local errors no longer count as consecutive.
+        job: dict[str, object] = {} if given.job_id is None else {"job_id": given.job_id}
+        return {"local_failures": 0, **job}
     if trigger == "requeue":
         out: dict[str, object] = {**_RESET_JOB, "attempt": given.attempt + 1}
         if given.failure_reason is not None:
@@ -93,16 +109,21 @@ def case_effects(trigger: str, given: CaseInputs) -> dict[str, object]:
     if trigger == "retry":
         return {
             **_RESET_JOB,
+            **_RESET_FAULTS,
             "attempt": given.attempt + 1,
             "failure_reason": None,
             "completed_at": None,
             "progress": 0,
         }
+    if trigger == "retry_retrieval":
+        # Same attempt, label and remote directory: only its download is tried again.
+        return {**_RESET_FAULTS, "failure_reason": None, "completed_at": None}
     if trigger == "job_succeeded":
         # The step releases (or quarantines) the GPU: the case no longer holds one.
-        return {"gpu_name": None}
+        return {"gpu_name": None, **_RESET_FAULTS}
     if trigger == "retrieved":
-        return {"progress": 100, "completed_at": given.now}
+        # What held it back is in the audit trail; a completed case shows no error.
+        return {"progress": 100, "completed_at": given.now, **_RESET_FAULTS}
     if trigger in {"fail", "cancel"}:
         reason = given.failure_reason
         if reason is None and trigger == "cancel":

@@ -33,13 +33,27 @@ from .store_rows import (
 __all__ = ["apply_step", "register_case", "update_case"]
 
 
-def register_case(s: Session, path: str, now: datetime) -> tuple[CaseRecord, bool]:
-    """Insert ``path`` as a ``submitted`` case, or return the existing one."""
-    existing = s.scalars(select(Case).where(Case.path == path)).one_or_none()
-    if existing is not None:
+def register_case(
+    s: Session,
+    path: str,
+    now: datetime,
+    *,
+    fingerprint: str | None = None,
+    after: int | None = None,
+) -> tuple[CaseRecord, bool]:
+    """Insert ``path`` as a ``submitted`` case, or return the existing one.
+
+    ``after``: the id of the ended case the caller judged superseded (its folder was
+    dropped again); a new row is inserted only while that is still the latest case of
+    ``path``. Without it, only a path with no case at all gets a new row.
+    """
+    q = select(Case).where(Case.path == path).order_by(Case.id.desc()).limit(1)
+    existing = s.scalars(q).first()
+    if existing is not None and (after is None or existing.id != after):
         return case_record(existing), False
     row = Case(
         path=path,
+        fingerprint=fingerprint,
         status=CaseState.SUBMITTED.value,
         progress=0,
         attempt=1,

@@ -53,6 +53,8 @@ class Policy:
     kill_confirm_window: timedelta = timedelta(minutes=2)
     max_attempts: int = 3
     max_retrieve_failures: int = 5
+    #: Consecutive local errors (engine/fault.py) after which a case fails.
+    max_local_failures: int = 5
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class CaseView:
     kill_reason: str | None = None
     cancel_requested: bool = False
     transient_failures: int = 0
+    local_failures: int = 0
+    gpu_name: str | None = None
 
 
 @dataclass(frozen=True)

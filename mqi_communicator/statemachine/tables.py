@@ -59,6 +59,12 @@ CASE_TRANSITIONS: tuple[TransitionSpec, ...] = (
     TransitionSpec(
         "retry", (C.FAILED, C.CANCELLED), C.SUBMITTED, doc="an operator asked for another attempt"
     ),
+    TransitionSpec(
+        "retry_retrieval",
+        (C.FAILED,),
+        C.RETRIEVING,
+        doc="an operator retried a case whose retrieval failed; its results are still there",
+    ),
 )
 
 GPU_TRANSITIONS: tuple[TransitionSpec, ...] = (

@@ -1,2 +1,2 @@
-"""Verified, atomic case-tree transfers: the tar stream, the sha256 manifest,
-the far-side receiver and its scripts, and the SSH upload and download."""
+"""Verified, atomic case-tree transfers: tar stream, sha256 manifest, far-side receiver and
+scripts, SSH upload (compressed when it pays) and download, and the abort hook they honour."""
