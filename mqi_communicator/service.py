@@ -37,7 +37,7 @@ from .intake.tracker import Seen
 from .notify import HookDispatcher
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .persistence.host_health import HostHealthRecord, read_host_health
-from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk, read_job_log
+from .remote.job.log import DEFAULT_MAX_BYTES, LogChunk, read_job_log
 from .run_loop import run_loop
 from .statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind, GpuState
 from .zombie_release import release_zombie

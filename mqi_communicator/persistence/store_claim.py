@@ -65,7 +65,7 @@ def claim(
         return None
     label, remote_dir = plan(case_record(case), gpu_record(gpu))
     # The attempt's secret, stored with the label before anything is sent: markers and
-    # processes count as this attempt's only when they carry it (remote/markers.py).
+    # processes count as this attempt's only when they carry it (remote/job/markers.py).
     token = secrets.token_hex(16)
     step = plan_step(
         CaseFacts(case.id, case.status, label),

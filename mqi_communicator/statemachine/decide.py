@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..remote.protocol import JobState
 from .evidence import Evidence, EvidenceKind
+from .jobs import JobState
 from .states import CaseState, GpuState
 
 __all__ = [

@@ -23,13 +23,14 @@ from hypothesis.stateful import (
 
 from mqi_communicator.engine import EngineSettings, GpuRuntime, HostRuntime, Reconciler
 from mqi_communicator.persistence import CaseRecord, GpuRecord, Store
-from mqi_communicator.remote.protocol import GpuBinding, JobState
+from mqi_communicator.remote.protocol import GpuBinding
 from mqi_communicator.statemachine import (
     TERMINAL_CASE_STATES,
     CaseState,
     Evidence,
     EvidenceKind,
 )
+from mqi_communicator.statemachine.jobs import JobState
 
 from .sim_transport import SimTransport
 from .sim_world import FORGED_EXIT, FakeClock, SimScheduler, SimulatedCrash, SimWorld
