@@ -170,6 +170,13 @@ def test_detached_descendant_local(local_sched: LocalScheduler, tmp_path: Path) 
     check_detached_descendant(local_sched, ref, case)
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def test_unknown_liveness_is_unknown_for_that_job_only(tmp_path: Path) -> None:
     """The server's grep cannot scan /proc: a job that ended is UNKNOWN, never gone."""
     sched = LocalScheduler(LocalTransport(), kill_grace_s=0.5, timeout=30)
@@ -178,6 +185,10 @@ def test_unknown_liveness_is_unknown_for_that_job_only(tmp_path: Path) -> None:
     running = sched.submit(spec(running_dir, "sleep 300"))
     try:
         poll_until(sched, done, lambda s: s.state is JobState.SUCCEEDED)
+        # Under load the detached child may not have left the job's process group yet (a
+        # live group is definite evidence, not UNKNOWN): wait until setsid exec'd sleep.
+        desc = int((ended_dir / "desc.pid").read_text())
+        assert poll_condition(lambda: _comm(desc) == "sleep")
         fake = tmp_path / "bin"
         fake.mkdir()
         (fake / "grep").write_text("#!/bin/sh\necho 'grep: invalid option -- z' >&2\nexit 2\n")
