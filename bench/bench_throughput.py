@@ -90,8 +90,8 @@ def write_config(base: Path, host: dict[str, Any], args: argparse.Namespace) -> 
             for i in range(args.gpus)
         ],
     }
-    if args.mode == "pool":
-        set_dotted(data, args.pool_key, args.pool_value)
+    # The baseline is today's engine before the pool: every transfer inside the tick.
+    set_dotted(data, args.pool_key, args.pool_value if args.mode == "pool" else 0)
     path = base / "mqi.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -164,7 +164,7 @@ def idle_while_waiting(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mode", choices=["inline", "pool"], default="inline")
+    ap.add_argument("--mode", choices=["both", "inline", "pool"], default="both")
     ap.add_argument("--cases", type=int, default=16)
     ap.add_argument("--mb", type=float, default=60.0)
     ap.add_argument("--job-s", type=float, default=5.0)
@@ -175,6 +175,19 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900.0)
     args = ap.parse_args()
     require_link_tools()
+    if args.mode != "both":
+        run(args)
+        return
+    # Both in one run: the inline engine is the baseline the pool is measured against.
+    spans = {}
+    for mode in ("inline", "pool"):
+        spans[mode] = run(argparse.Namespace(**{**vars(args), "mode": mode}))
+        print()
+    print(f"{'pool makespan / inline makespan':34} {spans['pool'] / spans['inline']:8.2f}")
+
+
+def run(args: argparse.Namespace) -> float:
+    """One engine run over the shaped link; prints its figures, returns the makespan."""
     link_bps = rate_bps(args.rate)
 
     base = Path(tempfile.mkdtemp(prefix="mqi-bench-tp-"))
@@ -265,6 +278,7 @@ def main() -> None:
         print(f"{'GPU idle while cases waited':34} {idle:8.1f} GPU-s")
         first = min(s for _, s, _ in jobs.values()) - t0
         print(f"{'first job start after the drop':34} {first:8.1f} s")
+        return makespan
     finally:
         if engine is not None:
             with contextlib.suppress(ProcessLookupError):
