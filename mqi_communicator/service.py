@@ -24,19 +24,14 @@ from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
 from .engine.retrieve_step import upload_exclusions
 from .engine.runtime import HostRuntime, TransferProgress, utcnow
-from .errors import (
-    CaseContentError,
-    ConfigError,
-    ConflictError,
-    InvalidTransitionError,
-    NotFoundError,
-)
+from .errors import CaseContentError, ConfigError, NotFoundError
 from .intake.scan import case_problem
 from .notify import HookDispatcher
+from .operations import cancel_case, fail_at_intake, retry_case
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .persistence.host_health import HostHealthRecord, read_host_health
 from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk, read_job_log
-from .statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind, GpuState
+from .statemachine import CaseState, GpuState
 from .zombie_release import release_zombie
 
 if TYPE_CHECKING:
@@ -50,7 +45,6 @@ log = logging.getLogger("mqi_communicator.service")
 _BUSY_INTERVAL_S = 0.5
 #: An external stop event is checked at least this often while waiting.
 _STOP_SLICE_S = 0.5
-_CONFLICT_RETRIES = 5
 
 
 class Communicator:
@@ -249,18 +243,7 @@ class Communicator:
         case, created = self.store.register_case(str(folder), now)
         if created and problem is not None:
             log.warning("case %s (%s) cannot run: %s", case.id, folder, problem)
-            failed, _ = self.store.apply(
-                case.id,
-                "fail",
-                None,
-                None,
-                evidence=Evidence(EvidenceKind.INTAKE, None, now, detail=problem),
-                now=now,
-                detail=problem,
-                failure_reason=problem,
-            )
-            assert failed is not None
-            case = failed
+            case = fail_at_intake(self.store, case.id, problem, now)
         elif created:
             log.info("case %s registered: %s", case.id, folder)
         self._wake.set()
@@ -318,35 +301,9 @@ class Communicator:
         Raises:
             InvalidTransitionError: the case already ended.
         """
-        for _ in range(_CONFLICT_RETRIES):
-            case = self.store.get_case(case_id)
-            now = self._clock()
-            if case.status in TERMINAL_CASE_STATES:
-                raise InvalidTransitionError(
-                    "case", case.status.value, "cancel", "the case has already ended"
-                )
-            if case.status in (CaseState.SUBMITTING, CaseState.RUNNING):
-                updated = self.store.update_case(
-                    case.id, now, detail="cancel requested by operator", cancel_requested=True
-                )
-                self._wake.set()
-                return updated
-            try:
-                moved, _ = self.store.apply(
-                    case.id,
-                    "cancel",
-                    None,
-                    None,
-                    evidence=Evidence(EvidenceKind.OPERATOR, case.label, now, detail="cancel"),
-                    now=now,
-                    detail="cancelled by operator",
-                    expected_case_version=case.version,
-                )
-            except ConflictError:
-                continue  # the engine moved it meanwhile: look again
-            assert moved is not None
-            return moved
-        raise ConflictError(f"case {case_id} kept changing; try the cancel again")
+        case = cancel_case(self.store, case_id, self._clock())
+        self._wake.set()
+        return case
 
     def retry(self, case_id: int) -> CaseRecord:
         """Give a ``failed`` or ``cancelled`` case another attempt (attempt + 1).
@@ -354,25 +311,7 @@ class Communicator:
         Raises:
             InvalidTransitionError: the case is not failed or cancelled.
         """
-        now = self._clock()
-        case, _ = self.store.apply(
-            case_id,
-            "retry",
-            None,
-            None,
-            evidence=Evidence(EvidenceKind.OPERATOR, None, now, detail="retry"),
-            now=now,
-            detail="retried by operator",
-        )
-        assert case is not None
-        if case.transient_failures or case.next_attempt_at is not None:
-            case = self.store.update_case(
-                case.id,
-                now,
-                detail="retry: counters reset",
-                transient_failures=0,
-                next_attempt_at=None,
-            )
+        case = retry_case(self.store, case_id, self._clock())
         self._wake.set()
         return case
 

@@ -35,6 +35,7 @@ from ..persistence import CaseRecord
 from ..remote.protocol import TransferReport
 from ..statemachine.decide import Apply, decide_retrieval_error
 from ..statemachine.evidence import Evidence, EvidenceKind
+from ..statemachine.triggers import CaseTrigger
 from .act import apply_case_step, note_case
 from .lease import keep_lease, take_over
 from .runtime import TickContext, case_view
@@ -102,7 +103,7 @@ def _retrieve(ctx: TickContext, case: CaseRecord) -> None:
             final.replace(previous)
         staging.replace(final)
     ev = Evidence(EvidenceKind.RESULTS_VERIFIED, case.label, ctx.now, detail=str(final))
-    if apply_case_step(ctx, case, Apply("retrieved", None, ev, f"results in {final}")):
+    if apply_case_step(ctx, case, Apply(CaseTrigger.RETRIEVED, None, ev, f"results in {final}")):
         ctx.report.retrieved += 1
 
 
