@@ -1,4 +1,4 @@
-"""Operator operations on cases, each one trigger applied in one store transaction.
+"""Operator operations on cases: each change is one trigger applied in one transaction.
 
 The tables decide what each does from the case's state (:mod:`.statemachine.tables`):
 ``cancel`` ends a waiting or retrieving case at once and only flags one whose job may
@@ -8,12 +8,16 @@ with its counters reset. Nothing here branches on a state.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
+from .engine.runtime import HostRuntime
+from .errors import ConfigError, NotFoundError
 from .persistence import CaseRecord, Store
+from .remote.job_log import LogChunk, read_job_log
 from .statemachine import CaseTrigger, Evidence, EvidenceKind
 
-__all__ = ["cancel_case", "fail_at_intake", "retry_case"]
+__all__ = ["cancel_case", "fail_at_intake", "read_case_log", "retry_case"]
 
 
 def cancel_case(store: Store, case_id: int, now: datetime) -> CaseRecord:
@@ -70,3 +74,38 @@ def fail_at_intake(store: Store, case_id: int, problem: str, now: datetime) -> C
     )
     assert failed is not None
     return failed
+
+
+def read_case_log(
+    store: Store,
+    hosts: Mapping[str, HostRuntime],
+    case_id: int,
+    *,
+    lines: int,
+    offset: int | None,
+    max_bytes: int,
+) -> LogChunk:
+    """The job log of the case's current (or last) attempt, read over its host.
+
+    Raises:
+        NotFoundError: no such case, or it has no job directory (not started yet).
+        ConfigError: the case's host is no longer configured.
+        HostUnreachableError: the host could not be asked.
+    """
+    case = store.get_case(case_id)
+    if case.remote_dir is None or case.host is None:
+        raise NotFoundError(
+            f"case {case_id} has no job yet ({case.status.value}); "
+            "its log exists once the job is submitted"
+        )
+    host = hosts.get(case.host)
+    if host is None:
+        raise ConfigError(f"case {case_id} ran on host {case.host!r}, which is not configured")
+    return read_job_log(
+        host.transport,
+        case.remote_dir,
+        offset=offset,
+        lines=lines,
+        max_bytes=max_bytes,
+        legacy=case.attempt_token is None,
+    )

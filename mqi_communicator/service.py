@@ -24,13 +24,13 @@ from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
 from .engine.retrieve_step import upload_exclusions
 from .engine.runtime import HostRuntime, TransferProgress, utcnow
-from .errors import CaseContentError, ConfigError, NotFoundError
+from .errors import CaseContentError, ConfigError
 from .intake.scan import case_problem
 from .notify import HookDispatcher
-from .operations import cancel_case, fail_at_intake, retry_case
+from .operations import cancel_case, fail_at_intake, read_case_log, retry_case
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .persistence.host_health import HostHealthRecord, read_host_health
-from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk, read_job_log
+from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk
 from .statemachine import CaseState, GpuState
 from .zombie_release import release_zombie
 
@@ -369,22 +369,8 @@ class Communicator:
             ConfigError: the case's host is no longer configured.
             HostUnreachableError: the host could not be asked.
         """
-        case = self.store.get_case(case_id)
-        if case.remote_dir is None or case.host is None:
-            raise NotFoundError(
-                f"case {case_id} has no job yet ({case.status.value}); "
-                "its log exists once the job is submitted"
-            )
-        host = self.hosts.get(case.host)
-        if host is None:
-            raise ConfigError(f"case {case_id} ran on host {case.host!r}, which is not configured")
-        return read_job_log(
-            host.transport,
-            case.remote_dir,
-            offset=offset,
-            lines=lines,
-            max_bytes=max_bytes,
-            legacy=case.attempt_token is None,
+        return read_case_log(
+            self.store, self.hosts, case_id, lines=lines, offset=offset, max_bytes=max_bytes
         )
 
     # -- lifecycle ---------------------------------------------------------------------
