@@ -1,9 +1,10 @@
 """Operator operations on cases: each change is one trigger applied in one transaction.
 
 The tables decide what each does from the case's state (:mod:`.statemachine.tables`):
-``cancel`` ends a waiting or retrieving case at once and only flags one whose job may
-run (the engine kills it and frees the GPU on evidence); ``retry`` starts a new attempt
-with its counters reset. Nothing here branches on a state.
+a cancel ends a waiting or retrieving case at once (``cancel``) and only flags one whose
+job may run (``request_cancel``: the engine kills it and frees the GPU on evidence);
+``retry`` starts a new attempt with its counters reset. Nothing here branches on a state:
+the store fires the first trigger the machine allows, in one transaction.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def cancel_case(store: Store, case_id: int, now: datetime) -> CaseRecord:
     label = store.get_case(case_id).label  # the evidence names the attempt's job
     case, _ = store.apply(
         case_id,
-        CaseTrigger.CANCEL,
+        (CaseTrigger.CANCEL, CaseTrigger.REQUEST_CANCEL),  # the table picks by state
         None,
         None,
         evidence=Evidence(EvidenceKind.OPERATOR, label, now, detail=CaseTrigger.CANCEL),

@@ -252,7 +252,7 @@ class Store:
     def apply(
         self,
         case_id: int | None,
-        case_trigger: CaseTrigger | None,
+        case_trigger: CaseTrigger | tuple[CaseTrigger, ...] | None,
         gpu_name: str | None,
         gpu_trigger: GpuTrigger | None,
         *,
@@ -272,6 +272,10 @@ class Store:
         The fields the fired table rows declare are written with the states, from the
         rows themselves and the inputs given here (``failure_reason``, ``job_id``,
         ``retry_at`` for a requeue, ``kill_reason`` for a kill request).
+
+        ``case_trigger`` may be alternatives, in order: the first the machine allows
+        from the case's state is fired (an operator's cancel ends a waiting case, or
+        only flags a running one), in the same transaction.
 
         The outcome of a remote action passes the attempt and label it was started for
         as ``expected_attempt``/``expected_label`` (None: not checked): the step is

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import ConflictError
 from ..statemachine import CaseState, CaseTrigger, Evidence, GpuTrigger, StepInputs, plan_step
+from ..statemachine.machines import first_allowed
 from ..statemachine.triggers import typed
 from .models import Case
 from .records import CaseRecord, GpuRecord, case_facts, case_record, gpu_facts, gpu_record
@@ -60,7 +61,7 @@ def register_case(s: Session, path: str, now: datetime) -> tuple[CaseRecord, boo
 def apply_step(
     s: Session,
     case_id: int | None,
-    case_trigger: CaseTrigger | None,
+    case_trigger: CaseTrigger | tuple[CaseTrigger, ...] | None,
     gpu_name: str | None,
     gpu_trigger: GpuTrigger | None,
     *,
@@ -77,12 +78,18 @@ def apply_step(
 ) -> tuple[CaseRecord | None, GpuRecord | None]:
     """Validate with ``plan_step`` and write both halves and their audit rows.
 
+    ``case_trigger`` may offer alternatives: the first the machine allows from the
+    locked row is fired (see :func:`~mqi_communicator.statemachine.machines.first_allowed`).
+
     ``expected_attempt``/``expected_label``: see :func:`.store_rows.check_attempt`.
     """
-    case_trigger = typed(CaseTrigger, case_trigger)  # the library's callers may pass text
-    gpu_trigger = typed(GpuTrigger, gpu_trigger)
+    gpu_trigger = typed(GpuTrigger, gpu_trigger)  # the library's callers may pass text
     # Lock order everywhere: case first, then GPU (no deadlock between writers).
     case = lock_case(s, case_id) if case_id is not None else None
+    if isinstance(case_trigger, tuple) and case is not None:
+        case_trigger = first_allowed(case_facts(case_record(case)), case_trigger, evidence)
+    assert not isinstance(case_trigger, tuple), "alternatives need a case"
+    case_trigger = typed(CaseTrigger, case_trigger)
     if case is not None:
         check_attempt(case, None, expected_attempt, expected_label)
         if expected_case_version is not None and case.version != expected_case_version:

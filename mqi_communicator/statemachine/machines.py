@@ -26,7 +26,15 @@ from .states import TERMINAL_CASE_STATES, CaseState, GpuState
 from .tables import CASE_TRANSITIONS, GPU_TRANSITIONS, TransitionSpec
 from .triggers import CaseTrigger, GpuTrigger, typed
 
-__all__ = ["fire", "fire_case", "fire_gpu", "legal_triggers", "may_fire", "sources_of"]
+__all__ = [
+    "fire",
+    "fire_case",
+    "fire_gpu",
+    "first_allowed",
+    "legal_triggers",
+    "may_fire",
+    "sources_of",
+]
 
 F = TypeVar("F", CaseFacts, GpuFacts)
 Guard = Callable[[Any, Evidence | None], bool]
@@ -123,6 +131,22 @@ def may_fire(
             return bool(shot.may_trigger(trigger.value, shot))  # type: ignore[attr-defined]
         finally:
             kind.machine.remove_model(shot)
+
+
+def first_allowed(
+    facts: CaseFacts | GpuFacts,
+    triggers: Sequence[CaseTrigger] | Sequence[GpuTrigger],
+    evidence: Evidence | None,
+) -> Any:
+    """The first of ``triggers`` the machine allows (guards judged); else the first one.
+
+    For an operation whose effect the table chooses by state (an operator's cancel):
+    firing the fallback raises the error that explains the refusal.
+    """
+    for trigger in triggers:
+        if may_fire(facts, trigger, evidence):
+            return trigger
+    return triggers[0]
 
 
 def fire(

@@ -152,22 +152,30 @@ CASE_TRANSITIONS: tuple[TransitionSpec, ...] = (
         doc="the case cannot complete; reason recorded",
         effects=(*_ENDED, ("failure_reason", Given("failure_reason", keep=True))),
     ),
-    # An operator's cancel of a case whose job may run only flags it: the engine kills
-    # the job and fires ``cancel`` again, with the GPU's release or quarantine.
+    # An operator's cancel (``operations.cancel_case``) offers ``cancel`` first, then
+    # ``request_cancel``: a case whose job may run is only flagged, and the engine kills
+    # the job and fires ``cancel`` itself, with the GPU's release or quarantine.
     TransitionSpec(
         CT.CANCEL,
-        _HOLDING,
-        SAME,
-        ("by_operator",),
-        doc="an operator asked to cancel; the engine kills the job first",
-        effects=(("cancel_requested", True),),
+        (C.SUBMITTED, C.RETRIEVING),
+        C.CANCELLED,
+        doc="cancelled at once: no job of ours runs",
+        effects=(*_ENDED, ("failure_reason", Given("failure_reason", CANCEL_REASON))),
     ),
     TransitionSpec(
         CT.CANCEL,
-        _LIVE,
+        _HOLDING,
         C.CANCELLED,
-        doc="cancelled (at once when no job of ours can run)",
+        unless=("by_operator",),
+        doc="the engine ends a cancelled case with its job confirmed gone (or quarantined)",
         effects=(*_ENDED, ("failure_reason", Given("failure_reason", CANCEL_REASON))),
+    ),
+    TransitionSpec(
+        CT.REQUEST_CANCEL,
+        _HOLDING,
+        SAME,
+        doc="an operator asked to cancel; the engine kills the job first",
+        effects=(("cancel_requested", True),),
     ),
     TransitionSpec(
         CT.RETRY,

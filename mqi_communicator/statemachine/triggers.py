@@ -25,6 +25,7 @@ class CaseTrigger(StrEnum):
     RETRIEVED = "retrieved"
     FAIL = "fail"
     CANCEL = "cancel"
+    REQUEST_CANCEL = "request_cancel"
     RETRY = "retry"
 
 
