@@ -25,6 +25,9 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench_transfer.py", [], ["--scale", "0.05", "--repeat", "1"]),
     ("bench_web.py", [], ["--cases", "10000", "--repeat", "5"]),
     ("bench_top.py", [], ["--cases", "5000", "--runs", "3"]),
+    # these two need root (netns + tc) and say so, exiting non-zero, without it
+    ("bench_compression.py", [], ["--slices", "60", "--repeat", "1"]),
+    ("bench_throughput.py", [], ["--cases", "4", "--mb", "10", "--job-s", "2"]),
 ]
 
 

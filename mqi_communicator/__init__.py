@@ -7,9 +7,9 @@ every CLI command) does not pay for SQLAlchemy, Fabric and watchdog up front.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_getattr
 from .errors import (
     CaseContentError,
     ConfigError,
@@ -56,14 +56,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "CaseContentError",

@@ -35,7 +35,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from .errors import MqiError
-from .persistence import normalize_url
+
+# sqlite_file lives beside normalize_url (persistence reads it too); re-exported here.
+from .persistence.engine_setup import make_engine, normalize_url, sqlite_file
 
 __all__ = [
     "DatabaseLock",
@@ -73,17 +75,6 @@ class DatabaseLock(Protocol):
     def release(self) -> None:
         """Give the lock back. Safe to call twice."""
         ...
-
-
-def sqlite_file(database_url: str) -> Path | None:
-    """The database file of a file-backed SQLite URL; None otherwise (PostgreSQL, memory)."""
-    url = make_url(normalize_url(database_url))
-    if url.get_backend_name() != "sqlite":
-        return None
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return None
-    return Path(database)
 
 
 def sqlite_lock_path(database_url: str) -> Path | None:
@@ -238,8 +229,6 @@ class PostgresLock:
         """Take the lock or raise :class:`EngineLockedError` naming the holders' pids."""
         if self._conn is not None:
             return
-        from .persistence.engine_setup import make_engine  # the lock is rarely needed
-
         engine = make_engine(self.url, poolclass=NullPool)
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         fn = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"

@@ -26,6 +26,7 @@ __all__ = [
     "SchemaMismatchError",
     "StaleOutcomeError",
     "SubmissionRejectedError",
+    "TransferAborted",
     "TransferError",
     "TransientError",
 ]
@@ -81,6 +82,18 @@ class StaleOutcomeError(ConflictError):
 
 class TransferError(TransientError):
     """A transfer did not complete or did not verify; nothing partial was left in place."""
+
+
+class TransferAborted(BaseException):
+    """The engine is stopping (SIGTERM/SIGINT): a transfer was cut off, nothing was sent after.
+
+    Deliberately NOT an :class:`MqiError` (nor an ``Exception``), like
+    ``asyncio.CancelledError``: no step may count an abort as a failure of the case
+    (requeue it, back it off, fail it). It unwinds through the step (leases end,
+    partial copies are removed or left to the far side's own cleanup) to the transfer
+    pool, which leaves the case exactly as a crash at that point would; the next start
+    recovers it (``recover_submitting``, or the retrieval starts again).
+    """
 
 
 class RemoteCommandError(PermanentError):

@@ -1,10 +1,10 @@
-"""Operator operations on cases: each change is one trigger applied in one transaction.
+"""Operator operations on cases: a cancel, and reading a case's job log.
 
-The tables decide what each does from the case's state (:mod:`.statemachine.tables`):
-a cancel ends a waiting or retrieving case at once (``cancel``) and only flags one whose
-job may run (``request_cancel``: the engine kills it and frees the GPU on evidence);
-``retry`` starts a new attempt with its counters reset. Nothing here branches on a state:
-the store fires the first trigger the machine allows, in one transaction.
+The tables decide what a cancel does from the case's state (:mod:`.statemachine.tables`):
+it ends a waiting or retrieving case at once (``cancel``) and only flags one whose job
+may run (``request_cancel``: the engine kills it and frees the GPU on evidence). Nothing
+here branches on a state: the store fires the first trigger the machine allows, in one
+transaction. (A retry lives in :mod:`.engine.retry_retrieval`: it may ask the host.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .persistence import CaseRecord, Store
 from .remote.job_log import LogChunk, read_job_log
 from .statemachine import CaseTrigger, Evidence, EvidenceKind
 
-__all__ = ["cancel_case", "fail_at_intake", "read_case_log", "retry_case"]
+__all__ = ["cancel_case", "read_case_log"]
 
 
 def cancel_case(store: Store, case_id: int, now: datetime) -> CaseRecord:
@@ -40,41 +40,6 @@ def cancel_case(store: Store, case_id: int, now: datetime) -> CaseRecord:
     )
     assert case is not None
     return case
-
-
-def retry_case(store: Store, case_id: int, now: datetime) -> CaseRecord:
-    """Give a ``failed`` or ``cancelled`` case another attempt (attempt + 1).
-
-    Raises:
-        InvalidTransitionError: the case is not failed or cancelled.
-    """
-    case, _ = store.apply(
-        case_id,
-        CaseTrigger.RETRY,
-        None,
-        None,
-        evidence=Evidence(EvidenceKind.OPERATOR, None, now, detail=CaseTrigger.RETRY),
-        now=now,
-        detail="retried by operator",
-    )
-    assert case is not None
-    return case
-
-
-def fail_at_intake(store: Store, case_id: int, problem: str, now: datetime) -> CaseRecord:
-    """Record a just-registered case that cannot run (empty or unreadable) as ``failed``."""
-    failed, _ = store.apply(
-        case_id,
-        CaseTrigger.FAIL,
-        None,
-        None,
-        evidence=Evidence(EvidenceKind.INTAKE, None, now, detail=problem),
-        now=now,
-        detail=problem,
-        failure_reason=problem,
-    )
-    assert failed is not None
-    return failed
 
 
 def read_case_log(

@@ -18,19 +18,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import registration
 from .config import Config, load_config
 from .dblock import engine_lock, sqlite_file
 from .engine import Reconciler, TickReport
 from .engine.build import build_engine_parts
-from .engine.retrieve_step import upload_exclusions
+from .engine.leftovers import clean_at_start
+from .engine.retry_retrieval import retry_case
 from .engine.runtime import HostRuntime, TransferProgress, utcnow
-from .errors import CaseContentError, ConfigError
-from .intake.scan import case_problem
+from .engine.transfers import TransferPool, merge_report
+from .errors import (
+    ConfigError,
+)
+from .intake.tracker import Seen
 from .notify import HookDispatcher
-from .operations import cancel_case, fail_at_intake, read_case_log, retry_case
+from .operations import cancel_case, read_case_log
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .persistence.host_health import HostHealthRecord, read_host_health
 from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk
+from .run_loop import run_loop
 from .statemachine import CaseState, GpuState
 from .zombie_release import release_zombie
 
@@ -40,11 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["Communicator"]
 
 log = logging.getLogger("mqi_communicator.service")
-
-#: After a tick that changed something, tick again this soon (follow-up work waits).
-_BUSY_INTERVAL_S = 0.5
-#: An external stop event is checked at least this often while waiting.
-_STOP_SLICE_S = 0.5
 
 
 class Communicator:
@@ -96,6 +97,14 @@ class Communicator:
             )
             self.store = parts.store
             self.hosts = parts.hosts
+            limits = config.engine.transfers
+            #: Uploads+submits and downloads beside the tick (``engine.transfers``).
+            self.transfers = TransferPool(
+                limits.max_parallel,
+                limits.max_per_host,
+                on_done=lambda: self._wake.set(),
+                clock=clock,
+            )
             self.reconciler = Reconciler(
                 parts.store,
                 parts.hosts,
@@ -105,6 +114,7 @@ class Communicator:
                 clock=clock,
                 backoff=parts.backoff,
                 progress=progress,
+                transfers=self.transfers,
             )
         except BaseException:
             if self._owns_store:
@@ -115,6 +125,7 @@ class Communicator:
         self._stop = threading.Event()
         # SQLite: one engine per file; PostgreSQL: a shared lock that `db downgrade` waits out.
         self._lock = engine_lock(config.database_url)
+        self._started = False
         self.intake: Intake | None = None
         if watch:
             from .intake.watcher import Intake  # watchdog: only an engine watches
@@ -122,7 +133,7 @@ class Communicator:
             self.intake = Intake(
                 config.watch_dir,
                 register=self.register,
-                is_known=lambda p: self.store.find_case(str(p)) is not None,
+                is_known=self._intake_seen,
                 quiescence_s=config.intake.quiescence_s,
                 ready_marker=config.intake.ready_marker,
                 scan_interval_s=config.intake.scan_interval_s,
@@ -137,13 +148,27 @@ class Communicator:
     # -- the engine --------------------------------------------------------------------
 
     def tick(self) -> TickReport:
-        """One pass: register settled intake folders, then one reconcile tick.
+        """One pass: register settled intake folders, one reconcile tick, its transfers.
+
+        The transfers the tick starts run in the pool as under :meth:`run_forever`, and
+        this call waits for them to end, so one call is one whole step (``run --once``).
 
         Raises:
             EngineLockedError: another engine runs on this SQLite database.
         """
+        self.transfers.resume()
+        report = self._tick()
+        self.transfers.wait_idle()
+        for part in self.transfers.take_reports():
+            merge_report(report, part)
+        return report
+
+    def _tick(self) -> TickReport:
         if self._lock is not None:
             self._lock.acquire()
+        if not self._started:  # our crash leftovers, once we are the engine (leftovers.py)
+            self._started = True
+            clean_at_start(self.config, exclusive=self._lock is not None, now=time.time())
         if self.intake is not None:
             self.intake.start()
             self.intake.poll()
@@ -157,8 +182,10 @@ class Communicator:
         """Tick until ``stop`` is set (or :meth:`request_stop` is called).
 
         Between ticks it waits up to ``engine.poll_interval_s`` (less after a busy tick),
-        and wakes at once when intake registers a case. A tick that raises is logged and
-        the loop goes on (``on_tick`` then gets None). Stopping happens between ticks only.
+        and wakes at once when intake registers a case or a transfer ends. A tick that
+        raises is logged and the loop goes on (``on_tick`` then gets None). Transfers run
+        beside the ticks (``engine.transfers``); a stop aborts them at once and returns
+        within a few seconds (:mod:`~mqi_communicator.run_loop`).
 
         Raises:
             EngineLockedError: another engine runs on this SQLite database.
@@ -174,80 +201,51 @@ class Communicator:
         hooks = HookDispatcher(self.store, self.config.hooks, clock=self._clock)
         hooks.start()
         try:
-            self._loop(stopped, on_tick)
+            run_loop(
+                tick=self._tick,
+                stopped=stopped,
+                wake=self._wake,
+                intake=self.intake,
+                poll_interval_s=self.config.engine.poll_interval_s,
+                transfers=self.transfers,
+                on_tick=on_tick,
+            )
         finally:
             hooks.stop()
 
-    def _loop(
-        self,
-        stopped: Callable[[], bool],
-        on_tick: Callable[[TickReport | None], None] | None,
-    ) -> None:
-        while not stopped():
-            report: TickReport | None
-            try:
-                report = self.tick()
-            except Exception:
-                # The service must outlive a bad tick (database hiccup, a bug in one step):
-                # log it in full and try again after the normal interval.
-                log.exception("tick failed; trying again in %.1f s", self._poll_interval)
-                report = None
-            if on_tick is not None:
-                on_tick(report)
-            busy = report is not None and report.busy
-            self._wait(min(self._poll_interval, _BUSY_INTERVAL_S) if busy else None, stopped)
-
     def request_stop(self) -> None:
-        """Ask :meth:`run_forever` to return after the current tick (signal-handler safe)."""
+        """Ask :meth:`run_forever` to stop (signal-handler safe); transfers are aborted."""
         self._stop.set()
         self._wake.set()
 
-    @property
-    def _poll_interval(self) -> float:
-        return self.config.engine.poll_interval_s
-
-    def _wait(self, seconds: float | None, stopped: Callable[[], bool]) -> None:
-        """Sleep until the next tick is due, registering intake folders as they settle."""
-        deadline = time.monotonic() + (self._poll_interval if seconds is None else seconds)
-        while not stopped():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            timeout = min(remaining, _STOP_SLICE_S)
-            if self.intake is not None:
-                timeout = min(timeout, self.intake.next_check_in())
-            self._wake.wait(max(timeout, 0.01))
-            self._wake.clear()
-            if self.intake is not None and not stopped() and self.intake.poll():
-                return  # a new case: tick now, do not wait for the interval
-
     # -- cases -------------------------------------------------------------------------
 
-    def register(self, path: str | Path) -> CaseRecord:
-        """Register a case folder (idempotent: a known path returns its case unchanged).
+    def _intake_seen(self, folder: Path) -> Seen:
+        return registration.intake_seen(self.store, folder, self._clock())
 
-        An empty or unreadable folder is registered and at once recorded as ``failed``
-        with the reason, so it is never silently skipped.
+    def register(self, path: str | Path) -> CaseRecord:
+        """Register a case folder; idempotent (see :func:`.registration.register_folder`).
+
+        A path whose latest case is live, or ended with the same content, returns that
+        case; a folder dropped again after its case ended becomes a new case. An empty
+        or unreadable folder is registered and at once recorded as ``failed``.
 
         Raises:
             CaseContentError: ``path`` is not a directory.
         """
-        folder = Path(path).absolute()
-        existing = self.store.find_case(str(folder))
-        if existing is not None:
-            return existing
-        if not folder.is_dir():
-            raise CaseContentError(f"{folder}: not a directory; a case is a folder")
-        problem = case_problem(folder, upload_exclusions(self.config.engine.results_subdir))
-        now = self._clock()
-        case, created = self.store.register_case(str(folder), now)
-        if created and problem is not None:
-            log.warning("case %s (%s) cannot run: %s", case.id, folder, problem)
-            case = fail_at_intake(self.store, case.id, problem, now)
-        elif created:
-            log.info("case %s registered: %s", case.id, folder)
+        case = registration.register_folder(
+            self.store,
+            Path(path),
+            self._clock,
+            results_subdir=self.config.engine.results_subdir,
+            notices=self.intake.refusals if self.intake is not None else None,
+        )
         self._wake.set()
         return case
+
+    def intake_notices(self) -> list[str]:
+        """Lines about refused intake entries not shown yet (each once; for ``run``)."""
+        return self.intake.refusals.drain() if self.intake is not None else []
 
     def cases(self, statuses: Iterable[CaseState] | None = None) -> list[CaseRecord]:
         """Every case (or those in ``statuses``), in id order."""
@@ -306,12 +304,20 @@ class Communicator:
         return case
 
     def retry(self, case_id: int) -> CaseRecord:
-        """Give a ``failed`` or ``cancelled`` case another attempt (attempt + 1).
+        """Give a ``failed`` or ``cancelled`` case another try.
+
+        A case that failed in retrieval whose results are still on its host is
+        downloaded again (``retrieving``, same attempt, no new job); any other runs
+        again (``submitted``, attempt + 1). The audit row's detail says which
+        (:mod:`mqi_communicator.engine.retry_retrieval`).
 
         Raises:
-            InvalidTransitionError: the case is not failed or cancelled.
+            InvalidTransitionError: the case is not failed or cancelled, or its folder
+                was dropped again since (a newer case holds that content: retry it).
         """
-        case = retry_case(self.store, case_id, self._clock())
+        registration.refuse_superseded(self.store, case_id)
+        subdir = self.config.engine.results_subdir
+        case = retry_case(self.store, self.hosts, subdir, case_id, self._clock())
         self._wake.set()
         return case
 
@@ -376,7 +382,8 @@ class Communicator:
     # -- lifecycle ---------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop intake, release the engine lock, close transports and the store."""
+        """Stop intake and transfers, release the lock, close transports and the store."""
+        self.transfers.stop()
         if self.intake is not None:
             self.intake.stop()
         if self._lock is not None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh Debian/Ubuntu machine, then runs
-# ruff, mypy --strict and pytest. The tests themselves start the loopback sshd,
+# ruff, mypy --strict, import-linter and pytest. The tests themselves start the loopback sshd,
 # the loopback Slurm, the Pueue stand-in and headless Chromium (the web console's
 # browser tests; screenshots under $MQI_ARTIFACTS if set); PostgreSQL is expected
 # at 127.0.0.1:5432 (database `test`), as MQI_TEST_POSTGRES_URL may override.
@@ -43,6 +43,8 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy --strict"; mypy
+# The layers drawn in the README ("How it works"), contracts in pyproject.toml.
+echo "== import-linter"; lint-imports
 # Two workers: most tests wait on real processes (sshd, Slurm, jobs), so two run in the
 # time of one on the 2-CPU machines this targets; MQI_TEST_WORKERS=0 runs them in-process.
 echo "== pytest"; exec pytest -n "${MQI_TEST_WORKERS:-2}" "$@"

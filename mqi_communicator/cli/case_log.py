@@ -12,7 +12,7 @@ import click
 from ..remote.job_log import LogChunk
 from ..service import Communicator
 from ..statemachine import TERMINAL_CASE_STATES
-from .common import config_option, open_communicator
+from .common import config_option, interval_option, open_communicator
 
 __all__ = ["case_log"]
 
@@ -58,13 +58,7 @@ def _follow(comm: Communicator, case_id: int, offset: int, interval: float) -> N
     show_default=True,
     help="How many of the last lines to print first.",
 )
-@click.option(
-    "--interval",
-    type=click.FloatRange(0.1, 60),
-    default=1.0,
-    show_default=True,
-    help="With --follow: seconds between reads.",
-)
+@interval_option(minimum=0.1, default=1.0, help="With --follow: seconds between reads.")
 @config_option
 def case_log(
     case_id: int, follow: bool, lines: int, interval: float, config_path: Path | None

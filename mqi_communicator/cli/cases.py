@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
+from ..display import evidence_text, fmt_time
 from ..persistence import CaseRecord, TransitionRecord
 from ..statemachine import TERMINAL_CASE_STATES, CaseState
 from ..textsafe import printable
 from .common import config_option, open_communicator
-from .output import echo_json, fmt_time, render_table
+from .output import echo_json, render_table
 
-__all__ = ["cases", "evidence_text", "history_table"]
+__all__ = ["cases", "history_table"]
 
 _STATES = [s.value for s in CaseState]
 
@@ -64,21 +65,6 @@ def list_cases(states: tuple[str, ...], as_json: bool, config_path: Path | None)
     click.echo(render_table(headers, _case_rows(records)))
 
 
-def evidence_text(t: TransitionRecord) -> str:
-    """The evidence of one audit row in one short phrase ("" if none)."""
-    ev = t.evidence
-    if ev is None:
-        return ""
-    parts = [ev.kind.value]
-    if ev.label:
-        parts.append(f"label={ev.label}")
-    if ev.job_id:
-        parts.append(f"job={ev.job_id}")
-    if ev.detail:
-        parts.append(ev.detail)
-    return " ".join(parts)
-
-
 def history_table(rows: Sequence[TransitionRecord]) -> str:
     """The audit rows as a table: time, entity, move, trigger, evidence, detail."""
     table = [
@@ -120,6 +106,9 @@ def show_case(case_id: int, as_json: bool, config_path: Path | None) -> None:
         ("job id", case.job_id),
         ("remote dir", case.remote_dir),
         ("failure reason", case.failure_reason),
+        ("next attempt (UTC)", fmt_time(case.next_attempt_at) if case.next_attempt_at else None),
+        ("local failures", case.local_failures),
+        ("last error", case.last_error),
         ("cancel requested", "yes" if case.cancel_requested else "no"),
         ("created (UTC)", fmt_time(case.created_at)),
         ("started (UTC)", fmt_time(case.started_at)),
@@ -140,9 +129,14 @@ def retry_case(case_id: int, config_path: Path | None) -> None:
     """Send a failed or cancelled case back to ``submitted`` for a new attempt."""
     with open_communicator(config_path) as comm:
         case = comm.retry(case_id)
+        moves = comm.history(case_id=case_id, limit=1)
     click.echo(
         f"case {case.id} ({printable(case.name)}): {case.status.value}, attempt {case.attempt}"
     )
+    # Download again or run again: the retry's audit detail says which, and why.
+    how = moves[-1].detail.partition(": ")[2] if moves else ""
+    if how:
+        click.echo(f"  {printable(how)}")
 
 
 @cases.command("cancel")

@@ -1,4 +1,4 @@
-"""What the CLI commands share: the ``--config`` option and opening a communicator."""
+"""What the CLI commands share: ``--config``, ``--interval`` and opening a communicator."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ from .output import EXIT_USAGE, cli_errors, fail
 if TYPE_CHECKING:
     from ..service import Communicator
 
-__all__ = ["DEFAULT_CONFIG", "config_option", "open_communicator", "resolve_config"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "config_option",
+    "interval_option",
+    "open_communicator",
+    "resolve_config",
+]
 
 #: Looked up in the current directory when neither ``--config`` nor MQI_CONFIG is given.
 DEFAULT_CONFIG = "mqi-communicator.yaml"
@@ -32,6 +38,20 @@ def config_option(fn: F) -> F:
         default=None,
         help=f"Config file. Default: $MQI_CONFIG, else ./{DEFAULT_CONFIG}.",
     )(fn)
+
+
+def interval_option(*, minimum: float, default: float, help: str) -> Callable[[F], F]:
+    """Add ``--interval SECONDS`` for a command that polls (``top``, ``cases log -f``).
+
+    At most a minute: a slower refresh would look like a hung command.
+    """
+    return click.option(
+        "--interval",
+        type=click.FloatRange(minimum, 60),
+        default=default,
+        show_default=True,
+        help=help,
+    )
 
 
 def resolve_config(config_path: Path | None) -> Path:

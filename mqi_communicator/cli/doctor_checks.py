@@ -154,8 +154,8 @@ def check_database(url: str) -> CheckResult:
     A SQLite file that does not exist yet is not opened (that would create an empty
     file, which ``run`` would then refuse); ``run`` creates it at the schema head.
     """
-    from ..dblock import sqlite_file
     from ..persistence import Store
+    from ..persistence.engine_setup import sqlite_file
 
     db = sqlite_file(url)
     if db is not None and not db.exists():
@@ -174,10 +174,10 @@ def legacy_config_problems(cfg: Config) -> list[str] | None:
 
     Opens only an existing database at the schema head; never creates one.
     """
-    from ..dblock import sqlite_file
     from ..engine.build import build_gpus
     from ..engine.legacy_jobs import legacy_problems
     from ..persistence import Store
+    from ..persistence.engine_setup import sqlite_file
 
     db = sqlite_file(cfg.database_url)
     if db is not None and not db.exists():

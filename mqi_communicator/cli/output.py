@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 import click
 from sqlalchemy.exc import DatabaseError, OperationalError
 
+from ..display import fmt_time
 from ..errors import ConfigError, LegacyAdoptionError, MqiError, SchemaMismatchError
 from ..persistence.engine_setup import ERROR_DATABASE_ATTR
 from ..textsafe import printable
@@ -38,7 +39,6 @@ __all__ = [
     "echo_json",
     "exit_code_for",
     "fail",
-    "fmt_time",
     "render_table",
     "to_jsonable",
 ]
@@ -80,13 +80,6 @@ def echo_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout (no raw control character in it)."""
     text = json.dumps(to_jsonable(value), indent=2, ensure_ascii=False)
     click.echo(_JSON_UNSAFE.sub(_json_escape, text))
-
-
-def fmt_time(value: datetime | None) -> str:
-    """A short human time (UTC as stored, to the second); ``-`` for None."""
-    if value is None:
-        return "-"
-    return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _cell(value: Any) -> str:

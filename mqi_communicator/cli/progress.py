@@ -153,6 +153,8 @@ class ProgressPrinter:
             if self._on_move is not None:
                 self._on_move(t)
         self._hwm = max([self._hwm, *rows])
+        for line in comm.intake_notices():
+            self._line(line)
         self._versions = {cid: c.version for cid, c in live.items()}
         self._gpu_versions = {g.name: g.version for g in gpus}
         self._show_health(comm)

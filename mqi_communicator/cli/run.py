@@ -27,7 +27,7 @@ __all__ = ["run", "stop_on_signals"]
 def stop_on_signals(
     stop: threading.Event, printer: ProgressPrinter | None = None
 ) -> Iterator[None]:
-    """While active, SIGTERM and SIGINT set ``stop`` (the engine stops between steps).
+    """While active, SIGTERM and SIGINT set ``stop`` (the engine aborts transfers and stops).
 
     A second signal while stopping is honoured at once with the default handler.
     Only the main thread may install handlers; elsewhere this does nothing.
@@ -75,7 +75,9 @@ def _refuse_missing_folders(config: Config) -> None:
 def run(once: bool, quiet: bool, config_path: Path | None) -> None:
     """Run the communicator: watch the folder, run cases, bring results home.
 
-    Stops cleanly on SIGTERM or Ctrl-C, between steps. Logs go to the rotating
+    Stops on SIGTERM or Ctrl-C within 5 s: transfers in flight are aborted and
+    nothing is submitted after the signal; the next start recovers those cases.
+    With --once, waits for the transfers the tick started. Logs go to the rotating
     file named by log.file in the config (in log.timezone). On SQLite only one
     engine may run per database; a second one is refused. A missing watch_dir or
     results_dir is refused (exit 2), never created.

@@ -9,14 +9,16 @@ from typing import Any
 import click
 
 from ..console.snapshot import describe_health
-from ..persistence import GpuRecord
+from ..persistence import CaseRecord, GpuRecord
+from ..persistence.case_faults import held_back_cases
 from ..persistence.host_health import HostHealthRecord
 from ..service import Communicator
 from ..statemachine import GpuState
+from ..textsafe import printable
 from .common import config_option, open_communicator
 from .output import echo_json, render_table
 
-__all__ = ["host_table", "status", "summarize"]
+__all__ = ["held_back_table", "host_table", "status", "summarize"]
 
 
 def summarize(comm: Communicator) -> dict[str, Any]:
@@ -28,12 +30,32 @@ def summarize(comm: Communicator) -> dict[str, Any]:
     summary = comm.summary()
     gpus = comm.gpus()
     health = comm.host_health()
+    with comm.store.reading() as s:
+        held = held_back_cases(s, datetime.now(UTC))
     return {
         "cases": summary["cases"],
         "gpus": summary["gpus"],
         "hosts": {h: health.get(h) for h in comm.config.hosts},
         "zombies": [g for g in gpus if g.status is GpuState.ZOMBIE],
+        "held_back": held,
     }
+
+
+def held_back_table(held: list[CaseRecord]) -> str:
+    """Live cases that back off or keep failing: why, how often, and when next."""
+    rows = [
+        [
+            c.id,
+            printable(c.name),
+            c.status,
+            c.local_failures or c.transient_failures or c.storage_waits,
+            c.next_attempt_at,
+            " ".join(c.last_error.split()) if c.last_error else None,
+        ]
+        for c in held
+    ]
+    headers = ["CASE", "NAME", "STATE", "FAILURES", "NEXT ATTEMPT (UTC)", "LAST ERROR"]
+    return render_table(headers, rows)
 
 
 def host_table(hosts: dict[str, HostHealthRecord | None]) -> str:
@@ -77,6 +99,11 @@ def status(as_json: bool, config_path: Path | None) -> None:
     click.echo(render_table(["GPU STATE", "COUNT"], list(summary["gpus"].items())))
     click.echo("")
     click.echo(host_table(summary["hosts"]))
+    held: list[CaseRecord] = summary["held_back"]
+    if held:
+        click.echo("")
+        click.echo(f"cases held back ({len(held)}): backing off after an error, or waiting")
+        click.echo(held_back_table(held))
     zombies: list[GpuRecord] = summary["zombies"]
     click.echo("")
     if not zombies:

@@ -17,9 +17,10 @@ import click
 
 from ..config import load_config
 from ..console.snapshot import Snapshot, fmt_elapsed, take_snapshot
+from ..display import fmt_time
 from ..persistence import Store
-from .common import config_option, resolve_config
-from .output import cli_errors, fmt_time, render_table
+from .common import config_option, interval_option, resolve_config
+from .output import cli_errors, render_table
 
 __all__ = ["plain_snapshot", "top"]
 
@@ -119,13 +120,7 @@ def _live(store: Store, hosts: list[str], interval: float, limit: int, source: s
 @click.option(
     "--once", is_flag=True, help="Print one plain snapshot and exit (default when piped)."
 )
-@click.option(
-    "--interval",
-    type=click.FloatRange(0.2, 60),
-    default=1.5,
-    show_default=True,
-    help="Seconds between refreshes.",
-)
+@interval_option(minimum=0.2, default=1.5, help="Seconds between refreshes.")
 @click.option(
     "--limit",
     type=click.IntRange(1, 10_000),

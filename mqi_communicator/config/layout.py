@@ -22,13 +22,35 @@ resolved, and case-insensitively where the platform is (``os.path.normcase``: Wi
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .model import Config
+from .hosts import GpuConfig, HostConfig
+from .log import LogConfig
 
-__all__ = ["is_within", "layout_errors", "layout_warnings", "missing_folders"]
+__all__ = ["Layout", "is_within", "layout_errors", "layout_warnings", "missing_folders"]
+
+
+class Layout(Protocol):
+    """What these checks read of a :class:`~.model.Config`.
+
+    A protocol, not the model itself: ``Config`` runs :func:`layout_errors` while it
+    validates, so naming it here would make the two modules import each other.
+    """
+
+    @property
+    def watch_dir(self) -> Path: ...
+    @property
+    def results_dir(self) -> Path: ...
+    @property
+    def database_url(self) -> str: ...
+    @property
+    def hosts(self) -> Mapping[str, HostConfig]: ...
+    @property
+    def gpus(self) -> Sequence[GpuConfig]: ...
+    @property
+    def log(self) -> LogConfig: ...
 
 
 def _parts(path: Path) -> tuple[str, ...]:
@@ -43,7 +65,7 @@ def is_within(inner: Path, outer: Path) -> bool:
 
 def _sqlite_file(database_url: str) -> Path | None:
     # Imported here: the config must load without SQLAlchemy's weight until it is used.
-    from ..dblock import sqlite_file
+    from ..persistence.engine_setup import sqlite_file
 
     return sqlite_file(database_url)
 
@@ -52,7 +74,7 @@ def _devices(spec: str) -> set[str]:
     return {d.strip() for d in spec.split(",") if d.strip()}
 
 
-def layout_errors(cfg: Config) -> list[tuple[str, str]]:
+def layout_errors(cfg: Layout) -> list[tuple[str, str]]:
     """``(key path, what is wrong)`` for every dangerous overlap in ``cfg``."""
     out: list[tuple[str, str]] = []
     if is_within(cfg.results_dir, cfg.watch_dir):
@@ -92,7 +114,7 @@ def layout_errors(cfg: Config) -> list[tuple[str, str]]:
     return out
 
 
-def missing_folders(cfg: Config) -> list[tuple[str, Path]]:
+def missing_folders(cfg: Layout) -> list[tuple[str, Path]]:
     """``(key, folder)`` for ``watch_dir`` and ``results_dir`` when they do not exist."""
     return [
         (key, path)
@@ -101,7 +123,7 @@ def missing_folders(cfg: Config) -> list[tuple[str, Path]]:
     ]
 
 
-def layout_warnings(cfg: Config) -> list[str]:
+def layout_warnings(cfg: Layout) -> list[str]:
     """Things worth knowing that do not stop the communicator: missing folders, idle hosts."""
     out = [
         f"{key}: {path} does not exist; create it before `run` (run refuses a missing "

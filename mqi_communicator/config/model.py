@@ -1,48 +1,27 @@
-"""The configuration as pydantic models: one YAML file, every key checked.
+"""The whole configuration (:class:`Config`): one YAML file, every key checked.
 
-Every model forbids unknown keys, so a misspelt key is an error rather than a silently
-ignored default. Relative paths are resolved against the directory of the config file
-(passed as validation context ``base_dir``), or the current directory for objects
-built in code.
+Each section is a model in the module named after it (``intake``, ``engine``, ``log``,
+``web``, ``hosts``, ``hooks``); what needs two sections at once (a GPU's keys against
+its host's scheduler, the takeover grace, the folder layout) is checked here.
 """
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from pathlib import Path
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PositiveFloat,
-    PositiveInt,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from .engine import EngineConfig
+from .hooks import HooksConfig
+from .hosts import GpuConfig, HostConfig
+from .intake import IntakeConfig
 from .layout import layout_errors
+from .log import LogConfig
+from .validation import _base_dir, _fail, _resolve, _Strict
 from .web import WebConfig
 
-__all__ = [
-    "DEFAULT_COMMAND",
-    "DEFAULT_DB_NAME",
-    "BackoffConfig",
-    "Config",
-    "EngineConfig",
-    "GpuConfig",
-    "HookEvent",
-    "HookTargetConfig",
-    "HooksConfig",
-    "HostConfig",
-    "IntakeConfig",
-    "LogConfig",
-    "SchedulerConfig",
-    "check_results_subdir",
-]
+__all__ = ["DEFAULT_COMMAND", "DEFAULT_DB_NAME", "Config"]
 
 #: The MOQUI steps, run inside the uploaded case directory by the job wrapper. The
 #: host's ``env`` must define ``MOQUI_INTERPRETER`` (turns the case's DICOM/log files
@@ -57,286 +36,6 @@ DEFAULT_COMMAND: tuple[str, ...] = (
 
 #: The SQLite file created next to the config file when ``database_url`` is not given.
 DEFAULT_DB_NAME = "mqi-communicator.db"
-
-
-def _base_dir(info: ValidationInfo) -> Path:
-    ctx = info.context if isinstance(info.context, dict) else {}
-    base = ctx.get("base_dir")
-    return Path(base) if base is not None else Path.cwd()
-
-
-def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
-    if value is None:
-        return None
-    value = value.expanduser()
-    return value if value.is_absolute() else (_base_dir(info) / value).resolve()
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class IntakeConfig(_Strict):
-    """How directories in the watch folder become cases."""
-
-    #: A directory is a case once nothing under it changed for this long.
-    quiescence_s: float = Field(default=5.0, ge=0)
-    #: When set, a directory is a case once this file exists in it (quiescence ignored).
-    ready_marker: str | None = None
-    #: Full rescans of the watch folder, in case the file-system watcher missed events.
-    scan_interval_s: PositiveFloat = 30.0
-
-    @field_validator("ready_marker")
-    @classmethod
-    def _plain_name(cls, value: str | None) -> str | None:
-        if value is not None and (not value or "/" in value or "\\" in value):
-            raise ValueError("expected a plain file name (no directories)")
-        return value
-
-
-class BackoffConfig(_Strict):
-    """Per-host exponential backoff: ``base_s * factor**(n-1)``, capped at ``cap_s``."""
-
-    base_s: PositiveFloat = 5.0
-    factor: float = Field(default=2.0, ge=1.0)
-    cap_s: PositiveFloat = 600.0
-
-
-class EngineConfig(_Strict):
-    """Timeouts, intervals and the retry policy of the reconciler."""
-
-    poll_interval_s: PositiveFloat = 10.0
-    #: Measured from the job's start; the job is killed after this long.
-    job_timeout_s: PositiveFloat = 21600.0
-    #: A kill not confirmed by a poll within this window puts the GPU in ``zombie``.
-    kill_confirm_s: PositiveFloat = 120.0
-    max_attempts: PositiveInt = 3
-    max_retrieve_failures: PositiveInt = 5
-    #: The folder inside the remote case directory that the job writes its results into;
-    #: only it is downloaded. The case's own folder of that name (any letter case) is
-    #: never uploaded, so everything in it was written by the job (README, "How it works").
-    results_subdir: str = "output"
-    label_prefix: str = Field(default="mqic", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    transfer_timeout_s: PositiveFloat = 3600.0
-    #: With several engines (PostgreSQL): a case's lease that is not renewed for this
-    #: long (by the database's clock) has expired, and another engine may take the case
-    #: over. The working engine renews it every ``lease_ttl_s / 3``.
-    lease_ttl_s: float = Field(default=60.0, ge=2.0)
-    #: With several engines: how long a ``submitting`` case that holds NO lease (rows
-    #: from before leases) must stay unchanged before another engine recovers it. It
-    #: must cover a whole start step, so at least ``transfer_timeout_s`` plus the
-    #: longest ``hosts.*.scheduler.timeout_s``; omitted, it is exactly that
-    #: (:attr:`Config.takeover_grace_s`).
-    submit_grace_s: PositiveFloat | None = None
-    backoff: BackoffConfig = BackoffConfig()
-
-    @field_validator("results_subdir")
-    @classmethod
-    def _results_subdir(cls, value: str) -> str:
-        return check_results_subdir(value)
-
-
-def check_results_subdir(value: str) -> str:
-    """``value`` as a results folder: a relative POSIX path inside the case directory.
-
-    Trailing slashes are dropped. The whole case directory (``""``, ``"."``) is refused:
-    it holds the uploaded files, which must never count as results of the run.
-
-    Raises:
-        ValueError: saying what is wrong and what is expected.
-    """
-    norm = value.rstrip("/")
-    if norm in ("", "."):
-        raise ValueError(
-            "the whole case directory cannot be the results: the uploaded files would "
-            "count as results of the run; name the folder the job writes, e.g. 'output'"
-        )
-    parts = norm.split("/")
-    if (
-        norm.startswith("/")
-        or any(ch in norm for ch in "\\\0\n\r")
-        or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise ValueError(
-            f"expected a relative path of plain names inside the case directory "
-            f"(e.g. 'output'), got {value!r}"
-        )
-    if parts[0].casefold() == ".mqi":
-        raise ValueError(f"{value!r} is the communicator's marker folder, not a results folder")
-    return norm
-
-
-class LogConfig(_Strict):
-    """The rotating log file and the time zone its timestamps are written in."""
-
-    file: Path | None = None
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    #: An IANA zone name, e.g. ``Asia/Seoul`` (the original site logs in KST).
-    timezone: str = "UTC"
-    max_bytes: PositiveInt = 10_000_000
-    backups: int = Field(default=5, ge=0)
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
-
-    @field_validator("file")
-    @classmethod
-    def _resolve_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(value, info)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as err:
-            raise ValueError(
-                f"expected an IANA time zone such as 'Asia/Seoul', got {value!r}"
-            ) from err
-        return value
-
-
-class SchedulerConfig(_Strict):
-    """Which scheduler runs jobs on a host, and its options."""
-
-    kind: Literal["local", "pueue", "slurm"]
-    #: argv prefix that reaches ``pueue`` on the host (e.g. ``["pueue", "-c", "cfg.yml"]``).
-    pueue_command: list[str] = Field(default_factory=lambda: ["pueue"], min_length=1)
-    #: Slurm: default partition and GRES when a GPU names none.
-    partition: str | None = None
-    gres: str | None = None
-    extra_sbatch_args: list[str] = Field(default_factory=list)
-    #: Seconds allowed for each scheduler command on the host.
-    timeout_s: PositiveFloat = 60.0
-    #: Local scheduler: seconds between SIGTERM and SIGKILL when killing.
-    kill_grace_s: float = Field(default=10.0, ge=0)
-
-
-class HostConfig(_Strict):
-    """How to reach one host, its scheduler and its remote base directory."""
-
-    transport: Literal["local", "ssh"] = "local"
-    hostname: str | None = None
-    port: int = Field(default=22, ge=1, le=65535)
-    user: str | None = None
-    key_file: Path | None = None
-    known_hosts: Path | None = None
-    accept_new_host_key: bool = False
-    connect_timeout_s: PositiveFloat = 10.0
-    #: Environment variables set for every command run on the host (and so the jobs).
-    env: dict[str, str] = Field(default_factory=dict)
-    scheduler: SchedulerConfig
-    #: Case directories are uploaded to ``<remote_base>/mqic_case_<id>_a<attempt>``.
-    remote_base: str
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env_text(cls, value: object) -> object:
-        if isinstance(value, dict):
-            return {k: _number_text(v) for k, v in value.items()}
-        return value
-
-    @field_validator("key_file", "known_hosts")
-    @classmethod
-    def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(value, info)
-
-    @field_validator("remote_base")
-    @classmethod
-    def _remote_base(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("transport", "local") == "ssh":
-            if not PurePosixPath(value).is_absolute():
-                raise ValueError(f"expected an absolute POSIX path, got {value!r}")
-            return value
-        # Local transport: a relative base is relative to the config file.
-        local = Path(value).expanduser()
-        return (
-            local.as_posix()
-            if local.is_absolute()
-            else (_base_dir(info) / local).resolve().as_posix()
-        )
-
-    @model_validator(mode="after")
-    def _check(self) -> HostConfig:
-        if self.transport == "ssh" and not self.hostname:
-            _fail("hostname", "required when transport is 'ssh'")
-        return self
-
-
-#: The event kinds a hook may subscribe to (``persistence.outbox.EventKind``; a test
-#: keeps the two equal). Host events are accepted but not emitted yet: the engine keeps
-#: host health in memory only.
-HookEvent = Literal[
-    "case_failed", "case_completed", "gpu_zombie", "gpu_recovered", "host_down", "host_up"
-]
-
-
-class HookTargetConfig(_Strict):
-    """One notification target: a command (JSON on stdin) or an HTTP webhook (POST JSON)."""
-
-    #: argv of a local command; the event document arrives on its stdin.
-    command: list[str] | None = Field(default=None, min_length=1)
-    #: An http(s) URL that receives the document as ``POST application/json``.
-    url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
-    #: Extra HTTP headers (e.g. ``Authorization``); never logged.
-    headers: dict[str, str] = Field(default_factory=dict)
-    #: A call that takes longer is killed and counts as failed.
-    timeout_s: PositiveFloat = 10.0
-    #: The events it receives (default: every kind).
-    events: list[HookEvent] | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> HookTargetConfig:
-        if (self.command is None) == (self.url is None):
-            _fail("command/url", "expected exactly one of 'command' or 'url'")
-        if self.headers and self.url is None:
-            _fail("headers", "only used with 'url'")
-        return self
-
-
-class HooksConfig(_Strict):
-    """Notifications: targets and the delivery policy of the outbox."""
-
-    targets: dict[str, HookTargetConfig] = Field(default_factory=dict)
-    #: Attempts per event before it is marked failed.
-    max_attempts: PositiveInt = 10
-    #: Wait between attempts of one event.
-    backoff: BackoffConfig = BackoffConfig()
-    #: How often the delivery loop looks for new events.
-    poll_interval_s: PositiveFloat = 2.0
-    #: Events sent per pass at most (a flood of events waits its turn).
-    batch_size: PositiveInt = Field(default=20, le=1000)
-
-    @field_validator("targets")
-    @classmethod
-    def _names(cls, value: dict[str, HookTargetConfig]) -> dict[str, HookTargetConfig]:
-        for name in value:
-            if not name or "," in name:
-                raise ValueError(f"expected a hook name without commas, got {name!r}")
-        return value
-
-
-_SSH_HOSTNAME = "required when transport is 'ssh'"
-
-
-class GpuConfig(_Strict):
-    """One GPU resource: its name, its host, and what it maps to on that host."""
-
-    name: str = Field(min_length=1)
-    host: str
-    pueue_group: str | None = None
-    slurm_partition: str | None = None
-    slurm_gres: str | None = None
-    cuda_devices: str | None = None
-
-    @field_validator(
-        "name", "host", "pueue_group", "slurm_partition", "cuda_devices", mode="before"
-    )
-    @classmethod
-    def _number_as_text(cls, value: object) -> object:
-        return _number_text(value)
 
 
 #: Which GPU mapping keys each scheduler kind accepts, and which it requires.
@@ -442,14 +141,3 @@ class Config(_Strict):
         """``engine.submit_grace_s``, or when omitted :attr:`min_takeover_grace_s`."""
         grace = self.engine.submit_grace_s
         return grace if grace is not None else self.min_takeover_grace_s
-
-
-def _number_text(value: object) -> object:
-    """YAML reads ``cuda_devices: 0`` as a number; such fields are text."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-def _fail(path: str, msg: str) -> None:
-    raise PydanticCustomError("at_path", "{path}: {msg}", {"path": path, "msg": msg})

@@ -7,6 +7,7 @@ each change through :attr:`HostHealth.on_change`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +58,7 @@ class HostHealth:
 
     ``on_change`` is told of every failure and every answer (it drops answers that
     change nothing); it must not raise for a reason that should stop the caller.
+    Thread-safe: transfers beside the tick (engine/transfers.py) report failures too.
     """
 
     backoff: Backoff = field(default_factory=Backoff)
@@ -64,6 +66,7 @@ class HostHealth:
     _failures: dict[str, int] = field(default_factory=dict)
     _down_until: dict[str, datetime] = field(default_factory=dict)
     _last_error: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def is_down(self, host: str, now: datetime) -> bool:
         """True while ``host`` is inside its backoff window."""
@@ -72,20 +75,22 @@ class HostHealth:
 
     def failed(self, host: str, now: datetime, error: str = "") -> timedelta:
         """Record a failure; returns how long the host is now skipped."""
-        n = self._failures.get(host, 0) + 1
-        self._failures[host] = n
-        delay = self.backoff.delay(n)
-        self._down_until[host] = now + delay
-        self._last_error[host] = error
+        with self._lock:
+            n = self._failures.get(host, 0) + 1
+            self._failures[host] = n
+            delay = self.backoff.delay(n)
+            self._down_until[host] = now + delay
+            self._last_error[host] = error
         if self.on_change is not None:
             self.on_change(HostChange(host, False, now, n, error, now + delay))
         return delay
 
     def succeeded(self, host: str) -> None:
         """The host answered: forget its failures."""
-        self._failures.pop(host, None)
-        self._down_until.pop(host, None)
-        self._last_error.pop(host, None)
+        with self._lock:
+            self._failures.pop(host, None)
+            self._down_until.pop(host, None)
+            self._last_error.pop(host, None)
         if self.on_change is not None:
             self.on_change(HostChange(host, True))
 

@@ -68,6 +68,7 @@ def build_transport(name: str, host: HostConfig) -> Transport:
         accept_new_host_key=host.accept_new_host_key,
         connect_timeout=host.connect_timeout_s,
         env=host.env,
+        compression=host.compression,
     )
 
 
@@ -131,6 +132,7 @@ def build_policy(config: Config) -> Policy:
         kill_confirm_window=timedelta(seconds=eng.kill_confirm_s),
         max_attempts=eng.max_attempts,
         max_retrieve_failures=eng.max_retrieve_failures,
+        max_local_failures=eng.max_local_failures,
     )
 
 
@@ -154,6 +156,8 @@ def build_settings(config: Config, *, exclusive: bool | None = None) -> EngineSe
         submit_grace=timedelta(seconds=config.takeover_grace_s),
         transfer_timeout_s=eng.transfer_timeout_s,
         lease_ttl_s=eng.lease_ttl_s,
+        remote_retention=eng.remote_retention,
+        remote_retention_grace_s=eng.remote_retention_grace_s,
     )
 
 

@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 
 from ..errors import HostUnreachableError, MqiError, SchedulerUnavailableError
 from ..persistence import CaseRecord, GpuRecord, Store
@@ -25,9 +26,11 @@ from ..statemachine.decide import (
 from ..statemachine.states import CaseState, GpuState
 from .act import act_on_case, act_on_gpu
 from .backoff import Backoff, HostHealth
+from .fault import FaultMemory, guard_case, is_due
 from .health_record import HealthRecorder
 from .lease import new_engine_id
 from .legacy_jobs import claimable_gpus, resolve_hosts
+from .retention import RetentionSweeper
 from .retrieve_step import retrieve
 from .runtime import (
     EngineSettings,
@@ -43,6 +46,7 @@ from .runtime import (
     utcnow,
 )
 from .submit_step import recover_submitting, start_waiting_cases
+from .transfers import TransferPool, merge_report
 
 __all__ = ["Reconciler"]
 
@@ -69,6 +73,7 @@ class Reconciler:
         clock: Callable[[], datetime] = utcnow,
         backoff: Backoff | None = None,
         progress: TransferProgress | None = None,
+        transfers: TransferPool | None = None,
     ) -> None:
         self.store = store
         self.hosts = dict(hosts)
@@ -78,9 +83,15 @@ class Reconciler:
         self.clock = clock
         self.health = HostHealth(backoff or Backoff(), on_change=HealthRecorder(store, clock))
         self.progress = progress
-        self._inflight: set[int] = set()
+        #: Where uploads+submits and downloads run (default: inline, in the tick).
+        self.transfers = transfers if transfers is not None else TransferPool(clock=clock)
+        #: Local failures of zombie checks and host polls (cases count in their rows).
+        self.faults = FaultMemory(self.health.backoff)
         #: Who this engine is in the cases' leases (one id per engine object).
         self.engine_id = new_engine_id()
+        self._retention = RetentionSweeper(
+            settings.remote_retention, grace_s=settings.remote_retention_grace_s
+        )
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
         resolve_hosts(store, gpus, clock())  # jobs adopted from the original system
 
@@ -99,25 +110,31 @@ class Reconciler:
             report=TickReport(),
             progress=self.progress,
             engine_id=self.engine_id,
+            transfers=self.transfers,
         )
+        for part in self.transfers.take_reports():  # jobs that ended since the last tick
+            merge_report(ctx.report, part)
         cases = self.store.list_cases(_LIVE)
         zombies = [g for g in rows if g.status is GpuState.ZOMBIE]
         running = [c for c in cases if c.status is CaseState.RUNNING]
         observed = self._observe(ctx, running, zombies)
 
+        # Each case and GPU runs inside its own fault boundary (engine/fault.py).
         for case in running:
             obs = observed.get(("case", case.id)) or _unreachable(ctx)
-            act_on_case(ctx, case, decide_running(case_view(case), obs, ctx.now, self.policy))
+            guard_case(ctx, case, "observing", partial(_act_running, ctx, obs))
         for gpu in zombies:
             obs = observed.get(("gpu", gpu.name)) or _unreachable(ctx)
-            act_on_gpu(ctx, gpu, decide_zombie(gpu_view(gpu), obs))
+            self.faults.guard(ctx, f"GPU {gpu.name}", partial(_act_zombie, ctx, gpu, obs))
         for case in cases:
             if case.status is CaseState.SUBMITTING:
-                recover_submitting(ctx, case, self._inflight)
-            elif case.status is CaseState.RETRIEVING:
-                retrieve(ctx, case)
+                guard_case(ctx, case, "recovering", partial(recover_submitting, ctx))
+            elif case.status is CaseState.RETRIEVING and is_due(case, ctx.now):
+                # In flight: its download runs; no room on its host: a later tick.
+                self.transfers.start(ctx, case.id, case.host or "", partial(_retrieve, case))
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
-        start_waiting_cases(ctx, waiting, self._inflight)
+        start_waiting_cases(ctx, waiting)
+        self._retention.sweep(ctx)  # ended cases' remote folders, per remote_retention
         return ctx.report
 
     def _observe(
@@ -138,7 +155,8 @@ class Reconciler:
                     wanted[host.name].append((("gpu", gpu.name), found))
         out: dict[tuple[str, object], JobObservation] = {}
         for host_name, items in wanted.items():
-            if ctx.health.is_down(host_name, ctx.now):
+            poll_key = f"poll on {host_name}"
+            if ctx.health.is_down(host_name, ctx.now) or not self.faults.is_due(poll_key, ctx.now):
                 continue
             refs = [ref for _, ref in items]
             try:
@@ -148,6 +166,9 @@ class Reconciler:
                 continue
             except MqiError as err:
                 log.warning("poll on %s failed: %s", host_name, err)
+                continue
+            except Exception as err:  # a bug in an adapter: this host waits, others go on
+                self.faults.failed(ctx, poll_key, err)
                 continue
             self.health.succeeded(host_name)
             for key, ref in items:
@@ -168,6 +189,19 @@ class Reconciler:
         # Not found while the scheduler answered: poll the label-only ref, which the
         # adapter reports as absent unless the wrapper's processes still live.
         return ref or JobRef(job_id="", label=gpu.job_label, remote_dir=gpu.job_dir or "")
+
+
+def _retrieve(case: CaseRecord, ctx: TickContext) -> None:
+    # The pool gives the job its own context; the fault boundary stays per case.
+    guard_case(ctx, case, "retrieving", partial(retrieve, ctx))
+
+
+def _act_running(ctx: TickContext, obs: JobObservation, case: CaseRecord) -> None:
+    act_on_case(ctx, case, decide_running(case_view(case), obs, ctx.now, ctx.policy))
+
+
+def _act_zombie(ctx: TickContext, gpu: GpuRecord, obs: JobObservation) -> None:
+    act_on_gpu(ctx, gpu, decide_zombie(gpu_view(gpu), obs))
 
 
 def _unreachable(ctx: TickContext) -> JobObservation:

@@ -15,11 +15,11 @@ a content comparison that a job rewriting an input cannot pass honestly. Limit: 
 that itself copies uploaded files into its results folder is indistinguishable from
 one that computed them.
 
-Results of case ``NAME`` land in ``<results_dir>/NAME``. The download goes to
-``<results_dir>/.mqi-staging/case<id>_a<attempt>`` (itself verified and atomic), gets a
-``.mqi-result.json`` stamp, and is then renamed into place; an older folder of the same
-name is moved to ``<results_dir>/.mqi-previous/``. Every step checks what is already
-done, so a crash at any point is finished by the next tick and never leaves a
+Results of case ``NAME`` land in ``<results_dir>/NAME``, or ``NAME.case<id>`` when that
+is taken (:mod:`.results_place`: an existing folder is never replaced). The download goes
+to ``<results_dir>/.mqi-staging/case<id>_a<attempt>`` (itself verified and atomic), gets
+a ``.mqi-result.json`` stamp, and is then renamed into place. Every step checks what is
+already done, so a crash at any point is finished by the next tick and never leaves a
 half-written folder under ``<results_dir>/NAME``.
 """
 
@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.model import check_results_subdir
+from ..config.engine import check_results_subdir
 from ..errors import HostUnreachableError, MqiError, PermanentError, RemoteSourceMissingError
 from ..persistence import CaseRecord
 from ..remote.protocol import TransferReport
@@ -37,13 +38,15 @@ from ..statemachine.decide import Apply, decide_retrieval_error
 from ..statemachine.evidence import Evidence, EvidenceKind
 from ..statemachine.triggers import CaseTrigger
 from .act import apply_case_step, note_case
+from .fault import storage_errno
 from .lease import keep_lease, take_over
+from .results_place import STAMP, choose_results_folder
 from .runtime import TickContext, case_view
+from .storage_wait import storage_problem, wait_for_storage
 
 __all__ = ["NO_RESULTS", "results_path", "retrieve", "upload_exclusions", "uploaded_note"]
 
 log = logging.getLogger("mqi_communicator.engine")
-STAMP = ".mqi-result.json"
 #: The failure reason of a job that wrote no result files.
 NO_RESULTS = "the job produced no result files"
 
@@ -65,8 +68,8 @@ def uploaded_note(case: CaseRecord, report: TransferReport) -> str:
 
 
 def results_path(results_dir: Path, case: CaseRecord) -> Path:
-    """Where a case's results end up."""
-    return results_dir / case.name
+    """Where this attempt's results end up (never an existing folder of another)."""
+    return choose_results_folder(results_dir, case.name, case.id, case.attempt)
 
 
 def _stamp_matches(folder: Path, case: CaseRecord) -> bool:
@@ -85,23 +88,34 @@ def retrieve(ctx: TickContext, case: CaseRecord) -> None:
     leased = take_over(ctx, case, grace_without_lease=False)
     if leased is None:
         return  # another engine is bringing these results home
+    needed = _Needed()
     with keep_lease(ctx, case.id):
-        _retrieve(ctx, leased)
+        try:
+            _retrieve(ctx, leased, needed)
+        except OSError as err:
+            code = storage_errno(err)
+            if code is None:
+                raise  # counted by the case's fault boundary (engine/fault.py)
+            wait_for_storage(ctx, leased, err, code, needed.bytes)
 
 
-def _retrieve(ctx: TickContext, case: CaseRecord) -> None:
+@dataclass
+class _Needed:
+    """The size of the results, once the transfer has said it (for the wait reason)."""
+
+    bytes: int = 0
+
+
+def _retrieve(ctx: TickContext, case: CaseRecord, needed: _Needed) -> None:
     results_dir = ctx.settings.results_dir
     final = results_path(results_dir, case)
     staging = results_dir / ".mqi-staging" / f"case{case.id}_a{case.attempt}"
     if not _stamp_matches(final, case):
-        if not staging.exists() and not _download(ctx, case, staging):
+        if not staging.exists() and not _download(ctx, case, staging, needed):
             return
         _stamp(staging, case)
-        if final.exists():
-            previous = results_dir / ".mqi-previous" / f"{case.name}.{ctx.now:%Y%m%dT%H%M%S}"
-            previous.parent.mkdir(parents=True, exist_ok=True)
-            final.replace(previous)
-        staging.replace(final)
+        final = results_path(results_dir, case)  # again: never onto what appeared meanwhile
+        staging.rename(final)
     ev = Evidence(EvidenceKind.RESULTS_VERIFIED, case.label, ctx.now, detail=str(final))
     if apply_case_step(ctx, case, Apply(CaseTrigger.RETRIEVED, None, ev, f"results in {final}")):
         ctx.report.retrieved += 1
@@ -114,7 +128,7 @@ def _stamp(staging: Path, case: CaseRecord) -> None:
     tmp.replace(staging / STAMP)
 
 
-def _download(ctx: TickContext, case: CaseRecord, staging: Path) -> bool:
+def _download(ctx: TickContext, case: CaseRecord, staging: Path, needed: _Needed) -> bool:
     host = ctx.host_of_case(case)
     if case.job_origin == "legacy":
         # The original system's job wrote its results where that system expected them.
@@ -131,12 +145,17 @@ def _download(ctx: TickContext, case: CaseRecord, staging: Path) -> bool:
     label = case.label or ""
 
     def progress(done: int, total: int) -> None:
+        needed.bytes = total
         if ctx.progress is not None:
             ctx.progress(label, done, total)
 
     try:
         report = host.transport.download_tree(
-            remote, staging, progress=progress, timeout=ctx.settings.transfer_timeout_s
+            remote,
+            staging,
+            progress=progress,
+            timeout=ctx.settings.transfer_timeout_s,
+            abort=ctx.abort,
         )
     except HostUnreachableError as err:
         ctx.host_down(host.name, err)
@@ -146,6 +165,10 @@ def _download(ctx: TickContext, case: CaseRecord, staging: Path) -> bool:
         _give_up(ctx, case, f"{NO_RESULTS} ({err})", permanent=True)
         return False
     except MqiError as err:
+        code = storage_problem(ctx, err, needed.bytes)
+        if code is not None:  # our results disk, not the transfer
+            wait_for_storage(ctx, case, err, code, needed.bytes)
+            return False
         _give_up(
             ctx, case, f"{type(err).__name__}: {err}", permanent=isinstance(err, PermanentError)
         )
@@ -164,10 +187,24 @@ def _give_up(ctx: TickContext, case: CaseRecord, error: str, *, permanent: bool)
     )
     if isinstance(decision, Apply):
         apply_case_step(ctx, case, decision)
-    else:
-        note_case(
-            ctx,
-            case,
-            f"retrieval failed: {error}",
-            transient_failures=case.transient_failures + 1,
-        )
+        return
+    # Resumable: the job's results stay on the far side; the download is tried again
+    # after the engine's backoff, never by rerunning the job.
+    failures = case.transient_failures + 1
+    retry_at = ctx.now + ctx.health.backoff.delay(failures)
+    log.warning(
+        "case %s: retrieval failed (%d of %d); next attempt at %s: %s",
+        case.id,
+        failures,
+        ctx.policy.max_retrieve_failures,
+        f"{retry_at:%Y-%m-%d %H:%M:%S}",
+        error,
+    )
+    note_case(
+        ctx,
+        case,
+        f"retrieval failed: {error}",
+        transient_failures=failures,
+        next_attempt_at=retry_at,
+        last_error=f"retrieving: {error}"[:500],
+    )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from ..persistence import CaseRecord, GpuRecord, Store, case_facts, gpu_facts
 from ..remote.protocol import GpuBinding, JobRef, Scheduler, Transport
@@ -20,6 +22,7 @@ __all__ = [
     "HostRuntime",
     "TickContext",
     "TickReport",
+    "Transfers",
     "case_ref",
     "case_view",
     "gpu_ref",
@@ -77,6 +80,10 @@ class EngineSettings:
     #: With several engines: a lease not renewed for this long (database clock) has
     #: expired and its case may be taken over. Renewed every ``lease_ttl_s / 3``.
     lease_ttl_s: float = 60.0
+    #: ``engine.remote_retention`` (engine/retention.py). Hand-built settings touch no
+    #: remote folder; the config's default is ``keep_failed``.
+    remote_retention: str = "keep"
+    remote_retention_grace_s: float = 600.0
 
 
 @dataclass
@@ -99,6 +106,27 @@ class TickReport:
         return bool(self.claimed or self.submitted or self.transitions or self.retrieved)
 
 
+class Transfers(Protocol):
+    """What the steps use of the transfer pool (engine/transfers.py, which builds on this)."""
+
+    #: Set once the engine is stopping: the transports' abort hook.
+    abort: threading.Event
+
+    def in_flight(self, case_id: int) -> bool:
+        """True while a job of this engine works on ``case_id``."""
+        ...
+
+    def has_room(self, host: str) -> bool:
+        """True when a job for ``host`` may start now."""
+        ...
+
+    def start(
+        self, ctx: TickContext, case_id: int, host: str, job: Callable[[TickContext], None]
+    ) -> bool:
+        """Run ``job`` for ``case_id`` (inline or beside the tick); False: not started."""
+        ...
+
+
 @dataclass
 class TickContext:
     """Everything one tick's steps share."""
@@ -114,6 +142,13 @@ class TickContext:
     progress: TransferProgress | None = None
     #: This engine's lease owner id (see :func:`~mqi_communicator.engine.lease.new_engine_id`).
     engine_id: str = "engine"
+    #: Where transfers run (:class:`~.transfers.TransferPool`); None: inline, unabortable.
+    transfers: Transfers | None = None
+
+    @property
+    def abort(self) -> threading.Event | None:
+        """The transports' abort hook: set once the engine is stopping."""
+        return self.transfers.abort if self.transfers is not None else None
 
     def host_of_case(self, case: CaseRecord) -> HostRuntime | None:
         """The runtime of the host the case's job lives on (None if unconfigured)."""

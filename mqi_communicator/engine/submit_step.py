@@ -7,6 +7,7 @@ before anything is sent, so after a crash the job is looked up by its label.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 from ..errors import (
@@ -28,9 +29,11 @@ from ..statemachine.evidence import Evidence, EvidenceKind
 from ..statemachine.states import CaseState
 from ..statemachine.triggers import CaseTrigger
 from .act import apply_case_record, apply_case_step, drop_stale, note_case
+from .fault import guard_case
 from .lease import LeaseKeeper, keep_lease, take_over
 from .retrieve_step import upload_exclusions, uploaded_note
 from .runtime import HostRuntime, TickContext, case_view
+from .transfers import TransferPool, check_stop
 
 __all__ = ["recover_submitting", "start_waiting_cases"]
 
@@ -40,8 +43,13 @@ log = logging.getLogger("mqi_communicator.engine")
 _REVOKE_TIMEOUT_S = 60.0
 
 
-def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord], inflight: set[int]) -> None:
-    """Claim GPUs for waiting cases, oldest first, and start their jobs."""
+def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord]) -> None:
+    """Claim GPUs for waiting cases, oldest first, and start their jobs.
+
+    Upload and submit run in the transfer pool (:mod:`.transfers`); a GPU is claimed
+    only on a host the pool has room for, so no claimed case waits for a slot.
+    """
+    pool = ctx.transfers or TransferPool()
     for case in waiting:
         if case.cancel_requested:
             apply_case_step(
@@ -58,7 +66,11 @@ def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord], inflight: s
             continue
         if case.next_attempt_at is not None and ctx.now < case.next_attempt_at:
             continue
-        candidates = [g.name for g in ctx.gpus.values() if not ctx.health.is_down(g.host, ctx.now)]
+        candidates = [
+            g.name
+            for g in ctx.gpus.values()
+            if not ctx.health.is_down(g.host, ctx.now) and pool.has_room(g.host)
+        ]
         if not candidates:
             return
         lease = None if ctx.settings.exclusive else (ctx.engine_id, ctx.settings.lease_ttl_s)
@@ -74,12 +86,17 @@ def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord], inflight: s
                 return  # no GPU free: later cases cannot start either
             continue
         ctx.report.claimed += 1
-        inflight.add(case.id)
-        try:
-            with keep_lease(ctx, case.id) as keeper:
-                _upload_and_submit(ctx, *claimed, keeper)
-        finally:
-            inflight.discard(case.id)
+        started, gpu = claimed
+        if not pool.start(ctx, case.id, ctx.gpus[gpu.name].host, partial(_start, started, gpu)):
+            # Stopping since the claim: left as a crash there would leave it.
+            log.info("case %s: claimed, not started (stopping); recovered at next start", case.id)
+            return
+
+
+def _start(case: CaseRecord, gpu: GpuRecord, ctx: TickContext) -> None:
+    with keep_lease(ctx, case.id) as keeper:
+        # A local error stays with this case (engine/fault.py); others still start.
+        guard_case(ctx, case, "starting", partial(_upload_and_submit, ctx, gpu=gpu, keeper=keeper))
 
 
 def _plan(ctx: TickContext, case: CaseRecord, gpu: GpuRecord) -> tuple[str, str]:
@@ -108,6 +125,7 @@ def _upload_and_submit(
             progress=progress,
             timeout=ctx.settings.transfer_timeout_s,
             exclude=upload_exclusions(ctx.settings.results_subdir),
+            abort=ctx.abort,
         )
     except MqiError as err:
         _submit_failed(ctx, case, host.name, err, sent=False)
@@ -127,6 +145,9 @@ def _upload_and_submit(
         time_limit_s=int(ctx.policy.job_timeout.total_seconds()) + 600,
         token=case.attempt_token,
     )
+    # Stopping (SIGTERM): nothing is submitted after the signal. The case stays
+    # `submitting`, as a crash here leaves it; the next start recovers it by label.
+    check_stop(ctx, f"case {case.id}: submit")
     try:
         ref = host.scheduler.submit(spec)
     except (SubmissionRejectedError, SchedulerUnavailableError) as err:
@@ -173,10 +194,10 @@ def _submit_failed(
     apply_case_record(ctx, fresh, decision, started=case, retry_at=retry_at)
 
 
-def recover_submitting(ctx: TickContext, case: CaseRecord, inflight: set[int]) -> None:
+def recover_submitting(ctx: TickContext, case: CaseRecord) -> None:
     """A ``submitting`` case nobody is working on: find its job by label, or release."""
-    if case.id in inflight:
-        return
+    if ctx.transfers is not None and ctx.transfers.in_flight(case.id):
+        return  # our own upload or submit still runs
     host = ctx.host_of_case(case)
     if host is None or case.label is None or case.remote_dir is None:
         log.error("case %s is submitting on an unknown host %r; waiting", case.id, case.host)

@@ -26,10 +26,12 @@ from ..remote.tarstream import is_excluded
 __all__ = [
     "TEMP_SUFFIXES",
     "case_problem",
+    "classify_entries",
     "is_ignored_name",
     "is_settled",
     "latest_change",
     "list_candidates",
+    "refusal_reason",
 ]
 
 TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp")
@@ -58,20 +60,55 @@ def list_candidates(watch_dir: Path) -> list[Path]:
 
     Returns an empty list when ``watch_dir`` cannot be listed (the caller logs it).
     """
+    return classify_entries(watch_dir)[0]
+
+
+def classify_entries(watch_dir: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The candidate case folders of ``watch_dir`` and the refused entries with the reason.
+
+    Refused: a file, a symlink, a FIFO or other special file, a folder whose name is
+    not valid UTF-8 or is ignored (hidden, temporary). Files with an ignored name
+    (``.DS_Store``, Office's ``~$`` locks) and the system folders are skipped silently.
+    Both lists are in name order; empty when ``watch_dir`` cannot be listed.
+    """
     out: list[Path] = []
+    refused: list[tuple[Path, str]] = []
     try:
         with os.scandir(watch_dir) as it:
-            for entry in it:
-                if is_ignored_name(entry.name):
-                    continue
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        out.append(watch_dir / entry.name)
-                except OSError:
-                    continue
+            entries = sorted(it, key=lambda e: e.name)
     except OSError:
-        return []
-    return sorted(out)
+        return [], []
+    for entry in entries:
+        path = watch_dir / entry.name
+        try:
+            reason = refusal_reason(entry.name, entry.stat(follow_symlinks=False).st_mode)
+        except OSError:
+            continue
+        if reason is None:
+            out.append(path)
+        elif reason:
+            refused.append((path, reason))
+    return out, refused
+
+
+def refusal_reason(name: str, mode: int) -> str | None:
+    """Why a top-level entry is not a case (``""``: skip silently), or None for a candidate."""
+    is_dir = stat.S_ISDIR(mode)
+    if is_ignored_name(name):
+        if not is_dir or name.lower() in _SYSTEM_NAMES:
+            return ""
+        return "ignored name (hidden or temporary: a copy in progress is renamed at its end)"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link: a case must be a real folder (links are not followed)"
+    if stat.S_ISREG(mode):
+        return "a file, not a folder: a case is a folder"
+    if not is_dir:
+        return "a FIFO, socket or device, not a folder: a case is a folder"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8 (undecodable bytes): rename the folder"
+    return None
 
 
 def latest_change(directory: Path, now: float) -> float | None:

@@ -16,13 +16,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from .scan import is_settled, latest_change
 
-__all__ = ["CheckResult", "SettleTracker"]
+__all__ = ["CheckResult", "Seen", "SettleTracker"]
 
 log = logging.getLogger("mqi_communicator.intake")
+
+
+class Seen(StrEnum):
+    """What the database says about a folder of the watch folder."""
+
+    #: No case, or its case ended and the folder holds other content now: a new case.
+    NEW = "new"
+    #: Its latest case is still live: look again later (when it ends, the content counts).
+    LIVE = "live"
+    #: Its latest case ended and the folder holds the same content: nothing to do.
+    DONE = "done"
 
 
 @dataclass

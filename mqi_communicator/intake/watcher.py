@@ -17,8 +17,9 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from .scan import is_ignored_name, list_candidates
-from .tracker import SettleTracker
+from .refusals import RefusalLog
+from .scan import classify_entries, is_ignored_name, refusal_reason
+from .tracker import Seen, SettleTracker
 
 __all__ = ["Intake"]
 
@@ -45,7 +46,10 @@ class Intake:
     Args:
         watch_dir: The folder to watch (absolute).
         register: Called with each settled directory, on the thread calling :meth:`poll`.
-        is_known: True for a directory already registered (checked once per directory).
+        is_known: What the database says about a directory (:class:`Seen`; True means
+            ``DONE``, False ``NEW``). Asked at each scan until it is ``DONE``; a change
+            under a directory (an event) asks again after it settles, so a folder dropped
+            again after its case ended is registered anew (``register`` decides).
         quiescence_s: Quiet period that makes a directory a case.
         ready_marker: If set, the file that makes a directory a case instead.
         scan_interval_s: Full rescans, in case the observer missed events.
@@ -58,7 +62,7 @@ class Intake:
         watch_dir: Path,
         *,
         register: Callable[[Path], Any],
-        is_known: Callable[[Path], bool],
+        is_known: Callable[[Path], bool | Seen],
         quiescence_s: float = 5.0,
         ready_marker: str | None = None,
         scan_interval_s: float = 30.0,
@@ -73,7 +77,11 @@ class Intake:
         self.wake = wake or threading.Event()
         self._tracker = SettleTracker(quiescence_s, ready_marker)
         self._lock = threading.Lock()
-        self._known: set[Path] = set()
+        #: Directories judged already. None: its case was live, ask again at each scan;
+        #: else the folder's (inode, mtime) when judged DONE: a scan that finds another
+        #: asks again (a re-drop seen without file-system events).
+        self._known: dict[Path, tuple[int, int] | None] = {}
+        self.refusals = RefusalLog()
         self._next_scan: float | None = None
         self._observer: Any = None
         self._started = False
@@ -91,8 +99,8 @@ class Intake:
             return
         top = self.watch_dir / rel.parts[0]
         with self._lock:
-            if top in self._known:
-                return
+            # A change under a known folder: it settles and is judged again (a re-drop).
+            self._known.pop(top, None)
             if deleted and len(rel.parts) == 1:
                 if self._tracker.forget(top):
                     log.info("intake: %s was deleted before it settled; dropped", top)
@@ -152,7 +160,10 @@ class Intake:
             observer.join(timeout=10)
 
     def scan(self) -> int:
-        """Note every top-level directory not yet known; returns how many are new."""
+        """Note every top-level directory not yet known; returns how many are new.
+
+        Refused entries (files, links, ignored names) are logged once (``refusals``).
+        """
         now = self._clock()
         self._next_scan = now + self._scan_interval
         if self._started:
@@ -160,18 +171,30 @@ class Intake:
         if not self.watch_dir.is_dir():
             log.warning("intake: watch folder %s does not exist or is not a folder", self.watch_dir)
             return 0
+        candidates, refused = classify_entries(self.watch_dir)
+        for path, reason in refused:
+            self.refusals.report(path, reason)
+        self.refusals.forget_except({path for path, _ in refused})
+        present = set(candidates)
+        with self._lock:
+            for gone in [p for p in self._known if p not in present]:
+                del self._known[gone]  # deleted while we were not looking: judge a return
         added = 0
-        for top in list_candidates(self.watch_dir):
+        for top in candidates:
+            signature = _signature(top)
             with self._lock:
-                if top in self._known or top in self._tracker:
+                if top in self._tracker or (
+                    self._known.get(top) is not None and self._known.get(top) == signature
+                ):
                     continue
-            if self._is_known(top):
-                with self._lock:
-                    self._known.add(top)
-                continue
+            seen = _as_seen(self._is_known(top))
             with self._lock:
-                self._tracker.note(top, now)
-            added += 1
+                if seen is Seen.NEW:
+                    self._known.pop(top, None)
+                    self._tracker.note(top, now)
+                else:
+                    self._known[top] = signature if seen is Seen.DONE else None
+            added += seen is Seen.NEW
         if added:
             log.info("intake: scan found %d new folder(s) in %s", added, self.watch_dir)
         return added
@@ -184,13 +207,17 @@ class Intake:
         with self._lock:
             result = self._tracker.check(now)
             for top in result.settled:
-                self._known.add(top)
+                self._known[top] = None
         for top in result.vanished:
             log.info("intake: %s was deleted before it settled; dropped", top)
         done: list[Path] = []
         for top in result.settled:
-            if not top.is_dir():
-                log.info("intake: %s is no longer a folder; ignored", top)
+            reason = _refusal(top)
+            if reason is not None:
+                if reason:
+                    self.refusals.report(top, reason)
+                with self._lock:
+                    self._known.pop(top, None)
                 continue
             log.info("intake: %s settled; registering", top)
             try:
@@ -200,7 +227,7 @@ class Intake:
                 # forget that it settled and try again after another quiet period.
                 log.exception("intake: registering %s failed; will try again", top)
                 with self._lock:
-                    self._known.discard(top)
+                    self._known.pop(top, None)
                     self._tracker.note(top, now)
                 continue
             done.append(top)
@@ -219,3 +246,26 @@ class Intake:
         """Directories seen but not settled yet."""
         with self._lock:
             return self._tracker.pending()
+
+
+def _as_seen(answer: bool | Seen) -> Seen:
+    if isinstance(answer, Seen):
+        return answer
+    return Seen.DONE if answer else Seen.NEW
+
+
+def _signature(top: Path) -> tuple[int, int] | None:
+    try:
+        st = top.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _refusal(top: Path) -> str | None:
+    """Why ``top`` is not a case now (``""``: silently), None if it may be; gone: ``""``."""
+    try:
+        mode = top.lstat().st_mode
+    except OSError:
+        return ""
+    return refusal_reason(top.name, mode)

@@ -20,6 +20,7 @@ __all__ = [
     "display_url",
     "make_engine",
     "normalize_url",
+    "sqlite_file",
     "write_engine",
 ]
 
@@ -62,6 +63,17 @@ def normalize_url(url: str) -> str:
             "sqlite:///path/to/mqi.db or postgresql://user@host/dbname"
         )
     return text
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The database file of a file-backed SQLite URL; None otherwise (PostgreSQL, memory)."""
+    url = make_url(normalize_url(database_url))
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def display_url(url: str) -> str:

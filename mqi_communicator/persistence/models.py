@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -80,13 +81,22 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+#: The states a case folder may have at most one case in (see ``uq_cases_live_path``).
+LIVE_CASE_PREDICATE = "status NOT IN ('completed', 'failed', 'cancelled')"
+
+
 class Case(Base):
-    """One QA case: a folder to run on a GPU."""
+    """One QA case: a folder to run on a GPU.
+
+    A folder dropped again after its case ended is a new case (intake/fingerprint.py),
+    so a path may have several rows, but at most one that is not ended: the partial
+    unique index ``uq_cases_live_path`` (SQLite and PostgreSQL both have them).
+    """
 
     __tablename__ = "cases"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
+    path: Mapped[str] = mapped_column(Text)
     # Indexed: the engine's tick lists the live states among many finished cases.
     status: Mapped[str] = mapped_column(String(16), index=True)
     progress: Mapped[int] = mapped_column(Integer, default=0)
@@ -102,6 +112,12 @@ class Case(Base):
     kill_reason: Mapped[str | None] = mapped_column(String(16))
     transient_failures: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The engine's fault boundary (engine/fault.py): consecutive local errors since the
+    # case last moved forward, waits for an unwritable results disk, and the last error
+    # or wait reason, shown by `cases show` and `status`.
+    local_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    storage_waits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     status_updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -116,10 +132,26 @@ class Case(Base):
     # recover the case only once it has expired.
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: sha256 of the folder's names, sizes and mtimes at registration; NULL: registered
+    #: before fingerprints existed (then "changed" means a mtime after ``created_at``).
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    #: The ``remote_dir`` whose retention (engine.remote_retention) was settled: removed,
+    #: or kept by the setting. Differs from ``remote_dir`` while that is still to do.
+    remote_done: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer)
 
     # Optimistic locking: every ORM UPDATE says "WHERE version = <loaded>" and bumps it.
     __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        Index("ix_cases_path", "path"),
+        Index(
+            "uq_cases_live_path",
+            "path",
+            unique=True,
+            sqlite_where=text(LIVE_CASE_PREDICATE),
+            postgresql_where=text(LIVE_CASE_PREDICATE),
+        ),
+    )
 
 
 class GpuResource(Base):

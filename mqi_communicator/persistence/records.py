@@ -56,6 +56,14 @@ class CaseRecord:
     job_origin: str | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    #: Consecutive local errors since the case last moved forward (engine/fault.py).
+    local_failures: int = 0
+    #: Consecutive waits for an unwritable results disk (they never fail the case).
+    storage_waits: int = 0
+    #: The last local or retrieval error, or why the case waits.
+    last_error: str | None = None
+    fingerprint: str | None = None
+    remote_done: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,11 @@ def case_record(row: Case) -> CaseRecord:
         job_origin=row.job_origin,
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
+        local_failures=row.local_failures,
+        storage_waits=row.storage_waits,
+        last_error=row.last_error,
+        fingerprint=row.fingerprint,
+        remote_done=row.remote_done,
     )
 
 
@@ -163,6 +176,8 @@ def case_facts(case: CaseRecord) -> CaseFacts:
         kill_reason=case.kill_reason,
         cancel_requested=case.cancel_requested,
         transient_failures=case.transient_failures,
+        local_failures=case.local_failures,
+        gpu_name=case.gpu_name,
     )
 
 

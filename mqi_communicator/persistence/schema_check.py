@@ -1,40 +1,40 @@
 """Refuse a database whose schema is not exactly the one this code was written for.
 
-The common case (the database is at :data:`SCHEMA_HEAD`) is one plain query; Alembic,
-about 0.12 s to import, is loaded only to explain a mismatch. Every command opens the
-store, so this is on the path of ``top --once`` and ``status``.
+One plain query, no Alembic: every command opens the store, so this is on the path of
+``top --once`` and ``status``. It does not import :mod:`mqi_communicator.migrations`
+either (migrations build on this package: importing them back would be a cycle). It
+relies instead on the numbering rule of ``migrations/versions``: revisions are
+``0001``, ``0002``, ... in order, one after another, and :data:`SCHEMA_HEAD` is the last
+(tests/migrations/test_migrations.py checks both against Alembic's script directory).
+So a recorded revision is known exactly when it is such a number up to the head.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import Connection
 
 from ..errors import SchemaMismatchError
 
-if TYPE_CHECKING:
-    from alembic.script import ScriptDirectory
-
-__all__ = ["SCHEMA_HEAD", "check_schema", "schema_problem"]
+__all__ = ["SCHEMA_HEAD", "check_schema", "is_known_revision", "schema_problem"]
 
 #: The head revision of ``migrations/versions``: bump it with each new migration
 #: (tests/migrations/test_migrations.py fails until it equals Alembic's head).
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0006"
 
 
 def _advice(url: str) -> str:
     return f"run `mqi-communicator db upgrade --db {url}`"
 
 
-def _known(scripts: ScriptDirectory, rev: str) -> bool:
-    from alembic.util import CommandError
-
-    try:
-        return scripts.get_revision(rev) is not None
-    except CommandError:
-        return False
+def is_known_revision(rev: str) -> bool:
+    """True when ``rev`` is a revision of this code's tree: ``0001`` up to the head."""
+    return (
+        len(rev) == len(SCHEMA_HEAD)
+        and rev.isascii()
+        and rev.isdigit()
+        and ("0001" <= rev <= SCHEMA_HEAD)
+    )
 
 
 def schema_problem(conn: Connection, url: str) -> str | None:
@@ -52,24 +52,16 @@ def schema_problem(conn: Connection, url: str) -> str | None:
     revs = tuple(str(r) for r in recorded.scalars())
     if revs == (SCHEMA_HEAD,):
         return None
-    # Imported here: migrations.api imports this package (engine setup), and Alembic is
-    # only needed to explain a mismatch.
-    from ..migrations.api import head, script_directory
-
-    want = head()
-    if revs == (want,):
-        return None
     if not revs:
         return f"{url} has no schema version recorded; {_advice(url)}"
-    scripts = script_directory()
     for rev in revs:
-        if not _known(scripts, rev):
+        if not is_known_revision(rev):
             return (
                 f"{url} is at schema revision {rev!r}, which this version of "
                 "mqi-communicator does not know: the database is ahead of the code; "
                 "upgrade mqi-communicator (do not downgrade the database blindly)"
             )
-    return f"{url} is at schema revision {', '.join(revs)}, behind {want}; {_advice(url)}"
+    return f"{url} is at schema revision {', '.join(revs)}, behind {SCHEMA_HEAD}; {_advice(url)}"
 
 
 def check_schema(engine: Engine, url: str) -> None:

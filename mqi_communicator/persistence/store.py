@@ -26,7 +26,7 @@ from . import store_gpu_writes as gpu_writes
 from . import store_lease as leases
 from . import store_reads as reads
 from . import store_writes as writes
-from .engine_setup import display_url, make_engine, write_engine
+from .engine_setup import display_url, make_engine, sqlite_file, write_engine
 from .records import CaseRecord, GpuRecord, TransitionRecord
 from .schema_check import check_schema
 
@@ -66,8 +66,6 @@ class Store:
                 a SQLite file that does not exist (opening it would leave an empty
                 file that the engine then refuses to use).
         """
-        from ..dblock import sqlite_file  # dblock imports this package
-
         db = sqlite_file(url)
         if db is not None and not db.exists():
             raise SchemaMismatchError(
@@ -141,7 +139,7 @@ class Store:
             return reads.get_case(s, case_id)
 
     def find_case(self, path: str) -> CaseRecord | None:
-        """The case registered for ``path``, if any."""
+        """The latest case registered for ``path``, if any."""
         with self._read() as s:
             return reads.find_case(s, path)
 
@@ -201,14 +199,30 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------
 
-    def register_case(self, path: str, now: datetime) -> tuple[CaseRecord, bool]:
+    def register_case(
+        self,
+        path: str,
+        now: datetime,
+        *,
+        fingerprint: str | None = None,
+        after: int | None = None,
+    ) -> tuple[CaseRecord, bool]:
         """Register ``path`` as a new ``submitted`` case; idempotent.
 
+        Args:
+            path: The case folder.
+            now: Registration time.
+            fingerprint: The folder's content fingerprint (intake/fingerprint.py).
+            after: The ended case of ``path`` this one supersedes (a re-drop); see
+                :func:`.store_writes.register_case`.
+
         Returns:
-            The case and True if this call created it; the existing case and False.
+            The case and True if this call created it; the latest case and False.
         """
         try:
-            return self._write(lambda s: writes.register_case(s, path, now))
+            return self._write(
+                lambda s: writes.register_case(s, path, now, fingerprint=fingerprint, after=after)
+            )
         except ConflictError:
             # Lost a race on the unique path: the winner's row is the answer.
             found = self.find_case(path)

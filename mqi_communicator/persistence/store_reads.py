@@ -40,8 +40,9 @@ def get_case(s: Session, case_id: int) -> CaseRecord:
 
 
 def find_case(s: Session, path: str) -> CaseRecord | None:
-    """The case registered for ``path``, if any."""
-    row = s.scalars(select(Case).where(Case.path == path)).one_or_none()
+    """The latest case registered for ``path`` (a folder dropped again has several)."""
+    q = select(Case).where(Case.path == path).order_by(Case.id.desc()).limit(1)
+    row = s.scalars(q).first()
     return case_record(row) if row is not None else None
 
 

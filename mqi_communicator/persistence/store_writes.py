@@ -26,13 +26,27 @@ from .store_rows import audit, check_attempt, lock_case, lock_gpu, move_case, mo
 __all__ = ["CASE_NOTE_FIELDS", "apply_step", "register_case", "update_case"]
 
 
-def register_case(s: Session, path: str, now: datetime) -> tuple[CaseRecord, bool]:
-    """Insert ``path`` as a ``submitted`` case, or return the existing one."""
-    existing = s.scalars(select(Case).where(Case.path == path)).one_or_none()
-    if existing is not None:
+def register_case(
+    s: Session,
+    path: str,
+    now: datetime,
+    *,
+    fingerprint: str | None = None,
+    after: int | None = None,
+) -> tuple[CaseRecord, bool]:
+    """Insert ``path`` as a ``submitted`` case, or return the existing one.
+
+    ``after``: the id of the ended case the caller judged superseded (its folder was
+    dropped again); a new row is inserted only while that is still the latest case of
+    ``path``. Without it, only a path with no case at all gets a new row.
+    """
+    q = select(Case).where(Case.path == path).order_by(Case.id.desc()).limit(1)
+    existing = s.scalars(q).first()
+    if existing is not None and (after is None or existing.id != after):
         return case_record(existing), False
     row = Case(
         path=path,
+        fingerprint=fingerprint,
         status=CaseState.SUBMITTED.value,
         progress=0,
         attempt=1,
@@ -155,6 +169,10 @@ CASE_NOTE_FIELDS = frozenset(
         "job_id",
         "next_attempt_at",
         "transient_failures",
+        # The fault boundary's bookkeeping (engine/fault.py).
+        "local_failures",
+        "storage_waits",
+        "last_error",
         # Only ever set for a legacy job, whose host adoption could not know
         # (engine/legacy_jobs.py resolves it from the config's pueue_group).
         "host",

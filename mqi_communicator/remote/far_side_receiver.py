@@ -19,6 +19,11 @@ Links, devices, sparse files and the like are refused (exit 21), as are duplicat
 names (files are opened with ``O_EXCL``). Modes keep their permission bits (minus
 umask, as ``tar`` does); owners are not restored.
 
+Compressed stdin (``PARTIAL zlib`` or ``PARTIAL zstd <path of zstd>``): the whole
+stdin above is one zlib stream, or one zstd frame that the far side's ``zstd -d``
+unpacks; everything after decompression is as above, so verification is on the
+uncompressed bytes. A corrupted or truncated compressed stream exits 21.
+
 Exit codes: 0 verified; 21 unreadable or refused archive, or a write failed (disk
 full); 22 the manifest differs. Messages go to stderr. The calling shell removes
 PARTIAL on any failure.
@@ -30,11 +35,14 @@ Stdlib only, and Python 3.6 syntax (RHEL 7-era servers): ``typing.Dict`` rather 
 import hashlib
 import io
 import os
+import subprocess
 import sys
-from typing import TYPE_CHECKING, Dict, List, Optional
+import zlib
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 if TYPE_CHECKING:
     Source = io.BufferedReader[io.FileIO]
+    Unpacker = subprocess.Popen[bytes]
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -225,20 +233,99 @@ def widen_pipe(fd: int) -> None:
         pass  # not a pipe, not Linux, or over /proc/sys/fs/pipe-max-size: keep the default
 
 
+class Inflating(io.RawIOBase):
+    """A file descriptor carrying one zlib stream, read as the bytes it inflates to.
+
+    Never inflates more than the caller asked for, so a small stream of zeros
+    cannot blow up memory.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._z = zlib.decompressobj()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: "bytearray") -> int:  # type: ignore[override]
+        want = len(b)
+        while True:
+            if self._z.unconsumed_tail:
+                out = self._z.decompress(self._z.unconsumed_tail, want)
+            elif self._z.eof:
+                if self._z.unused_data or os.read(self._fd, 1):
+                    raise Refused("data after the end of the compressed stream")
+                return 0
+            else:
+                data = os.read(self._fd, CHUNK)
+                if not data:
+                    raise Refused("compressed stream truncated (the sender stopped)")
+                out = self._z.decompress(data, want)
+            if out:
+                b[: len(out)] = out
+                return len(out)
+
+
+def open_source(codec: str, zstd: Optional[str]) -> "Tuple[Source, Optional[Unpacker]]":
+    """Our stdin as the uncompressed stream (and the zstd process feeding it, if any)."""
+    stdin = sys.stdin.fileno()
+    if codec == "zlib":
+        return io.BufferedReader(Inflating(stdin), CHUNK), None  # type: ignore[arg-type]
+    if codec == "zstd" and zstd:
+        proc = subprocess.Popen([zstd, "-q", "-d", "-c"], stdin=stdin, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        widen_pipe(proc.stdout.fileno())
+        return io.BufferedReader(io.FileIO(proc.stdout.fileno(), "rb", closefd=False), CHUNK), proc
+    if codec != "off":
+        raise Refused("unknown compression %r" % codec)
+    widen_pipe(stdin)
+    return io.BufferedReader(io.FileIO(stdin, "rb", closefd=False), CHUNK), None
+
+
+def unpacker_failed(proc: "Optional[Unpacker]", stop: bool = True) -> bool:
+    """Reap the zstd process (killed if ``stop`` and still running); True when it failed."""
+    if proc is None:
+        return False
+    try:
+        # after our EOF it is exiting; else we stopped early (archive refused)
+        code = proc.wait(timeout=2 if stop else None)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
+    if code == 0:
+        return False
+    sys.stderr.write(
+        "mqi-upload: refused archive: compressed stream corrupted or truncated "
+        "(zstd -d exit %d)\n" % proc.returncode
+    )
+    return True
+
+
 def main() -> int:
     root = os.fsencode(sys.argv[1])
-    widen_pipe(sys.stdin.fileno())
+    codec = sys.argv[2] if len(sys.argv) > 2 else "off"
     umask = os.umask(0o022)
     os.umask(umask)
+    proc = None
     try:
-        with io.BufferedReader(io.FileIO(sys.stdin.fileno(), "rb", closefd=False), CHUNK) as src:
+        src, proc = open_source(codec, sys.argv[3] if len(sys.argv) > 3 else None)
+        with src:
             got = extract(src, root, umask)
             want = read_manifest(src)
-    except (Refused, ValueError) as err:
+    except (Refused, ValueError, zlib.error) as err:
+        if unpacker_failed(proc):
+            return EXIT_ARCHIVE
+        if isinstance(err, zlib.error):
+            err = Refused("compressed stream corrupted (%s)" % err)
         sys.stderr.write("mqi-upload: refused archive: %s\n" % err)
         return EXIT_ARCHIVE
     except OSError as err:
+        unpacker_failed(proc)
         sys.stderr.write("mqi-upload: writing the upload failed: %s\n" % err)
+        return EXIT_ARCHIVE
+    if unpacker_failed(proc, stop=False):  # read to its EOF: it ends by itself
         return EXIT_ARCHIVE
     if want is None:
         sys.stderr.write("mqi-upload: the sender did not finish (no manifest trailer)\n")

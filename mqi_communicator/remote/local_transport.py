@@ -20,6 +20,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
@@ -31,8 +32,13 @@ from mqi_communicator.errors import (
     RemoteSourceMissingError,
     TransferError,
 )
+from mqi_communicator.remote.abort import check_abort
 from mqi_communicator.remote.manifest import manifest_of_files
-from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
+from mqi_communicator.remote.protocol import (
+    CommandResult,
+    ProgressCallback,
+    TransferReport,
+)
 from mqi_communicator.remote.tarstream import CHUNK, CaseTree, enumerate_tree
 
 __all__ = ["LocalTransport"]
@@ -113,13 +119,15 @@ class LocalTransport:
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Copy ``local_dir`` to ``remote_dir`` (a local path here), verified and atomic.
 
         ``exclude``: relative paths never copied (``tarstream.enumerate_tree``).
+        ``abort``: checked between chunks; the partial copy is removed.
         """
         tree = enumerate_tree(local_dir, exclude=exclude)
-        return self._copy_verified(tree, Path(remote_dir), progress, timeout)
+        return self._copy_verified(tree, Path(remote_dir), progress, timeout, abort)
 
     def download_tree(
         self,
@@ -128,19 +136,39 @@ class LocalTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Copy ``remote_dir`` (a local path here) to ``local_dir``, verified and atomic."""
         src = Path(remote_dir)
         if not src.is_dir():
             raise RemoteSourceMissingError(f"{self._host_name}: {remote_dir} is not a directory")
         tree = enumerate_tree(src, allow_empty=True)
-        return self._copy_verified(tree, local_dir, progress, timeout)
+        return self._copy_verified(tree, local_dir, progress, timeout, abort)
+
+    def remove_tree(self, remote_dir: str, *, timeout: float = 600.0) -> None:
+        """Delete ``remote_dir`` (a local path here) and its content; missing is fine."""
+        path = Path(remote_dir)
+        # The same rule as check_removable, in this machine's path syntax (Windows too).
+        if not path.is_absolute() or len(path.parts) < 3 or ".." in path.parts:
+            raise ValueError(f"refusing to remove {remote_dir!r}: not an absolute case folder")
+        try:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.exists():
+                shutil.rmtree(path)
+        except OSError as err:
+            raise RemoteCommandError(f"{self._host_name}: cannot remove {path}: {err}") from err
 
     def close(self) -> None:
         """Nothing to release."""
 
     def _copy_verified(
-        self, tree: CaseTree, dest: Path, progress: ProgressCallback | None, timeout: float
+        self,
+        tree: CaseTree,
+        dest: Path,
+        progress: ProgressCallback | None,
+        timeout: float,
+        abort: threading.Event | None,
     ) -> TransferReport:
         started = time.monotonic()
         deadline = started + timeout
@@ -159,6 +187,7 @@ class LocalTransport:
                 target = partial / f.rel
                 with f.path.open("rb") as src, target.open("wb") as out:
                     while chunk := src.read(CHUNK):
+                        check_abort(abort, f"{self._host_name}: copy to {dest}")
                         out.write(chunk)
                         done += len(chunk)
                         if progress is not None:

@@ -14,6 +14,7 @@ Error contract (the engine depends on it):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,7 @@ __all__ = [
     "Scheduler",
     "TransferReport",
     "Transport",
+    "check_removable",
     "remote_case_dir",
 ]
 
@@ -97,12 +99,15 @@ class Transport(Protocol):
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Copy ``local_dir``'s contents to ``remote_dir`` as one verified, atomic step.
 
         ``remote_dir`` must not exist yet; it appears only after the sha256 manifest verified.
         ``exclude``: relative paths never sent, matched ignoring letter case, whatever
         they are (``tarstream.enumerate_tree``); the report lists what was left out.
+        ``abort``: once set, the stream stops promptly and ``TransferAborted`` is raised;
+        nothing appears at ``remote_dir`` (see :mod:`~mqi_communicator.remote.abort`).
         """
         ...
 
@@ -113,17 +118,39 @@ class Transport(Protocol):
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Copy ``remote_dir``'s contents to ``local_dir`` as one verified, atomic step.
 
         ``local_dir`` must not exist yet; it appears only after verification. A missing
-        ``remote_dir`` raises ``RemoteSourceMissingError``.
+        ``remote_dir`` raises ``RemoteSourceMissingError``. ``abort``: as for uploads.
+        """
+        ...
+
+    def remove_tree(self, remote_dir: str, *, timeout: float = 600.0) -> None:
+        """Delete ``remote_dir`` and everything under it; a missing one is fine.
+
+        Refuses (``ValueError``) a relative path or ``/``. Raises ``HostUnreachableError``
+        when the host cannot be asked, ``RemoteCommandError`` when removal failed.
         """
         ...
 
     def close(self) -> None:
         """Release the connection. Safe to call twice."""
         ...
+
+
+def check_removable(remote_dir: str) -> str:
+    """``remote_dir`` without trailing slashes, if it may be removed: absolute, not ``/``.
+
+    Raises:
+        ValueError: a relative path, the root, or a path with ``..`` components.
+    """
+    norm = remote_dir.rstrip("/")
+    parts = norm.split("/")
+    if not norm.startswith("/") or len(parts) < 3 or ".." in parts or "." in parts:
+        raise ValueError(f"refusing to remove {remote_dir!r}: not an absolute case folder")
+    return norm
 
 
 class JobState(StrEnum):

@@ -67,7 +67,7 @@ say() {{ echo "mqi-upload: $1" >&2; }}
 if [ -e "$dest" ] || [ -L "$dest" ]; then say "destination already exists: $dest"; exit 17; fi
 mkdir -p -- "$parent" || {{ say "cannot create parent directory $parent"; exit 18; }}
 mkdir -- "$part" || {{ say "cannot create $part"; exit 18; }}
-"$py" -c "$receiver" "$part" || {{ rc=$?; rm -rf -- "$part"; exit "$rc"; }}
+"$py" -c "$receiver" "$part"{codec} || {{ rc=$?; rm -rf -- "$part"; exit "$rc"; }}
 mv -T -n -- "$part" "$dest" || [ -e "$dest" ] ||
   {{ rm -rf -- "$part"; say "rename into place failed"; exit 23; }}
 # mv -n leaves part in place (exit 0 or 1 by coreutils version) when dest appeared
@@ -131,9 +131,12 @@ def upload_receive_script(remote_dir: str, partial: str) -> str:
     )
 
 
-def upload_one_pass_script(remote_dir: str, partial: str, python: str) -> str:
+def upload_one_pass_script(
+    remote_dir: str, partial: str, python: str, codec: tuple[str, ...] = ()
+) -> str:
     """Receive, verify and commit in one command (stdin framing: far_side_receiver).
 
+    ``codec``: the receiver's compression arguments (``("zlib",)``, ``("zstd", path)``).
     Exits 0 once ``remote_dir`` holds the verified tree; 17 when it already exists;
     on any failure ``partial`` is removed before the script exits.
     """
@@ -143,6 +146,7 @@ def upload_one_pass_script(remote_dir: str, partial: str, python: str) -> str:
         parent=quote(posixpath.dirname(remote_dir) or "."),
         py=quote(python),
         receiver=quote(receiver_source()),
+        codec="".join(" " + quote(word) for word in codec),
     )
 
 

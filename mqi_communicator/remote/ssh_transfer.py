@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ from mqi_communicator.errors import (
     RemoteSourceMissingError,
     TransferError,
 )
+from mqi_communicator.remote.abort import check_abort, close_on_abort
 from mqi_communicator.remote.manifest import Manifest, manifest_of_files, parse_sha256sum
 from mqi_communicator.remote.protocol import ProgressCallback
 from mqi_communicator.remote.quoting import render_command
@@ -141,13 +143,16 @@ def download_over_channel(
     where: str,
     progress: ProgressCallback | None,
     timeout: float,
+    abort: threading.Event | None = None,
 ) -> Manifest:
     """Stream ``remote_dir`` into ``local_dir`` through a temp sibling; return the manifest.
 
     Two channels run at once: one streams the tar archive, the other hashes the remote
-    tree (so remote hashing overlaps the transfer).
+    tree (so remote hashing overlaps the transfer). ``abort`` stops the stream (the
+    temp sibling is removed; ``local_dir`` never appears).
 
     Raises:
+        TransferAborted: ``abort`` was set.
         HostUnreachableError: connect/drop/timeout.
         RemoteSourceMissingError: ``remote_dir`` does not exist.
         RemoteCommandError: ``local_dir`` exists.
@@ -170,24 +175,28 @@ def download_over_channel(
             transport, render_command(download_tar_script(remote_dir), env), timeout, where
         )
         errs = ChannelDrain(chan, stderr=True)
-        header, rest = _read_header(chan, where)
-        if header:
-            try:
-                total = int(header)
-            except ValueError as exc:
-                raise TransferError(f"{where}: bad download header {header!r}") from exc
-            tmp.mkdir()
-            extractor = TarExtractor(tmp)
-            received = len(rest)
-            report_progress(progress, 0, total)
-            if rest:
-                extractor.write(rest)
-            while data := chan.recv(CHUNK):
-                extractor.write(data)
-                received += len(data)
-                report_progress(progress, received, total)
-                if time.monotonic() > deadline:
-                    raise TimeoutError("transfer deadline")
+        what = f"{where}: download of {remote_dir}"
+        with close_on_abort(abort, chan.close):
+            header, rest = _read_header(chan, where)
+            if header:
+                try:
+                    total = int(header)
+                except ValueError as exc:
+                    raise TransferError(f"{where}: bad download header {header!r}") from exc
+                tmp.mkdir()
+                extractor = TarExtractor(tmp)
+                received = len(rest)
+                report_progress(progress, 0, total)
+                if rest:
+                    extractor.write(rest)
+                while data := chan.recv(CHUNK):
+                    check_abort(abort, what)
+                    extractor.write(data)
+                    received += len(data)
+                    report_progress(progress, received, total)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("transfer deadline")
+        check_abort(abort, what)  # a channel the abort watcher closed reads as EOF
         errs.join(remaining(deadline))
         status = finish_channel(chan, transport, deadline, f"download of {remote_dir}", where)
         stderr = errs.text().strip()
@@ -219,8 +228,10 @@ def download_over_channel(
             f"{where}: download of {remote_dir} exceeded its {timeout:g} s timeout"
         ) from exc
     except (paramiko.SSHException, EOFError) as exc:
+        check_abort(abort, f"{where}: download of {remote_dir}")
         raise HostUnreachableError(f"{where}: connection failed during download: {exc}") from exc
     except OSError as exc:
+        check_abort(abort, f"{where}: download of {remote_dir}")
         if not transport.is_active():
             raise HostUnreachableError(
                 f"{where}: connection failed during download: {exc}"

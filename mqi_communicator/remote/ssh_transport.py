@@ -24,9 +24,15 @@ from pathlib import Path
 import paramiko
 from fabric import Connection
 
-from mqi_communicator.errors import HostUnreachableError
+from mqi_communicator.errors import HostUnreachableError, RemoteCommandError, TransferAborted
+from mqi_communicator.remote.compression import Setting
 from mqi_communicator.remote.host_keys import default_known_hosts
-from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
+from mqi_communicator.remote.protocol import (
+    CommandResult,
+    ProgressCallback,
+    TransferReport,
+    check_removable,
+)
 from mqi_communicator.remote.quoting import render_command
 from mqi_communicator.remote.remote_scripts import PYTHON_PROBE
 from mqi_communicator.remote.ssh_connect import SshTarget, open_connection
@@ -39,6 +45,7 @@ from mqi_communicator.remote.ssh_transfer import (
 )
 from mqi_communicator.remote.ssh_upload import upload_over_channel
 from mqi_communicator.remote.tarstream import enumerate_tree
+from mqi_communicator.remote.upload_codec import CodecChooser
 
 __all__ = ["SshTransport"]
 
@@ -61,6 +68,8 @@ class SshTransport:
         connect_timeout: Seconds for TCP connect, banner and authentication.
         keepalive_s: Interval of SSH keepalive packets.
         env: Environment variables prepended to every remote command.
+        compression: Uploads' stream compression: ``auto`` (measured per upload,
+            :mod:`~mqi_communicator.remote.compression`), ``off``, ``zstd``, ``zlib``.
     """
 
     def __init__(
@@ -76,6 +85,7 @@ class SshTransport:
         connect_timeout: float = 10.0,
         keepalive_s: int = 15,
         env: Mapping[str, str] | None = None,
+        compression: Setting = "auto",
     ) -> None:
         self._target = SshTarget(
             host_name=host_name,
@@ -95,6 +105,7 @@ class SshTransport:
         self._pending_cleanup: list[str] = []
         #: The far side's python3 (None: none usable), probed once per connection.
         self._python: tuple[paramiko.Transport, str | None] | None = None
+        self.codecs = CodecChooser(compression)
 
     @property
     def host_name(self) -> str:
@@ -178,13 +189,16 @@ class SshTransport:
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Send ``local_dir`` as one verified tar stream; ``remote_dir`` must not exist.
 
         ``exclude``: relative paths never sent (``tarstream.enumerate_tree``); the far
-        side's verification then also proves that nothing else arrived.
+        side's verification then also proves that nothing else arrived. ``abort``:
+        see :mod:`~mqi_communicator.remote.abort` (the far side removes its partial).
 
         Raises:
+            TransferAborted: ``abort`` was set.
             CaseContentError: the local tree cannot be sent (before anything is sent).
             RemoteCommandError: ``remote_dir`` already exists.
             TransferError: remote extraction or verification failed (nothing left behind).
@@ -196,6 +210,10 @@ class SshTransport:
         transport = self._transport()
         partial = partial_name(remote_dir)
         try:
+            python = self._far_python(transport)
+            choice = self.codecs.choose(
+                transport, tree, env=self._env, where=self._where(), far_python=bool(python)
+            )
             manifest = upload_over_channel(
                 transport,
                 tree,
@@ -205,8 +223,16 @@ class SshTransport:
                 where=self._where(),
                 progress=progress,
                 timeout=timeout,
-                python=self._far_python(transport),
+                python=python,
+                codec=choice.codec,
+                zstd=choice.zstd,
+                abort=abort,
             )
+        except TransferAborted:
+            # The one-command receiver cleans up on EOF; the two-command one may not.
+            with self._lock:
+                self._pending_cleanup.append(partial)
+            raise
         except HostUnreachableError:
             with self._lock:
                 self._pending_cleanup.append(partial)
@@ -242,10 +268,12 @@ class SshTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Fetch ``remote_dir`` as one verified tar stream; ``local_dir`` must not exist.
 
         Raises:
+            TransferAborted: ``abort`` was set (nothing left locally).
             RemoteSourceMissingError: ``remote_dir`` is missing.
             RemoteCommandError: ``local_dir`` exists.
             TransferError: remote tar, local extraction or verification failed.
@@ -263,11 +291,29 @@ class SshTransport:
                 where=self._where(),
                 progress=progress,
                 timeout=timeout,
+                abort=abort,
             )
         except HostUnreachableError:
             self._on_unreachable()
             raise
         return manifest.report(time.monotonic() - started)
+
+    def remove_tree(self, remote_dir: str, *, timeout: float = 600.0) -> None:
+        """``rm -rf -- remote_dir`` on the host (absolute, not ``/``); missing is fine.
+
+        Raises:
+            HostUnreachableError: connect failed, dropped, or ``timeout``.
+            RemoteCommandError: ``rm`` failed (its stderr in the message).
+        """
+        path = check_removable(remote_dir)
+        result = self.run(["rm", "-rf", "--", path], timeout=timeout)
+        if result.exit_code != 0:
+            raise RemoteCommandError(
+                f"{self._where()}: cannot remove {path} (exit {result.exit_code}): "
+                f"{result.stderr.strip()[:500]}",
+                exit_code=result.exit_code,
+                stderr=result.stderr,
+            )
 
     def close(self) -> None:
         """Close the connection (safe to call twice)."""

@@ -22,6 +22,7 @@ read.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +37,8 @@ from mqi_communicator.errors import (
     RemoteCommandError,
     TransferError,
 )
+from mqi_communicator.remote.abort import check_abort, close_on_abort
+from mqi_communicator.remote.compression import Codec, Compressor, make_compressor
 from mqi_communicator.remote.far_side_receiver import TRAILER
 from mqi_communicator.remote.manifest import Manifest, manifest_of_files
 from mqi_communicator.remote.protocol import ProgressCallback
@@ -74,6 +77,9 @@ class _Upload:
     where: str
     progress: ProgressCallback | None
     deadline: float
+    #: Compression of the whole stdin (one-command protocol only; see compression.py).
+    codec: Codec = "off"
+    abort: threading.Event | None = None
 
 
 def upload_over_channel(
@@ -87,29 +93,44 @@ def upload_over_channel(
     progress: ProgressCallback | None,
     timeout: float,
     python: str | None,
+    codec: Codec = "off",
+    zstd: str | None = None,
+    abort: threading.Event | None = None,
 ) -> Manifest:
     """Stream ``tree`` to ``remote_dir`` through ``partial``; return the verified manifest.
 
     Args:
         python: The far side's python3 (one-command protocol), or None (two commands).
+        abort: Set when the engine stops: the stream is cut off (no trailer, so the far
+            side refuses and removes ``partial``) and nothing more is sent.
+        codec: Compress the stream (needs ``python``; ``zstd``: the far side's binary).
 
     Raises:
+        TransferAborted: ``abort`` was set.
         HostUnreachableError: the connection dropped or ``timeout`` passed (``partial``
             may then need cleanup on the next connection).
         RemoteCommandError: ``remote_dir`` already exists.
         TransferError: remote extraction, disk space or verification failed.
         CaseContentError: a local file could not be read while streaming.
     """
-    up = _Upload(transport, remote_dir, env, where, progress, time.monotonic() + timeout)
+    if python is None or (codec == "zstd" and not zstd):
+        codec = "off"
+    up = _Upload(
+        transport, remote_dir, env, where, progress, time.monotonic() + timeout, codec, abort
+    )
+    codec_args = {"off": (), "zlib": ("zlib",), "zstd": ("zstd", zstd or "")}[codec]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqi-hash")
     try:
         hashing: Future[Manifest] = pool.submit(
             manifest_of_files, [(f.rel, f.path) for f in tree.files], workers=1
         )
         if python is not None:
-            manifest = _send(up, tree, upload_one_pass_script(remote_dir, partial, python), hashing)
+            manifest = _send(
+                up, tree, upload_one_pass_script(remote_dir, partial, python, codec_args), hashing
+            )
         else:
             _send(up, tree, upload_receive_script(remote_dir, partial), None)
+            check_abort(abort, f"{where}: upload to {remote_dir}")  # commit nothing
             try:
                 manifest = _local_manifest(hashing, up.deadline)
                 _commit(up, manifest, partial)
@@ -147,14 +168,19 @@ def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | 
     try:
         out = ChannelDrain(chan, stderr=False)
         errs = ChannelDrain(chan, stderr=True)
+        comp = make_compressor(up.codec)
         try:
-            _stream_archive(chan, tree, up.progress, up.deadline)
+            with close_on_abort(up.abort, chan.close):
+                _stream_archive(chan, tree, up, comp)
+            # Set now, the watcher may have closed the channel: send no trailer.
+            check_abort(up.abort, f"{up.where}: upload to {up.remote_dir}")
             if hashing is not None:
                 # Without the trailer the far side refuses the upload, so a local
                 # failure here only has to stop sending (the finally closes the channel).
                 manifest = _local_manifest(hashing, up.deadline)
                 body = manifest.to_bytes()
-                send_all(chan, body + TRAILER + str(manifest.files).encode() + b"\n")
+                tail = body + TRAILER + str(manifest.files).encode() + b"\n"
+                send_all(chan, tail if comp is None else comp.compress(tail) + comp.flush())
             chan.shutdown_write()
         except (CaseContentError, TimeoutError):
             raise
@@ -173,21 +199,25 @@ def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | 
 
 
 def _stream_archive(
-    chan: paramiko.Channel,
-    tree: CaseTree,
-    progress: ProgressCallback | None,
-    deadline: float,
+    chan: paramiko.Channel, tree: CaseTree, up: _Upload, comp: Compressor | None = None
 ) -> None:
     total = tree.total_bytes
     sent = 0
-    report_progress(progress, 0, total)
+    what = f"{up.where}: upload to {up.remote_dir}"
+    report_progress(up.progress, 0, total)
     # closing(): stop the local tar at once if sending fails
     with contextlib.closing(iter_tar_chunks(tree)) as chunks:
         for chunk in chunks:
-            send_all(chan, chunk)
+            check_abort(up.abort, what)
+            try:
+                # progress counts the case's bytes, compressed or not
+                send_all(chan, chunk if comp is None else comp.compress(chunk))
+            except (OSError, EOFError, paramiko.SSHException):
+                check_abort(up.abort, what)  # the abort watcher closed the channel
+                raise
             sent += len(chunk)
-            report_progress(progress, sent, total)
-            if time.monotonic() > deadline:
+            report_progress(up.progress, sent, total)
+            if time.monotonic() > up.deadline:
                 raise TimeoutError("transfer deadline")
 
 

@@ -52,6 +52,8 @@ class Policy:
     kill_confirm_window: timedelta = timedelta(minutes=2)
     max_attempts: int = 3
     max_retrieve_failures: int = 5
+    #: Consecutive local errors (engine/fault.py) after which a case fails.
+    max_local_failures: int = 5
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,8 @@ class CaseFacts:
     kill_reason: str | None = None
     cancel_requested: bool = False
     transient_failures: int = 0
+    local_failures: int = 0
+    gpu_name: str | None = None
 
 
 def termination_proven(gpu: GpuFacts, evidence: Evidence | None) -> bool:

@@ -87,6 +87,16 @@ _RESET_JOB: Effects = (
     ("job_origin", None),
 )
 
+#: An operator's retry, or a step forward, starts the fault bookkeeping afresh
+#: (``engine/fault.py`` counts consecutive local errors).
+_RESET_FAULTS: Effects = (
+    ("transient_failures", 0),
+    ("local_failures", 0),
+    ("storage_waits", 0),
+    ("last_error", None),
+    ("next_attempt_at", None),
+)
+
 #: The case ended; the step releases (or quarantines) its GPU, so it holds none.
 _ENDED: Effects = (("completed_at", NOW), ("gpu_name", None))
 
@@ -110,7 +120,8 @@ CASE_TRANSITIONS: tuple[TransitionSpec, ...] = (
         (C.SUBMITTING,),
         C.RUNNING,
         doc="the scheduler knows the job",
-        effects=(("job_id", Given("job_id", keep=True)),),
+        # Forward progress: earlier local errors no longer count as consecutive.
+        effects=(("job_id", Given("job_id", keep=True)), ("local_failures", 0)),
         holder_effects=(("job_id", Given("job_id", keep=True)),),
     ),
     TransitionSpec(
@@ -136,14 +147,15 @@ CASE_TRANSITIONS: tuple[TransitionSpec, ...] = (
         (C.RUNNING,),
         C.RETRIEVING,
         doc="the job ended with exit code 0",
-        effects=(("gpu_name", None),),
+        effects=(("gpu_name", None), *_RESET_FAULTS),
     ),
     TransitionSpec(
         CT.RETRIEVED,
         (C.RETRIEVING,),
         C.COMPLETED,
         doc="results downloaded, verified and moved into place",
-        effects=(("progress", 100), ("completed_at", NOW)),
+        # What held it back is in the audit trail; a completed case shows no error.
+        effects=(("progress", 100), ("completed_at", NOW), *_RESET_FAULTS),
     ),
     TransitionSpec(
         CT.FAIL,
@@ -187,9 +199,16 @@ CASE_TRANSITIONS: tuple[TransitionSpec, ...] = (
             ("failure_reason", None),
             ("completed_at", None),
             ("progress", 0),
-            ("transient_failures", 0),
-            ("next_attempt_at", None),
+            *_RESET_FAULTS,
         ),
+    ),
+    TransitionSpec(
+        CT.RETRY_RETRIEVAL,
+        (C.FAILED,),
+        C.RETRIEVING,
+        doc="an operator retried a case whose retrieval failed; its results are still there",
+        # Same attempt, label and remote directory: only its download is tried again.
+        effects=(*_RESET_FAULTS, ("failure_reason", None), ("completed_at", None)),
     ),
 )
 

@@ -27,6 +27,7 @@ class CaseTrigger(StrEnum):
     CANCEL = "cancel"
     REQUEST_CANCEL = "request_cancel"
     RETRY = "retry"
+    RETRY_RETRIEVAL = "retry_retrieval"
 
 
 class GpuTrigger(StrEnum):

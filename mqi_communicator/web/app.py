@@ -21,9 +21,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ..cli.cases import evidence_text
-from ..cli.output import fmt_time
 from ..config import WebConfig
+from ..display import evidence_text, fmt_time
 from ..errors import MqiError, NotFoundError
 from ..service import Communicator
 from ..statemachine import CaseState
@@ -98,7 +97,7 @@ class _Console:
             c=case,
             history=history,
             attempts=views.attempts(history),
-            results=views.result_files(self.comm.config.results_dir, case.name),
+            results=views.result_files(self.comm.config.results_dir, case.name, case.id),
             actions=[] if self.web.read_only else offered("case", case),
         )
 

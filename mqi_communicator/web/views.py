@@ -148,14 +148,25 @@ class ResultFile:
     size: int
 
 
-def result_files(results_dir: Path, case_name: str) -> tuple[list[ResultFile], bool] | None:
-    """The files under ``results_dir/case_name`` (at most 200) and whether more exist.
+def result_files(
+    results_dir: Path, case_name: str, case_id: int | None = None
+) -> tuple[list[ResultFile], bool] | None:
+    """The files of the case's results folder (at most 200) and whether more exist.
 
-    None when the folder does not exist. Symbolic links are listed, never followed.
+    The folder is the one stamped with ``case_id`` (``NAME`` or ``NAME.case<id>``, see
+    ``engine/results_place.py``); without an id, ``results_dir/case_name``. None when
+    there is none. Symbolic links are listed, never followed.
     """
     if case_name in ("", ".", "..") or "/" in case_name or "\\" in case_name:
         return None
     root = results_dir / case_name
+    if case_id is not None:
+        from ..engine.results_place import find_results
+
+        stamped = find_results(results_dir, case_name, case_id)
+        if stamped is None:
+            return None
+        root = stamped
     if not root.is_dir():
         return None
     found: list[ResultFile] = []

@@ -96,6 +96,8 @@ class E2E:
                 "poll_interval_s": 0.3,
                 "kill_confirm_s": 30,
                 "backoff": {"base_s": 0.3, "factor": 2, "cap_s": 2},
+                # The tests compare results with the remote copy after completion.
+                "remote_retention": "keep",
                 **(engine or {}),
             },
             "hosts": hosts,

@@ -91,6 +91,8 @@ class CrashWorkspace:
                 # Kills during upload requeue a case with attempt + 1: never run out here.
                 "max_attempts": 50,
                 "backoff": {"base_s": 0.2, "factor": 2, "cap_s": 1},
+                # The checks compare results with the remote copy after completion.
+                "remote_retention": "keep",
             },
             "log": {"file": "logs/run.log", "level": "INFO"},
             "hosts": {

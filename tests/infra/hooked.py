@@ -3,14 +3,17 @@
 ``HookedTransport`` runs ``before_upload(local_dir, remote_dir)`` and then the real
 upload; the hook may block (a gate the test opens), act on the database as another
 engine would, or raise to stand for a transfer that broke. ``HookedScheduler`` does the
-same before ``submit``.
+same before ``submit``. :class:`DelegatingTransport` forwards everything else (and is
+the base of any test transport that only watches one call).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mqi_communicator.remote.protocol import (
     CommandResult,
@@ -24,12 +27,15 @@ from mqi_communicator.remote.protocol import (
 )
 
 
-@dataclass
-class HookedTransport:
-    """``inner`` with ``before_upload`` called first on every upload."""
+class DelegatingTransport:
+    """A real transport passed through untouched: a subclass overrides the call it watches.
 
-    inner: Transport
-    before_upload: Callable[[Path, str], None]
+    The one place that forwards every ``Transport`` method, so a method added to the
+    protocol is added here once, not in each test's wrapper.
+    """
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
 
     @property
     def host_name(self) -> str:
@@ -48,10 +54,10 @@ class HookedTransport:
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
-        self.before_upload(local_dir, remote_dir)
         return self.inner.upload_tree(
-            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude
+            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude, abort=abort
         )
 
     def download_tree(
@@ -61,11 +67,26 @@ class HookedTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
-        return self.inner.download_tree(remote_dir, local_dir, progress=progress, timeout=timeout)
+        return self.inner.download_tree(
+            remote_dir, local_dir, progress=progress, timeout=timeout, abort=abort
+        )
 
     def close(self) -> None:
         self.inner.close()
+
+
+class HookedTransport(DelegatingTransport):
+    """``inner`` with ``before_upload`` called first on every upload."""
+
+    def __init__(self, inner: Transport, before_upload: Callable[[Path, str], None]) -> None:
+        super().__init__(inner)
+        self.before_upload = before_upload
+
+    def upload_tree(self, local_dir: Path, remote_dir: str, **options: Any) -> TransferReport:
+        self.before_upload(local_dir, remote_dir)
+        return super().upload_tree(local_dir, remote_dir, **options)
 
 
 @dataclass

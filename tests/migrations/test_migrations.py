@@ -15,7 +15,7 @@ from sqlalchemy import inspect
 
 from mqi_communicator.migrations import api
 from mqi_communicator.persistence import Store, make_engine
-from mqi_communicator.persistence.schema_check import SCHEMA_HEAD
+from mqi_communicator.persistence.schema_check import SCHEMA_HEAD, is_known_revision
 from mqi_communicator.statemachine import CaseState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +44,17 @@ def test_single_head_and_linear_history() -> None:
 def test_the_fast_schema_check_knows_the_head() -> None:
     # Store.open compares with this constant before loading Alembic (schema_check.py).
     assert api.head() == SCHEMA_HEAD
+
+
+def test_revisions_are_numbered_as_the_schema_check_assumes() -> None:
+    # persistence may not import migrations (they build on it), so the schema check knows
+    # the tree by this rule alone: 0001, 0002, ... up to SCHEMA_HEAD, one after another.
+    revs = [r.revision for r in api.history()]
+    assert revs == [f"{n:04d}" for n in range(1, len(revs) + 1)]
+    assert all(is_known_revision(r) for r in revs)
+    after = f"{len(revs) + 1:04d}"
+    wide_digits = "\uff10\uff10\uff10\uff11"  # str.isdigit() says yes to these
+    assert not any(is_known_revision(r) for r in ("0000", after, "ffff9999", "", wide_digits))
 
 
 def test_upgrade_downgrade_upgrade_with_data(db_url: str) -> None:

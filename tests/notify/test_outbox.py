@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from mqi_communicator import Evidence, EvidenceKind
-from mqi_communicator.config.model import HookEvent
+from mqi_communicator.config.hooks import HookEvent
 from mqi_communicator.errors import GuardRejectedError
 from mqi_communicator.persistence import Store
 from mqi_communicator.persistence.models import HookOutbox

@@ -44,6 +44,13 @@ def test_behind_is_refused(db_url: str) -> None:
     Store.open(db_url).close()
 
 
+def test_one_revision_behind_names_both(db_url: str) -> None:
+    older = api.history()[-2].revision
+    api.upgrade(db_url, older)
+    with pytest.raises(SchemaMismatchError, match=rf"at schema revision {older}, behind "):
+        Store.open(db_url)
+
+
 def test_ahead_is_refused(db_url: str) -> None:
     api.upgrade(db_url)
     _sql(db_url, "UPDATE alembic_version SET version_num = 'ffff9999'")

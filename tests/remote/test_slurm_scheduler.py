@@ -28,12 +28,11 @@ from mqi_communicator.remote.protocol import (
     JobSpec,
     JobState,
     JobStatus,
-    ProgressCallback,
-    TransferReport,
     Transport,
 )
 from mqi_communicator.remote.slurm import SlurmScheduler
 from mqi_communicator.remote.slurm_commands import JOB_ID_FILE
+from tests.infra.hooked import DelegatingTransport
 from tests.infra.processes import group_alive
 from tests.infra.slurm import SlurmCluster
 
@@ -46,48 +45,18 @@ GPU = GpuBinding(name="gpu0")
 HOSTILE = "we ird 'q\" $(touch PWNED) `touch PWNED2`; %j %% \\b ünï"
 
 
-class CountingTransport:
+class CountingTransport(DelegatingTransport):
     """A real transport that counts ``run`` calls (delegates everything)."""
 
     def __init__(self, inner: Transport) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.calls = 0
-
-    @property
-    def host_name(self) -> str:
-        return self.inner.host_name
 
     def run(
         self, command: Sequence[str] | str, *, timeout: float, stdin: bytes | None = None
     ) -> CommandResult:
         self.calls += 1
-        return self.inner.run(command, timeout=timeout, stdin=stdin)
-
-    def upload_tree(
-        self,
-        local_dir: Path,
-        remote_dir: str,
-        *,
-        progress: ProgressCallback | None = None,
-        timeout: float = 3600.0,
-        exclude: Sequence[str] = (),
-    ) -> TransferReport:
-        return self.inner.upload_tree(
-            local_dir, remote_dir, progress=progress, timeout=timeout, exclude=exclude
-        )
-
-    def download_tree(
-        self,
-        remote_dir: str,
-        local_dir: Path,
-        *,
-        progress: ProgressCallback | None = None,
-        timeout: float = 3600.0,
-    ) -> TransferReport:
-        return self.inner.download_tree(remote_dir, local_dir, progress=progress, timeout=timeout)
-
-    def close(self) -> None:
-        self.inner.close()
+        return super().run(command, timeout=timeout, stdin=stdin)
 
 
 @pytest.fixture(params=["local", "ssh"])

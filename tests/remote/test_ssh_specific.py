@@ -254,3 +254,20 @@ def test_round_trip_without_python3_on_the_far_side(server: SshServer, tmp_path:
         assert partials(tmp_path / "remote") == []
     finally:
         t.close()
+
+
+def test_remove_tree_over_real_sshd(ssh_transport: SshTransport, tmp_path: Path) -> None:
+    """remote_retention's removal: the tree goes, a missing one is fine, `/` is refused."""
+    target = tmp_path / "mqic_case_1_a1"
+    (target / "output").mkdir(parents=True)
+    (target / "output" / "dose.bin").write_bytes(b"x" * 1000)
+    (tmp_path / "mqic_case_1_a1.mqi").mkdir()
+    (tmp_path / "keep").mkdir()
+    ssh_transport.remove_tree(str(target), timeout=30)
+    ssh_transport.remove_tree(f"{target}.mqi", timeout=30)
+    assert not target.exists() and not (tmp_path / "mqic_case_1_a1.mqi").exists()
+    assert (tmp_path / "keep").exists()
+    ssh_transport.remove_tree(str(target), timeout=30)  # already gone: fine
+    for bad in ("/", "relative/dir", "/tmp/../etc", "/tmp"):
+        with pytest.raises(ValueError):
+            ssh_transport.remove_tree(bad, timeout=30)

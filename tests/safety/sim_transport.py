@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,6 +52,7 @@ class SimTransport:
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
         exclude: Sequence[str] = (),
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Copy the case, minus ``exclude`` (the real transports' rule); all or nothing."""
         self.world._enter()
@@ -76,6 +78,7 @@ class SimTransport:
         *,
         progress: ProgressCallback | None = None,
         timeout: float = 3600.0,
+        abort: threading.Event | None = None,
     ) -> TransferReport:
         """Copy results home; all or nothing."""
         self.world._enter()

@@ -31,7 +31,8 @@ FAIL_IF_FLAGGED = "test -f must_fail && exit 3; mkdir -p output; echo ok > outpu
 
 
 def test_retry_failed_case_runs_a_new_attempt(ws: Workspace) -> None:
-    comm = ws.communicator(ws.config(command=FAIL_IF_FLAGGED))
+    # remote_retention keep: this test looks at both attempts' remote folders at the end.
+    comm = ws.communicator(ws.config(command=FAIL_IF_FLAGGED, engine={"remote_retention": "keep"}))
     case_dir = ws.drop_case("flaky", {"must_fail": "", "plan.dcm": "p"})
     tick_until(
         comm, lambda: bool(comm.cases()) and only_case(comm).status is CaseState.FAILED, "failed"

@@ -1,0 +1,166 @@
+"""One case's local error stays with that case; the others keep flowing (issue #10).
+
+Real parts: SQLite, the local transport and scheduler, real jobs, and the real
+filesystem raising the errors (no injected exceptions):
+
+- a case named with 250 bytes whose results folder already exists: moving the old
+  folder aside needs a 266-byte name, so the kernel answers ENAMETOOLONG;
+- a results folder that is a read-only bind mount (EROFS), which even root cannot write.
+
+On the code before the fault boundary, the first OSError escaped ``retrieve``, aborted
+every tick before ``start_waiting_cases``, and the second case was never claimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from mqi_communicator import CaseState, Communicator
+from mqi_communicator.cli import main
+from mqi_communicator.cli.status import held_back_table, summarize
+
+from .conftest import Workspace, tick_until
+
+LONG = "p" * 250  # a legal name; NAME + ".YYYYmmddTHHMMSS" is not
+
+
+def _by_name(comm: Communicator, name: str) -> int:
+    return next(c.id for c in comm.cases() if c.name == name)
+
+
+def test_a_case_failing_locally_does_not_stop_the_next_one(
+    ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = ws.config(
+        command="mkdir -p output; echo dose > output/dose.txt",
+        engine={"max_local_failures": 4, "backoff": {"base_s": 0.3, "factor": 2, "cap_s": 5}},
+    )
+    ws.results.mkdir()
+    (ws.results / LONG).mkdir()  # an old results folder nobody may lose
+    (ws.results / LONG / "old.txt").write_text("old", encoding="utf-8")
+    comm = ws.communicator(config)
+    ws.drop_case(LONG)
+    tick_until(comm, lambda: len(comm.cases()) == 1, "first case registered")
+    ws.drop_case("second")
+    caplog.set_level(logging.DEBUG, logger="mqi_communicator")
+    first = _by_name(comm, LONG)
+
+    tick_until(
+        comm,
+        lambda: comm.case(first).local_failures >= 1 and len(comm.cases()) == 2,
+        "first case's retrieval failed locally, second registered",
+    )
+    held = comm.case(first)
+    assert held.status is CaseState.RETRIEVING
+    assert held.last_error is not None and "File name too long" in held.last_error
+    assert held.next_attempt_at is not None and held.next_attempt_at > held.status_updated_at
+    # Visible to an operator in other processes: `status` and `cases show`.
+    summary = summarize(comm)
+    assert [c.id for c in summary["held_back"]] == [first]
+    assert "File name too long" in held_back_table(summary["held_back"])
+    shown = CliRunner().invoke(main, ["cases", "show", str(first), "--config", _cfg(ws, comm)])
+    assert shown.exit_code == 0, shown.output
+    assert "File name too long" in shown.output and "next attempt (UTC)" in shown.output
+
+    second = _by_name(comm, "second")
+    tick_until(comm, lambda: comm.case(second).status is CaseState.COMPLETED, "second done")
+    assert comm.case(first).status is CaseState.RETRIEVING  # backing off, not spinning
+    tick_until(comm, lambda: comm.case(first).status is CaseState.FAILED, "first gives up")
+
+    failed = comm.case(first)
+    assert failed.failure_reason is not None
+    assert "local error while retrieving, 4 times in a row" in failed.failure_reason
+    assert "File name too long" in failed.failure_reason
+    assert (ws.results / LONG / "old.txt").read_text(encoding="utf-8") == "old"
+    # One traceback for the case, then one line per (backed-off) failure.
+    mine = [r for r in caplog.records if f"case {first}:" in r.getMessage()]
+    assert sum(1 for r in mine if r.exc_info) == 1
+    assert 2 <= sum(1 for r in mine if "again" in r.getMessage()) <= 3
+    # Exponential: the notes' retry times move further apart.
+    notes = [
+        t.at
+        for t in comm.history(case_id=first)
+        if t.trigger == "note" and t.detail.startswith("local error while")
+    ]
+    gaps = [b - a for a, b in pairwise(notes)]
+    assert len(gaps) == 2 and gaps[1] > gaps[0] >= timedelta(seconds=0.3)
+
+
+def _cfg(ws: Workspace, comm: Communicator) -> str:
+    """The workspace's config as a file, for the CLI (the engine's database)."""
+    data = {
+        "watch_dir": "cases",
+        "results_dir": "results",
+        "database_url": comm.config.database_url,
+        "command": ["true"],
+        "hosts": {
+            "local": {"transport": "local", "scheduler": {"kind": "local"}, "remote_base": "remote"}
+        },
+        "gpus": [{"name": "local/gpu0", "host": "local"}],
+    }
+    path = ws.root / "mqi.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return str(path)
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """Bind-mount ``folder`` read-only over itself (EROFS even for root); skip if refused."""
+    up = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if up.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (needs root): {up.stderr.decode().strip()}")
+    try:
+        ro = subprocess.run(
+            ["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True, text=True
+        )
+        assert ro.returncode == 0, ro.stderr
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_results_folder_waits_and_others_still_start(ws: Workspace) -> None:
+    config = ws.config(
+        gpus=1,
+        engine={"max_retrieve_failures": 1, "max_local_failures": 1, "backoff": {"base_s": 0.1}},
+    )
+    ws.results.mkdir()
+    comm = ws.communicator(config)
+    ws.drop_case("a")
+    tick_until(comm, lambda: len(comm.cases()) == 1, "a registered")
+    a = _by_name(comm, "a")
+    with read_only(ws.results):
+        ws.drop_case("b")
+        tick_until(comm, lambda: comm.case(a).storage_waits >= 3, "a waits for the disk")
+        waiting = comm.case(a)
+        assert waiting.status is CaseState.RETRIEVING  # not failed, whatever the limits
+        assert waiting.last_error is not None
+        assert waiting.last_error.startswith("waiting: results folder")
+        assert "not writable" in waiting.last_error and "MB free" in waiting.last_error
+        # The GPU went back to the pool: the second case was claimed and ran meanwhile.
+        tick_until(
+            comm,
+            lambda: (
+                len(comm.cases()) == 2
+                and comm.case(_by_name(comm, "b")).status is CaseState.RETRIEVING
+            ),
+            "b ran while a waited",
+        )
+    tick_until(
+        comm,
+        lambda: all(c.status is CaseState.COMPLETED for c in comm.cases()),
+        "both completed once the folder is writable",
+    )
+    done = comm.case(a)
+    assert done.attempt == 1 and done.last_error is None  # downloaded, never rerun
+    assert (ws.results / "a" / "dose.txt").read_text(encoding="utf-8") == "dose\n"
