@@ -22,12 +22,15 @@ from hypothesis.stateful import (
 )
 
 from mqi_communicator.engine import EngineSettings, GpuRuntime, HostRuntime, Reconciler
-from mqi_communicator.operations import cancel_case, retry_case
+from mqi_communicator.operations import cancel_case
 from mqi_communicator.persistence import CaseRecord, GpuRecord, Store
 from mqi_communicator.remote.protocol import GpuBinding, JobState
 from mqi_communicator.statemachine import (
     TERMINAL_CASE_STATES,
     CaseState,
+    CaseTrigger,
+    Evidence,
+    EvidenceKind,
 )
 
 from .sim_transport import SimTransport
@@ -348,7 +351,10 @@ class SafetyMachine(OracleChecks, BoundaryRules, RuleBasedStateMachine):
 
     def _retry(self, case: CaseRecord) -> None:
         if case.status in (CaseState.FAILED, CaseState.CANCELLED) and case.attempt < 5:
-            retry_case(self.store, case.id, self.clock())
+            now = self.clock()
+            ev = Evidence(EvidenceKind.OPERATOR, None, now, detail="retry")
+            # One step: the retry row also resets the fault counters.
+            self.store.apply(case.id, CaseTrigger.RETRY, None, None, evidence=ev, now=now)
 
 
 class WarmSafetyMachine(SafetyMachine):
