@@ -42,11 +42,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from linklab import Sshd, limited_link, require_link_tools, ssh_check, sshd  # noqa: E402
 
-from mqi_communicator.remote.link_probe import probe_link, probe_script  # noqa: E402
-from mqi_communicator.remote.manifest import manifest_of_files  # noqa: E402
-from mqi_communicator.remote.ssh_transport import SshTransport  # noqa: E402
-from mqi_communicator.remote.tarstream import enumerate_tree  # noqa: E402
-from mqi_communicator.remote.upload_codec import CodecChoice  # noqa: E402
+from mqi_communicator.remote.transfer.link_probe import probe_link, probe_script  # noqa: E402
+from mqi_communicator.remote.transfer.manifest import manifest_of_files  # noqa: E402
+from mqi_communicator.remote.transfer.tarstream import enumerate_tree  # noqa: E402
+from mqi_communicator.remote.transfer.upload_codec import CodecChoice  # noqa: E402
+from mqi_communicator.remote.transport.ssh import SshTransport  # noqa: E402
 
 
 def digest(path: Path) -> str:

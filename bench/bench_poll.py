@@ -28,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mqi_communicator.remote.local_transport import LocalTransport
-from mqi_communicator.remote.protocol import GpuBinding, JobSpec, JobState
-from mqi_communicator.remote.pueue import PueueScheduler
+from mqi_communicator.remote.protocol import GpuBinding, JobSpec
+from mqi_communicator.remote.schedulers.pueue.scheduler import PueueScheduler
+from mqi_communicator.remote.transport.local import LocalTransport
+from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.pueue import PueueStandin
 from tests.infra.sshd import make_ssh_transport, start_sshd
 

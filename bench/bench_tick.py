@@ -51,7 +51,7 @@ from mqi_communicator.engine.runtime import case_ref  # noqa: E402
 from mqi_communicator.migrations.api import upgrade  # noqa: E402
 from mqi_communicator.persistence import Store  # noqa: E402
 from mqi_communicator.persistence.models import Case, CaseTransition  # noqa: E402
-from mqi_communicator.remote.markers import marker_dir, wrapper_argv, wrapper_source  # noqa: E402
+from mqi_communicator.remote.job.markers import marker_dir, wrapper_argv, wrapper_source  # noqa: E402
 from mqi_communicator.remote.protocol import remote_case_dir  # noqa: E402
 from mqi_communicator.remote.quoting import join_argv  # noqa: E402
 from mqi_communicator.statemachine import CaseState, Evidence, EvidenceKind  # noqa: E402

@@ -34,10 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mqi_communicator.remote.manifest import manifest_of_files  # noqa: E402
-from mqi_communicator.remote.ssh_exec import send_all  # noqa: E402
-from mqi_communicator.remote.ssh_transport import SshTransport  # noqa: E402
-from mqi_communicator.remote.tarstream import enumerate_tree, iter_tar_chunks  # noqa: E402
+from mqi_communicator.remote.ssh.exec import send_all  # noqa: E402
+from mqi_communicator.remote.transfer.manifest import manifest_of_files  # noqa: E402
+from mqi_communicator.remote.transfer.tarstream import enumerate_tree, iter_tar_chunks  # noqa: E402
+from mqi_communicator.remote.transport.ssh import SshTransport  # noqa: E402
 
 UP = ROOT / "tests" / "infra" / "sshd_up.sh"
 

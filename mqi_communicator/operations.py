@@ -15,7 +15,7 @@ from datetime import datetime
 from .engine.runtime import HostRuntime
 from .errors import ConfigError, NotFoundError
 from .persistence import CaseRecord, Store
-from .remote.job_log import LogChunk, read_job_log
+from .remote.job.log import LogChunk, read_job_log
 from .statemachine import CaseTrigger, Evidence, EvidenceKind
 
 __all__ = ["cancel_case", "read_case_log"]

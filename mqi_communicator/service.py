@@ -35,7 +35,7 @@ from .notify import HookDispatcher
 from .operations import cancel_case, read_case_log
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .persistence.host_health import HostHealthRecord, read_host_health
-from .remote.job_log import DEFAULT_MAX_BYTES, LogChunk
+from .remote.job.log import DEFAULT_MAX_BYTES, LogChunk
 from .run_loop import run_loop
 from .statemachine import CaseState, GpuState
 from .zombie_release import release_zombie

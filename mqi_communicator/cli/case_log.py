@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..remote.job_log import LogChunk
+from ..remote.job.log import LogChunk
 from ..service import Communicator
 from ..statemachine import TERMINAL_CASE_STATES
 from .common import config_option, interval_option, open_communicator

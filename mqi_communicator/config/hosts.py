@@ -44,7 +44,7 @@ class HostConfig(_Strict):
     accept_new_host_key: bool = False
     connect_timeout_s: PositiveFloat = 10.0
     #: Upload stream compression (ssh only): ``auto`` measures the link and the case
-    #: and compresses only when that is faster (remote/compression.py); the others force.
+    #: and compresses only when that is faster (remote/transfer/compression.py); the others force.
     compression: Literal["auto", "off", "zstd", "zlib"] = "auto"
     #: Environment variables set for every command run on the host (and so the jobs).
     env: dict[str, str] = Field(default_factory=dict)

@@ -12,11 +12,11 @@ from datetime import timedelta
 
 from ..config import Config, HostConfig
 from ..persistence import Store
-from ..remote.local_scheduler import LocalScheduler
-from ..remote.local_transport import LocalTransport
 from ..remote.protocol import GpuBinding, Scheduler, Transport
-from ..remote.pueue import PueueScheduler
-from ..remote.slurm import SlurmScheduler
+from ..remote.schedulers.local.scheduler import LocalScheduler
+from ..remote.schedulers.pueue.scheduler import PueueScheduler
+from ..remote.schedulers.slurm.scheduler import SlurmScheduler
+from ..remote.transport.local import LocalTransport
 from ..statemachine.decide import Policy
 from .backoff import Backoff
 from .runtime import EngineSettings, GpuRuntime, HostRuntime
@@ -56,7 +56,7 @@ def build_transport(name: str, host: HostConfig) -> Transport:
     if host.transport == "local":
         return LocalTransport(name, env=host.env)
     assert host.hostname is not None  # the config validator requires it for ssh
-    from ..remote.ssh_transport import SshTransport  # paramiko: only for ssh hosts
+    from ..remote.transport.ssh import SshTransport  # paramiko: only for ssh hosts
 
     return SshTransport(
         name,

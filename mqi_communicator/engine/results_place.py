@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["STAMP", "choose_results_folder", "find_results", "stamp_of"]
+__all__ = ["STAMP", "candidate_folders", "choose_results_folder", "find_results", "stamp_of"]
 
 STAMP = ".mqi-result.json"
 _NAME_MAX = 255
@@ -49,7 +49,8 @@ def _fit(name: str, suffix: str) -> str:
     return cut + suffix
 
 
-def _candidates(results_dir: Path, name: str, case_id: int) -> Iterator[Path]:
+def candidate_folders(results_dir: Path, name: str, case_id: int) -> Iterator[Path]:
+    """Where case ``case_id``'s results may go, in order of preference (all of them)."""
     yield results_dir / _fit(name, "")
     yield results_dir / _fit(name, f".case{case_id}")
     for n in range(2, _MAX_CANDIDATES):
@@ -62,7 +63,7 @@ def choose_results_folder(results_dir: Path, name: str, case_id: int, attempt: i
     Raises:
         FileExistsError: every candidate is taken (over a thousand folders of one case).
     """
-    for path in _candidates(results_dir, name, case_id):
+    for path in candidate_folders(results_dir, name, case_id):
         if not (path.exists() or path.is_symlink()) or stamp_of(path) == (case_id, attempt):
             return path
     raise FileExistsError(f"no free results folder for case {case_id} in {results_dir}")
@@ -71,7 +72,7 @@ def choose_results_folder(results_dir: Path, name: str, case_id: int, attempt: i
 def find_results(results_dir: Path, name: str, case_id: int) -> Path | None:
     """The folder holding case ``case_id``'s results (its latest attempt), if any."""
     found: tuple[int, Path] | None = None
-    for path in _candidates(results_dir, name, case_id):
+    for path in candidate_folders(results_dir, name, case_id):
         if not (path.exists() or path.is_symlink()):
             if path.name != name:
                 break  # the suffixed names are taken in order: none further

@@ -18,7 +18,7 @@ from ..errors import (
     SubmissionRejectedError,
 )
 from ..persistence import CaseRecord, GpuRecord
-from ..remote.markers import revoke_snippet
+from ..remote.job.markers import revoke_snippet
 from ..remote.protocol import JobSpec, Transport, remote_case_dir
 from ..statemachine.decide import (
     Apply,

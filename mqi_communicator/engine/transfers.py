@@ -20,7 +20,7 @@ What stays exactly as safe as inline:
   starts); its report is folded into the next tick's.
 
 Stopping: :meth:`TransferPool.stop` sets :attr:`TransferPool.abort`, the transports'
-abort hook (:mod:`~mqi_communicator.remote.abort`): streams stop within a chunk, the
+abort hook (:mod:`~mqi_communicator.remote.transfer.abort`): streams stop within a chunk, the
 submit step sends nothing after it (:func:`check_stop`), and
 :class:`~mqi_communicator.errors.TransferAborted` unwinds the job, leaving the case as a
 crash at that point would (recovered on the next start). Threads are daemons: a job

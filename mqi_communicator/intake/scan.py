@@ -21,7 +21,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..remote.tarstream import is_excluded
+from ..remote.transfer.tarstream import is_excluded
 
 __all__ = [
     "TEMP_SUFFIXES",

@@ -123,7 +123,7 @@ class Case(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # The attempt's secret: set with the label at claim, before anything is sent; the
-    # wrapper's markers and every process of the job carry it (see remote/markers.py).
+    # wrapper's markers and every process of the job carry it (see remote/job/markers.py).
     attempt_token: Mapped[str | None] = mapped_column(String(64))
     # "legacy" for a job adopted from the original system (label mqic_case_<id>, no
     # wrapper, no markers); NULL for our own wrapper jobs.

@@ -78,7 +78,7 @@ def claim(
         return None
     label, remote_dir = plan(case_record(case), gpu_record(gpu))
     # The attempt's secret, stored with the label before anything is sent: markers and
-    # processes count as this attempt's only when they carry it (remote/markers.py).
+    # processes count as this attempt's only when they carry it (remote/job/markers.py).
     given = StepInputs(
         now=now,
         case_id=case.id,

@@ -1,1 +1,2 @@
-"""Remote adapters: transports (SSH, local) and schedulers (Pueue, Slurm, local)."""
+"""Remote adapters behind two protocols (``protocol.py``): ``transport/`` (over ``ssh/`` and
+``transfer/``) reaches a host, ``job/`` is one job's wrapper, ``schedulers/`` run jobs."""

@@ -18,16 +18,16 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = [
     "CommandResult",
     "GpuBinding",
     "JobRef",
     "JobSpec",
-    "JobState",
     "JobStatus",
     "ProgressCallback",
     "Scheduler",
@@ -107,7 +107,7 @@ class Transport(Protocol):
         ``exclude``: relative paths never sent, matched ignoring letter case, whatever
         they are (``tarstream.enumerate_tree``); the report lists what was left out.
         ``abort``: once set, the stream stops promptly and ``TransferAborted`` is raised;
-        nothing appears at ``remote_dir`` (see :mod:`~mqi_communicator.remote.abort`).
+        nothing appears at ``remote_dir`` (see :mod:`~mqi_communicator.remote.transfer.abort`).
         """
         ...
 
@@ -153,20 +153,6 @@ def check_removable(remote_dir: str) -> str:
     return norm
 
 
-class JobState(StrEnum):
-    """What a poll learned about one job."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    KILLED = "killed"
-    #: The scheduler answered and the job (with our label) is not there.
-    ABSENT = "absent"
-    #: We could not tell (garbage output); never treated as terminal.
-    UNKNOWN = "unknown"
-
-
 @dataclass(frozen=True)
 class GpuBinding:
     """What one configured GPU resource maps to on its host."""
@@ -184,7 +170,7 @@ class JobSpec:
 
     ``remote_dir`` is the already uploaded case directory; the job runs there through
     the wrapper at ``<remote_dir>.mqi/wrapper.sh`` (the marker directory, beside the case;
-    see :mod:`~mqi_communicator.remote.markers`), which runs ``command``. Adapters refuse
+    see :mod:`~mqi_communicator.remote.job.markers`), which runs ``command``. Adapters refuse
     a spec without ``token``.
     """
 

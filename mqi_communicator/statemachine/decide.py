@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..remote.protocol import JobState
 from .evidence import Evidence, EvidenceKind
 from .guards import CaseFacts, GpuFacts
+from .jobs import JobState
 from .triggers import CaseTrigger, GpuTrigger, KillReason
 
 __all__ = [

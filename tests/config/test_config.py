@@ -11,10 +11,10 @@ import yaml
 from mqi_communicator.config import DEFAULT_COMMAND, Config, load_config, parse_config
 from mqi_communicator.engine.build import build_gpus, build_hosts, build_policy, build_settings
 from mqi_communicator.errors import ConfigError
-from mqi_communicator.remote.local_scheduler import LocalScheduler
-from mqi_communicator.remote.pueue import PueueScheduler
-from mqi_communicator.remote.slurm import SlurmScheduler
-from mqi_communicator.remote.ssh_transport import SshTransport
+from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
+from mqi_communicator.remote.schedulers.pueue.scheduler import PueueScheduler
+from mqi_communicator.remote.schedulers.slurm.scheduler import SlurmScheduler
+from mqi_communicator.remote.transport.ssh import SshTransport
 
 MINIMAL = {
     "watch_dir": "cases",

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from mqi_communicator.remote.local_scheduler import LocalScheduler
-from mqi_communicator.remote.protocol import JobRef, JobState, remote_case_dir
-from mqi_communicator.remote.pueue import PueueScheduler
-from mqi_communicator.remote.slurm import SlurmScheduler
-from mqi_communicator.remote.ssh_transport import SshTransport
+from mqi_communicator.remote.protocol import JobRef, remote_case_dir
+from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
+from mqi_communicator.remote.schedulers.pueue.scheduler import PueueScheduler
+from mqi_communicator.remote.schedulers.slurm.scheduler import SlurmScheduler
+from mqi_communicator.remote.transport.ssh import SshTransport
+from mqi_communicator.statemachine.jobs import JobState
 from tests.infra.pueue import PueueStandin
 from tests.infra.slurm import SlurmCluster
 from tests.infra.sshd import SshServer

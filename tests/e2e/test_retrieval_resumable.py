@@ -4,11 +4,11 @@ downloads again without a new job when the results are still on the far side.
 
 Real parts throughout: the loopback sshd, the Pueue stand-in (its task list is the
 record of how many jobs ran), real jobs, and real filesystem errors: a 1 MB tmpfs as
-the results disk (a real ENOSPC, reported by GNU tar), a stopped sshd, and a 250-byte
-case name whose old results folder must be moved aside under a 266-byte name
-(ENAMETOOLONG). On the code before, the full disk failed the case after
-``max_retrieve_failures`` ticks, downloads were retried every tick with no backoff,
-the long name's OSError aborted every tick, and ``cases retry`` always ran the job again.
+the results disk (a real ENOSPC, reported by GNU tar), a stopped sshd, and a case whose
+every possible results folder is taken by folders that are not its own (a results
+folder is never replaced: FileExistsError). On the code before, the full disk failed
+the case after ``max_retrieve_failures`` ticks, downloads were retried every tick with no
+backoff, and ``cases retry`` always ran the job again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 from mqi_communicator import CaseState, Communicator
 from mqi_communicator.cli import main
+from mqi_communicator.engine.results_place import candidate_folders
 from tests.infra.pueue import PueueStandin
 from tests.infra.sshd import SshServer
 from tests.infra.tmpfs import small_tmpfs
@@ -122,20 +123,26 @@ def test_a_failed_download_backs_off_and_resumes_without_rerun(
 def test_retry_of_a_retrieval_failure_downloads_again_or_reruns(
     e2e: E2E, live_sshd: SshServer, pueue: PueueStandin
 ) -> None:
-    kept, gone = "k" * 250, "g" * 250  # legal names; NAME + ".<timestamp>" is not
+    kept, gone = "k" * 250, "g" * 250
     path = pueue_ssh_config(e2e, live_sshd, pueue, engine={"max_local_failures": 2})
-    for name in (kept, gone):
-        (e2e.results / name).mkdir(parents=True)  # old results folders, to be moved aside
+    e2e.results.mkdir(parents=True, exist_ok=True)
     comm = e2e.communicator(e2e.load(path))
     e2e.drop_case(kept)
     e2e.drop_case(gone)
+    tick_until(comm, lambda: len(comm.cases()) == 2, "both registered")
+    # Results are placed only after a later tick sees the job end: block them all now.
+    blocked = [
+        f for n in (kept, gone) for f in candidate_folders(e2e.results, n, _case(comm, n).id)
+    ]
+    for folder in blocked:
+        folder.mkdir()
     for name in (kept, gone):
         tick_until(comm, reaches(comm, name, CaseState.FAILED), f"{name[:3]}... failed")
         reason = _case(comm, name).failure_reason or ""
-        assert "local error while retrieving" in reason and "File name too long" in reason
+        assert "local error while retrieving" in reason and "no free results folder" in reason
     assert _jobs(pueue) == 2
-    for name in (kept, gone):
-        shutil.rmtree(e2e.results / name)  # the operator clears the way
+    for folder in blocked:
+        folder.rmdir()  # the operator clears the way
     gone_case = _case(comm, gone)
     assert gone_case.remote_dir is not None
     shutil.rmtree(Path(gone_case.remote_dir) / "output")  # loopback: the far side is here

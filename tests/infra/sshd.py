@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from mqi_communicator.remote.ssh_transport import SshTransport
+from mqi_communicator.remote.transport.ssh import SshTransport
 from tests.infra.require import unavailable
 
 __all__ = [

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from mqi_communicator.remote.ssh_transport import SshTransport
+from mqi_communicator.remote.transport.ssh import SshTransport
 from tests.infra.require import unavailable
 from tests.infra.sshd import SSHD_BIN, SshServer, free_port, make_ssh_transport, start_sshd
 

@@ -1,9 +1,9 @@
 """What the property tests share: the probe's text rendered from marker facts, a fake
 transport that answers with rendered text, and the two readings of "ended".
 
-The probe text follows :func:`mqi_communicator.remote.marker_probe.probe_snippet` line
+The probe text follows :func:`mqi_communicator.remote.job.marker_probe.probe_snippet` line
 for line (``@mqi <key> <field> <value>`` records closed by ``end``, then the /proc token
-scan with its canary), so the REAL :func:`~mqi_communicator.remote.marker_probe.parse_probe`
+scan with its canary), so the REAL :func:`~mqi_communicator.remote.job.marker_probe.parse_probe`
 reads it. ``tests/properties/test_probe_properties.py`` checks this renderer against the
 real probe run on real files; every property test renders through it.
 """
@@ -19,10 +19,11 @@ from pathlib import Path
 
 from hypothesis import event
 
-from mqi_communicator.remote.marker_probe import TOKEN_ENV, _key
-from mqi_communicator.remote.protocol import CommandResult, JobState, JobStatus, TransferReport
+from mqi_communicator.remote.job.marker_probe import TOKEN_ENV, _key
+from mqi_communicator.remote.protocol import CommandResult, JobStatus, TransferReport
 from mqi_communicator.statemachine import GpuFacts
 from mqi_communicator.statemachine.decide import Apply, JobObservation, decide_zombie
+from mqi_communicator.statemachine.jobs import JobState
 from mqi_communicator.statemachine.states import GpuState
 
 __all__ = [

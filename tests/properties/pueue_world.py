@@ -4,7 +4,7 @@ A :class:`PueueTruth` says what really happened (the job's phase, whether any of
 processes still run, what went wrong with Pueue or the probe); :func:`render` turns it
 into the stdout of the adapter's status+probe command: ``pueue status --json`` in the
 v3 or v4 shape (``shared/recipes/pueue-contract.md``, the captures in
-``tests/remote/data/pueue_status_v*.json``) between the adapter's delimiters, followed
+``tests/remote/schedulers/data/pueue_status_v*.json``) between the adapter's delimiters, followed
 by the marker probe's records.
 """
 

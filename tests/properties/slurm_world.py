@@ -1,8 +1,8 @@
 """Generated ground truth for one of our Slurm jobs, and the text the poll command prints.
 
-The poll command (``slurm_commands.poll_command``) prints squeue's ``-O`` lines
+The poll command (``slurm.commands.poll_command``) prints squeue's ``-O`` lines
 (``id|STATE|reason|wait status|start|name|``, as captured in
-``tests/remote/data/slurm_squeue_mixed.txt``), then ``@@mqi-squeue-end <rc>``, then the
+``tests/remote/schedulers/data/slurm_squeue_mixed.txt``), then ``@@mqi-squeue-end <rc>``, then the
 marker probe. :func:`render` builds that stdout (and squeue's stderr) from a
 :class:`SlurmTruth`.
 """

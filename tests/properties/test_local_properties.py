@@ -13,8 +13,8 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqi_communicator.remote.local_scheduler import LocalScheduler
 from mqi_communicator.remote.protocol import CommandResult, JobRef
+from mqi_communicator.remote.schedulers.local.scheduler import LocalScheduler
 
 from .fakes import (
     PROBE_FAULTS,

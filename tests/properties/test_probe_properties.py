@@ -29,12 +29,13 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqi_communicator.remote.marker_probe import _CARRIER, parse_probe, probe_snippet
-from mqi_communicator.remote.marker_status import status_from_markers
-from mqi_communicator.remote.protocol import JobRef, JobState, JobStatus
-from mqi_communicator.remote.pueue import decide
-from mqi_communicator.remote.slurm_status import decide_status
+from mqi_communicator.remote.job.marker_probe import _CARRIER, parse_probe, probe_snippet
+from mqi_communicator.remote.job.marker_status import status_from_markers
+from mqi_communicator.remote.protocol import JobRef, JobStatus
+from mqi_communicator.remote.schedulers.pueue.status import decide
+from mqi_communicator.remote.schedulers.slurm.status import decide_status
 from mqi_communicator.statemachine.decide import JobObservation, _ended
+from mqi_communicator.statemachine.jobs import JobState
 
 from .fakes import SCAN_MODES, ProbeFacts, forge, render_batch
 

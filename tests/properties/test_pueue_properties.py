@@ -2,8 +2,9 @@
 
 From a :class:`~.pueue_world.PueueTruth` the test renders what the real tools print
 (``pueue status --json`` v3/v4 + the marker probe) and feeds it, through a scripted
-transport, to the REAL :class:`~mqi_communicator.remote.pueue.PueueScheduler` (so the
-framing, ``parse_status``, ``parse_probe``, ``_our_task`` and ``decide`` all run). It
+transport, to the REAL
+:class:`~mqi_communicator.remote.schedulers.pueue.scheduler.PueueScheduler` (so the
+framing, ``parse_status``, ``parse_probe``, ``our_task`` and ``decide`` all run). It
 asserts:
 
 * a status the adapter counts as ended, or on which the engine's real decision would
@@ -27,9 +28,11 @@ import pytest
 from hypothesis import assume, example, given
 
 from mqi_communicator.errors import SchedulerUnavailableError
-from mqi_communicator.remote.markers import TOKEN_ENV, marker_dir
-from mqi_communicator.remote.protocol import CommandResult, JobRef, JobState, JobStatus
-from mqi_communicator.remote.pueue import MARKER_ONLY_PREFIX, PueueScheduler
+from mqi_communicator.remote.job.markers import TOKEN_ENV, marker_dir
+from mqi_communicator.remote.protocol import CommandResult, JobRef, JobStatus
+from mqi_communicator.remote.schedulers.pueue.scheduler import PueueScheduler
+from mqi_communicator.remote.schedulers.pueue.status import MARKER_ONLY_PREFIX, our_task
+from mqi_communicator.statemachine.jobs import JobState
 
 from .fakes import ScriptedTransport, Tally, counted_as_ended, engine_frees
 from .pueue_world import (
@@ -178,7 +181,7 @@ def test_ours_means_our_label(truth: PueueTruth) -> None:
     answer = CommandResult(0, out, err)
     sched = PueueScheduler(ScriptedTransport([answer]))
     obs = sched._observe([DIR])
-    task = PueueScheduler._our_task(obs, REF)
+    task = our_task(obs, REF)
     assert task is None or task.label == LABEL, task
     if task is not None:
         assert truth.our_task() is not None, "a stranger's task was taken for ours"

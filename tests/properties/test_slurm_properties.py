@@ -25,10 +25,10 @@ import pytest
 from hypothesis import example, given
 
 from mqi_communicator.errors import SchedulerOutputError, SchedulerUnavailableError
-from mqi_communicator.remote.marker_probe import parse_probe
+from mqi_communicator.remote.job.marker_probe import parse_probe
 from mqi_communicator.remote.protocol import CommandResult, JobRef
-from mqi_communicator.remote.slurm import SlurmScheduler
-from mqi_communicator.remote.slurm_status import decide_status, read_answer
+from mqi_communicator.remote.schedulers.slurm.scheduler import SlurmScheduler
+from mqi_communicator.remote.schedulers.slurm.status import decide_status, read_answer
 
 from .fakes import ScriptedTransport, Tally, counted_as_ended, engine_frees
 from .slurm_world import DIR, JOB_ID, LABEL, TOKEN, SlurmTruth, render, slurm_truths

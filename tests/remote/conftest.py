@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from mqi_communicator.remote.local_transport import LocalTransport
 from mqi_communicator.remote.protocol import JobRef, JobStatus, Scheduler, Transport
+from mqi_communicator.remote.transport.local import LocalTransport
 from tests.infra.pueue import PueueStandin, pueue_daemon
 
 

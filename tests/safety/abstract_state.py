@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from mqi_communicator.remote.protocol import JobState
 from mqi_communicator.statemachine import CASE_STATES_HOLDING_GPU, CaseState, GpuState
 from mqi_communicator.statemachine import decide as D
+from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = [
     "NOW",

@@ -21,7 +21,6 @@ from datetime import timedelta
 from typing import Any
 
 from mqi_communicator.errors import InvalidTransitionError
-from mqi_communicator.remote.protocol import JobState
 from mqi_communicator.statemachine import (
     CASE_STATES_HOLDING_GPU,
     CaseFacts,
@@ -32,6 +31,7 @@ from mqi_communicator.statemachine import (
     plan_step,
 )
 from mqi_communicator.statemachine import decide as D
+from mqi_communicator.statemachine.jobs import JobState
 
 from .abstract_state import (
     NOW,

@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from mqi_communicator.remote.protocol import JobState
 from mqi_communicator.statemachine import (
     CASE_STATES_HOLDING_GPU,
     TERMINAL_CASE_STATES,
     CaseState,
     GpuState,
 )
+from mqi_communicator.statemachine.jobs import JobState
 
 from .abstract_world import Rejected, Rules, World
 

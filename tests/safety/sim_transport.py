@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mqi_communicator.errors import RemoteCommandError, TransferError
 from mqi_communicator.remote.protocol import CommandResult, ProgressCallback, TransferReport
-from mqi_communicator.remote.tarstream import is_excluded
+from mqi_communicator.remote.transfer.tarstream import is_excluded
 
 from .sim_world import SimWorld
 

@@ -44,12 +44,8 @@ from mqi_communicator.errors import (
     SchedulerUnavailableError,
     SubmissionRejectedError,
 )
-from mqi_communicator.remote.protocol import (
-    JobRef,
-    JobSpec,
-    JobState,
-    JobStatus,
-)
+from mqi_communicator.remote.protocol import JobRef, JobSpec, JobStatus
+from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = ["FORGED_EXIT", "FakeClock", "SimJob", "SimScheduler", "SimWorld", "SimulatedCrash"]
 

@@ -28,8 +28,9 @@ from hypothesis.stateful import precondition, rule
 
 from mqi_communicator.engine import EngineSettings, GpuRuntime, HostRuntime, Reconciler
 from mqi_communicator.persistence import CaseRecord, Store, TransitionRecord
-from mqi_communicator.remote.protocol import GpuBinding, JobState
+from mqi_communicator.remote.protocol import GpuBinding
 from mqi_communicator.statemachine import CaseState, Evidence, EvidenceKind
+from mqi_communicator.statemachine.jobs import JobState
 
 from .sim_transport import SimTransport
 from .sim_world import SimScheduler

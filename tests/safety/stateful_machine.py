@@ -24,7 +24,7 @@ from hypothesis.stateful import (
 from mqi_communicator.engine import EngineSettings, GpuRuntime, HostRuntime, Reconciler
 from mqi_communicator.operations import cancel_case
 from mqi_communicator.persistence import CaseRecord, GpuRecord, Store
-from mqi_communicator.remote.protocol import GpuBinding, JobState
+from mqi_communicator.remote.protocol import GpuBinding
 from mqi_communicator.statemachine import (
     TERMINAL_CASE_STATES,
     CaseState,
@@ -32,6 +32,7 @@ from mqi_communicator.statemachine import (
     Evidence,
     EvidenceKind,
 )
+from mqi_communicator.statemachine.jobs import JobState
 
 from .sim_transport import SimTransport
 from .sim_world import FORGED_EXIT, FakeClock, SimScheduler, SimulatedCrash, SimWorld

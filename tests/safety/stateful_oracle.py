@@ -18,8 +18,8 @@ from typing import Any
 from hypothesis.stateful import invariant
 
 from mqi_communicator.persistence import CaseRecord, TransitionRecord
-from mqi_communicator.remote.protocol import JobState
 from mqi_communicator.statemachine import TERMINAL_CASE_STATES, CaseState, GpuState
+from mqi_communicator.statemachine.jobs import JobState
 
 from .checks import agreement, replay, safety
 from .stateful_support import GPUS, STATS, heal_bound, rows_text

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from mqi_communicator.remote.protocol import JobState
 from mqi_communicator.statemachine import CaseState, GpuState
+from mqi_communicator.statemachine.jobs import JobState
 
 from .checks import safety
 from .stateful_machine import SafetyMachine

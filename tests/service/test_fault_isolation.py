@@ -3,8 +3,9 @@
 Real parts: SQLite, the local transport and scheduler, real jobs, and the real
 filesystem raising the errors (no injected exceptions):
 
-- a case named with 250 bytes whose results folder already exists: moving the old
-  folder aside needs a 266-byte name, so the kernel answers ENAMETOOLONG;
+- a case whose every possible results folder is already taken by folders that are not
+  its own (a results folder is never replaced), so placing its results raises
+  FileExistsError, until an operator clears them;
 - a results folder that is a read-only bind mount (EROFS), which even root cannot write.
 
 On the code before the fault boundary, the first OSError escaped ``retrieve``, aborted
@@ -28,10 +29,17 @@ from click.testing import CliRunner
 from mqi_communicator import CaseState, Communicator
 from mqi_communicator.cli import main
 from mqi_communicator.cli.status import held_back_table, summarize
+from mqi_communicator.engine.results_place import candidate_folders
 
 from .conftest import Workspace, tick_until
 
-LONG = "p" * 250  # a legal name; NAME + ".YYYYmmddTHHMMSS" is not
+LONG = "p" * 250  # a legal name, long enough that the suffixed ones are cut to fit
+
+
+def block_results_folders(results: Path, name: str, case_id: int) -> None:
+    """Take every folder case ``case_id``'s results could go to (none stamped as its)."""
+    for folder in candidate_folders(results, name, case_id):
+        folder.mkdir()
 
 
 def _by_name(comm: Communicator, name: str) -> int:
@@ -46,14 +54,15 @@ def test_a_case_failing_locally_does_not_stop_the_next_one(
         engine={"max_local_failures": 4, "backoff": {"base_s": 0.3, "factor": 2, "cap_s": 5}},
     )
     ws.results.mkdir()
-    (ws.results / LONG).mkdir()  # an old results folder nobody may lose
-    (ws.results / LONG / "old.txt").write_text("old", encoding="utf-8")
     comm = ws.communicator(config)
     ws.drop_case(LONG)
     tick_until(comm, lambda: len(comm.cases()) == 1, "first case registered")
+    first = _by_name(comm, LONG)
+    # Results are placed only after a later tick sees the job end: block them all now.
+    block_results_folders(ws.results, LONG, first)
+    (ws.results / LONG / "old.txt").write_text("old", encoding="utf-8")  # nobody may lose it
     ws.drop_case("second")
     caplog.set_level(logging.DEBUG, logger="mqi_communicator")
-    first = _by_name(comm, LONG)
 
     tick_until(
         comm,
@@ -62,15 +71,15 @@ def test_a_case_failing_locally_does_not_stop_the_next_one(
     )
     held = comm.case(first)
     assert held.status is CaseState.RETRIEVING
-    assert held.last_error is not None and "File name too long" in held.last_error
+    assert held.last_error is not None and "no free results folder" in held.last_error
     assert held.next_attempt_at is not None and held.next_attempt_at > held.status_updated_at
     # Visible to an operator in other processes: `status` and `cases show`.
     summary = summarize(comm)
     assert [c.id for c in summary["held_back"]] == [first]
-    assert "File name too long" in held_back_table(summary["held_back"])
+    assert "no free results folder" in held_back_table(summary["held_back"])
     shown = CliRunner().invoke(main, ["cases", "show", str(first), "--config", _cfg(ws, comm)])
     assert shown.exit_code == 0, shown.output
-    assert "File name too long" in shown.output and "next attempt (UTC)" in shown.output
+    assert "no free results folder" in shown.output and "next attempt (UTC)" in shown.output
 
     second = _by_name(comm, "second")
     tick_until(comm, lambda: comm.case(second).status is CaseState.COMPLETED, "second done")
@@ -80,7 +89,7 @@ def test_a_case_failing_locally_does_not_stop_the_next_one(
     failed = comm.case(first)
     assert failed.failure_reason is not None
     assert "local error while retrieving, 4 times in a row" in failed.failure_reason
-    assert "File name too long" in failed.failure_reason
+    assert "no free results folder" in failed.failure_reason
     assert (ws.results / LONG / "old.txt").read_text(encoding="utf-8") == "old"
     # One traceback for the case, then one line per (backed-off) failure.
     mine = [r for r in caplog.records if f"case {first}:" in r.getMessage()]

@@ -35,7 +35,7 @@ from mqi_communicator import CaseState, GpuState
 from mqi_communicator.config import Config, parse_config
 from mqi_communicator.engine.runtime import utcnow
 from mqi_communicator.migrations.api import upgrade
-from mqi_communicator.remote.marker_probe import marker_dir
+from mqi_communicator.remote.job.marker_probe import marker_dir
 from mqi_communicator.statemachine import Evidence, EvidenceKind
 
 from .conftest import Workspace

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mqi_communicator.remote.protocol import JobState
 from mqi_communicator.statemachine import CaseFacts, CaseState, EvidenceKind, GpuFacts, GpuState
 from mqi_communicator.statemachine.decide import (
     Apply,
@@ -22,6 +21,7 @@ from mqi_communicator.statemachine.decide import (
     decide_submitting_recovery,
     decide_zombie,
 )
+from mqi_communicator.statemachine.jobs import JobState
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 POLICY = Policy(
