@@ -30,7 +30,7 @@ from .intake.refusals import RefusalLog
 from .intake.scan import case_problem
 from .intake.tracker import Seen
 from .persistence import CaseRecord, Store
-from .statemachine import TERMINAL_CASE_STATES, Evidence, EvidenceKind
+from .statemachine import TERMINAL_CASE_STATES, CaseTrigger, Evidence, EvidenceKind
 
 __all__ = ["intake_seen", "refuse_superseded", "register_folder"]
 
@@ -102,7 +102,7 @@ def register_folder(
         notices.queue(f"case {case.id} ({folder.name}) failed at intake: {problem}")
     failed, _ = store.apply(
         case.id,
-        "fail",
+        CaseTrigger.FAIL,
         None,
         None,
         evidence=Evidence(EvidenceKind.INTAKE, None, now, detail=problem),
@@ -127,6 +127,6 @@ def refuse_superseded(store: Store, case_id: int) -> None:
         raise InvalidTransitionError(
             "case",
             case.status.value,
-            "retry",
+            CaseTrigger.RETRY,
             f"its folder was dropped again as case {latest.id}; retry that case instead",
         )

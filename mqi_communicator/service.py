@@ -29,17 +29,15 @@ from .engine.runtime import HostRuntime, TransferProgress, utcnow
 from .engine.transfers import TransferPool, merge_report
 from .errors import (
     ConfigError,
-    ConflictError,
-    InvalidTransitionError,
-    NotFoundError,
 )
 from .intake.tracker import Seen
 from .notify import HookDispatcher
+from .operations import cancel_case, read_case_log
 from .persistence import CaseRecord, GpuRecord, Store, TransitionRecord
 from .persistence.host_health import HostHealthRecord, read_host_health
-from .remote.job.log import DEFAULT_MAX_BYTES, LogChunk, read_job_log
+from .remote.job.log import DEFAULT_MAX_BYTES, LogChunk
 from .run_loop import run_loop
-from .statemachine import TERMINAL_CASE_STATES, CaseState, Evidence, EvidenceKind, GpuState
+from .statemachine import CaseState, GpuState
 from .zombie_release import release_zombie
 
 if TYPE_CHECKING:
@@ -48,8 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["Communicator"]
 
 log = logging.getLogger("mqi_communicator.service")
-
-_CONFLICT_RETRIES = 5
 
 
 class Communicator:
@@ -303,35 +299,9 @@ class Communicator:
         Raises:
             InvalidTransitionError: the case already ended.
         """
-        for _ in range(_CONFLICT_RETRIES):
-            case = self.store.get_case(case_id)
-            now = self._clock()
-            if case.status in TERMINAL_CASE_STATES:
-                raise InvalidTransitionError(
-                    "case", case.status.value, "cancel", "the case has already ended"
-                )
-            if case.status in (CaseState.SUBMITTING, CaseState.RUNNING):
-                updated = self.store.update_case(
-                    case.id, now, detail="cancel requested by operator", cancel_requested=True
-                )
-                self._wake.set()
-                return updated
-            try:
-                moved, _ = self.store.apply(
-                    case.id,
-                    "cancel",
-                    None,
-                    None,
-                    evidence=Evidence(EvidenceKind.OPERATOR, case.label, now, detail="cancel"),
-                    now=now,
-                    detail="cancelled by operator",
-                    expected_case_version=case.version,
-                )
-            except ConflictError:
-                continue  # the engine moved it meanwhile: look again
-            assert moved is not None
-            return moved
-        raise ConflictError(f"case {case_id} kept changing; try the cancel again")
+        case = cancel_case(self.store, case_id, self._clock())
+        self._wake.set()
+        return case
 
     def retry(self, case_id: int) -> CaseRecord:
         """Give a ``failed`` or ``cancelled`` case another try.
@@ -405,22 +375,8 @@ class Communicator:
             ConfigError: the case's host is no longer configured.
             HostUnreachableError: the host could not be asked.
         """
-        case = self.store.get_case(case_id)
-        if case.remote_dir is None or case.host is None:
-            raise NotFoundError(
-                f"case {case_id} has no job yet ({case.status.value}); "
-                "its log exists once the job is submitted"
-            )
-        host = self.hosts.get(case.host)
-        if host is None:
-            raise ConfigError(f"case {case_id} ran on host {case.host!r}, which is not configured")
-        return read_job_log(
-            host.transport,
-            case.remote_dir,
-            offset=offset,
-            lines=lines,
-            max_bytes=max_bytes,
-            legacy=case.attempt_token is None,
+        return read_case_log(
+            self.store, self.hosts, case_id, lines=lines, offset=offset, max_bytes=max_bytes
         )
 
     # -- lifecycle ---------------------------------------------------------------------

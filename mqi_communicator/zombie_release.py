@@ -16,7 +16,7 @@ from datetime import datetime
 
 from .errors import InvalidTransitionError
 from .persistence import GpuRecord, Store
-from .statemachine import Evidence, EvidenceKind, GpuState
+from .statemachine import Evidence, EvidenceKind, GpuTrigger, legal_triggers
 
 __all__ = ["os_actor", "release_checklist", "release_checks", "release_zombie"]
 
@@ -80,11 +80,11 @@ def release_zombie(
         NotFoundError: no GPU ``name``.
     """
     gpu = store.get_gpu(name)
-    if gpu.status is not GpuState.ZOMBIE:
+    if GpuTrigger.OPERATOR_RELEASE not in legal_triggers("gpu", gpu.status):
         raise InvalidTransitionError(
             "gpu",
             gpu.status.value,
-            "operator_release",
+            GpuTrigger.OPERATOR_RELEASE,
             "only a zombie can be released on the operator's word",
         )
     why = reason.strip()
@@ -104,7 +104,7 @@ def release_zombie(
         None,
         None,
         name,
-        "operator_release",
+        GpuTrigger.OPERATOR_RELEASE,
         evidence=evidence,
         now=now,
         detail=f"released on the word of {who}{case}: {why}",

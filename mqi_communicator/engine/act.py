@@ -7,7 +7,7 @@ crash in between leaves a record that the next tick completes or resolves.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..errors import (
     ConflictError,
@@ -25,6 +25,7 @@ from ..statemachine.decide import (
     Wait,
     decide_kill_unreachable,
 )
+from ..statemachine.triggers import CaseTrigger, KillReason
 from .runtime import TickContext, case_ref, case_view, gpu_ref
 
 __all__ = [
@@ -46,6 +47,8 @@ def apply_case_record(
     job_id: str | None = None,
     *,
     started: CaseRecord | None = None,
+    retry_at: datetime | None = None,
+    kill_reason: KillReason | None = None,
 ) -> CaseRecord | None:
     """Persist ``step`` for ``case`` (and its GPU); the case as written, or None if not.
 
@@ -66,6 +69,8 @@ def apply_case_record(
             detail=step.reason,
             failure_reason=step.failure_reason,
             job_id=job_id,
+            retry_at=retry_at,
+            kill_reason=kill_reason,
             expected_case_version=case.version,
             expected_attempt=origin.attempt,
             expected_label=origin.label,
@@ -139,14 +144,12 @@ def act_on_case(ctx: TickContext, case: CaseRecord, decision: Decision) -> None:
         _resend_kill(ctx, case)
 
 
-def _kill_case(ctx: TickContext, case: CaseRecord, reason: str) -> None:
+def _kill_case(ctx: TickContext, case: CaseRecord, reason: KillReason) -> None:
     host = ctx.host_of_case(case)
     # Intent first: if we crash after this line, the kill window still runs out and the
     # GPU is quarantined rather than silently freed.
     # A case that moved on to another attempt is not this kill's to end.
-    if not note_case(
-        ctx, case, f"kill requested: {reason}", kill_requested_at=ctx.now, kill_reason=reason
-    ):
+    if not _request_kill(ctx, case, reason):
         return
     ctx.report.kills += 1
     if host is None:
@@ -161,6 +164,30 @@ def _kill_case(ctx: TickContext, case: CaseRecord, reason: str) -> None:
     except MqiError as err:
         # e.g. the job ended between poll and kill; the next poll decides.
         log.info("kill of case %s refused: %s", case.id, err)
+
+
+def _request_kill(ctx: TickContext, case: CaseRecord, reason: KillReason) -> bool:
+    """Record the kill request on the attempt it is for; False if the case moved on."""
+    try:
+        ctx.store.apply(
+            case.id,
+            CaseTrigger.REQUEST_KILL,
+            None,
+            None,
+            evidence=None,
+            now=ctx.now,
+            detail=f"kill requested: {reason}",
+            kill_reason=reason,
+            expected_attempt=case.attempt,
+            expected_label=case.label,
+        )
+    except StaleOutcomeError as err:
+        drop_stale(ctx, case, err)
+        return False
+    except InvalidTransitionError as err:
+        log.info("case %s: no kill requested: %s", case.id, err)
+        return False
+    return True
 
 
 def _resend_kill(ctx: TickContext, case: CaseRecord) -> None:

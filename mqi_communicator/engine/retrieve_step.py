@@ -36,6 +36,7 @@ from ..persistence import CaseRecord
 from ..remote.protocol import TransferReport
 from ..statemachine.decide import Apply, decide_retrieval_error
 from ..statemachine.evidence import Evidence, EvidenceKind
+from ..statemachine.triggers import CaseTrigger
 from .act import apply_case_step, note_case
 from .fault import storage_errno
 from .lease import keep_lease, take_over
@@ -116,7 +117,7 @@ def _retrieve(ctx: TickContext, case: CaseRecord, needed: _Needed) -> None:
         final = results_path(results_dir, case)  # again: never onto what appeared meanwhile
         staging.rename(final)
     ev = Evidence(EvidenceKind.RESULTS_VERIFIED, case.label, ctx.now, detail=str(final))
-    if apply_case_step(ctx, case, Apply("retrieved", None, ev, f"results in {final}")):
+    if apply_case_step(ctx, case, Apply(CaseTrigger.RETRIEVED, None, ev, f"results in {final}")):
         ctx.report.retrieved += 1
 
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from ..config.engine import check_results_subdir
 from ..errors import MqiError
 from ..persistence import CaseRecord, Store
-from ..statemachine import CaseState, Evidence, EvidenceKind
+from ..statemachine import CaseState, CaseTrigger, Evidence, EvidenceKind
 from .runtime import HostRuntime
 
 __all__ = ["failed_in_retrieval", "results_remain", "retry_case"]
@@ -71,7 +71,7 @@ def retry_case(
         NotFoundError: no such case.
     """
     case = store.get_case(case_id)
-    trigger, detail = "retry", "retried by operator"
+    trigger, detail = CaseTrigger.RETRY, "retried by operator"
     host = hosts.get(case.host) if case.host else None
     if (
         failed_in_retrieval(store, case)
@@ -83,13 +83,13 @@ def retry_case(
         there = results_remain(host, remote)
         where = f"{host.name}:{remote}"
         if there is None:
-            trigger = "retry_retrieval"
+            trigger = CaseTrigger.RETRY_RETRIEVAL
             detail = (
                 f"retried by operator: {host.name} cannot be asked now; downloading the "
                 f"results of attempt {case.attempt} again (no new job) once it answers"
             )
         elif there:
-            trigger = "retry_retrieval"
+            trigger = CaseTrigger.RETRY_RETRIEVAL
             detail = (
                 f"retried by operator: results of attempt {case.attempt} still in {where}; "
                 "downloading them again (no new job)"
@@ -100,7 +100,7 @@ def retry_case(
                 f"{where}; the job runs again as attempt {case.attempt + 1}"
             )
     # A download again stays with the attempt's label; a rerun gets a new one at claim.
-    label = case.label if trigger == "retry_retrieval" else None
+    label = case.label if trigger is CaseTrigger.RETRY_RETRIEVAL else None
     moved, _ = store.apply(
         case.id,
         trigger,

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from ..persistence import CaseRecord, GpuRecord, Store
+from ..persistence import CaseRecord, GpuRecord, Store, case_facts, gpu_facts
 from ..remote.protocol import GpuBinding, JobRef, Scheduler, Transport
-from ..statemachine.decide import CaseView, GpuView, Policy
+from ..statemachine.decide import Policy
+from ..statemachine.guards import CaseFacts, GpuFacts
 from .backoff import HostHealth
 
 __all__ = [
@@ -173,33 +174,14 @@ class TickContext:
         log.warning("host %s unreachable (%s); next try in %s", host, err, delay)
 
 
-def case_view(case: CaseRecord) -> CaseView:
+def case_view(case: CaseRecord) -> CaseFacts:
     """The decision-relevant facts of a case row."""
-    return CaseView(
-        case_id=case.id,
-        state=case.status,
-        attempt=case.attempt,
-        label=case.label,
-        job_id=case.job_id,
-        started_at=case.started_at,
-        kill_requested_at=case.kill_requested_at,
-        kill_reason=case.kill_reason,
-        cancel_requested=case.cancel_requested,
-        transient_failures=case.transient_failures,
-        local_failures=case.local_failures,
-        gpu_name=case.gpu_name,
-    )
+    return case_facts(case)
 
 
-def gpu_view(gpu: GpuRecord) -> GpuView:
+def gpu_view(gpu: GpuRecord) -> GpuFacts:
     """The decision-relevant facts of a GPU row."""
-    return GpuView(
-        name=gpu.name,
-        state=gpu.status,
-        job_label=gpu.job_label,
-        job_id=gpu.job_id,
-        kill_requested_at=gpu.kill_requested_at,
-    )
+    return gpu_facts(gpu)
 
 
 def case_ref(case: CaseRecord) -> JobRef:

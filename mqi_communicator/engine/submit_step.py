@@ -27,6 +27,7 @@ from ..statemachine.decide import (
 )
 from ..statemachine.evidence import Evidence, EvidenceKind
 from ..statemachine.states import CaseState
+from ..statemachine.triggers import CaseTrigger
 from .act import apply_case_record, apply_case_step, drop_stale, note_case
 from .fault import guard_case
 from .lease import LeaseKeeper, keep_lease, take_over
@@ -54,7 +55,13 @@ def start_waiting_cases(ctx: TickContext, waiting: list[CaseRecord]) -> None:
             apply_case_step(
                 ctx,
                 case,
-                Apply("cancel", None, None, "cancelled before start", "cancelled by operator"),
+                Apply(
+                    CaseTrigger.CANCEL,
+                    None,
+                    None,
+                    "cancelled before start",
+                    "cancelled by operator",
+                ),
             )
             continue
         if case.next_attempt_at is not None and ctx.now < case.next_attempt_at:
@@ -156,7 +163,7 @@ def _upload_and_submit(
     apply_case_step(
         ctx,
         fresh,
-        Apply("confirm_submitted", None, ev, f"submitted as {ref.job_id}"),
+        Apply(CaseTrigger.CONFIRM_SUBMITTED, None, ev, f"submitted as {ref.job_id}"),
         job_id=ref.job_id,
         started=case,
     )
@@ -180,10 +187,11 @@ def _submit_failed(
     )
     if not isinstance(decision, Apply):
         return
-    written = apply_case_record(ctx, fresh, decision, started=case)
-    if written is not None and decision.case_trigger == "requeue":
-        delay = ctx.health.backoff.delay(fresh.attempt)
-        note_case(ctx, written, f"retry after {delay}", next_attempt_at=ctx.now + delay)
+    # A requeue waits out a backoff before the next attempt: one step sets both.
+    retry_at = None
+    if decision.case_trigger is CaseTrigger.REQUEUE:
+        retry_at = ctx.now + ctx.health.backoff.delay(fresh.attempt)
+    apply_case_record(ctx, fresh, decision, started=case, retry_at=retry_at)
 
 
 def recover_submitting(ctx: TickContext, case: CaseRecord) -> None:

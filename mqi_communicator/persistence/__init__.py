@@ -1,15 +1,13 @@
 """Persistence: typed SQLAlchemy models, the transactional store, and its records."""
 
-from .effects import CANCEL_REASON, case_effects, gpu_effects
 from .engine_setup import make_engine, normalize_url
 from .models import Base, Case, CaseTransition, GpuResource
-from .records import CaseRecord, GpuRecord, TransitionRecord
+from .records import CaseRecord, GpuRecord, TransitionRecord, case_facts, gpu_facts
 from .schema_check import check_schema
 from .store import Store
 from .store_claim import ClaimPlan
 
 __all__ = [
-    "CANCEL_REASON",
     "Base",
     "Case",
     "CaseRecord",
@@ -19,9 +17,9 @@ __all__ = [
     "GpuResource",
     "Store",
     "TransitionRecord",
-    "case_effects",
+    "case_facts",
     "check_schema",
-    "gpu_effects",
+    "gpu_facts",
     "make_engine",
     "normalize_url",
 ]

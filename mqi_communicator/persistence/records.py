@@ -1,4 +1,9 @@
-"""Frozen records returned by the store: plain values, never ORM objects."""
+"""Frozen records returned by the store: plain values, never ORM objects.
+
+One record per entity for reading (:class:`CaseRecord`, :class:`GpuRecord`), each made
+from its ORM row by one mapper; :func:`case_facts`/:func:`gpu_facts` give the pure core's
+input type (:class:`~mqi_communicator.statemachine.CaseFacts`) from a record.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePath
 
-from ..statemachine import CaseState, Evidence, GpuState
+from ..statemachine import CaseFacts, CaseState, Evidence, GpuFacts, GpuState
 from .models import Case, CaseTransition, GpuResource
 
 __all__ = [
     "CaseRecord",
     "GpuRecord",
     "TransitionRecord",
+    "case_facts",
     "case_record",
+    "gpu_facts",
     "gpu_record",
     "transition_record",
 ]
@@ -153,6 +160,37 @@ def gpu_record(row: GpuResource) -> GpuRecord:
         job_token=row.job_token,
         job_origin=row.job_origin,
         quarantined_case_id=row.quarantined_case_id,
+    )
+
+
+def case_facts(case: CaseRecord) -> CaseFacts:
+    """What the machines and the engine's decisions see of a case."""
+    return CaseFacts(
+        case_id=case.id,
+        state=case.status,
+        label=case.label,
+        attempt=case.attempt,
+        job_id=case.job_id,
+        started_at=case.started_at,
+        kill_requested_at=case.kill_requested_at,
+        kill_reason=case.kill_reason,
+        cancel_requested=case.cancel_requested,
+        transient_failures=case.transient_failures,
+        local_failures=case.local_failures,
+        gpu_name=case.gpu_name,
+    )
+
+
+def gpu_facts(gpu: GpuRecord) -> GpuFacts:
+    """What the machines and the zombie decisions see of a GPU."""
+    return GpuFacts(
+        name=gpu.name,
+        state=gpu.status,
+        case_id=gpu.case_id,
+        job_label=gpu.job_label,
+        offline_requested=gpu.offline_requested,
+        job_id=gpu.job_id,
+        kill_requested_at=gpu.kill_requested_at,
     )
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..errors import ConflictError, SchemaMismatchError
-from ..statemachine import CaseState, Evidence
+from ..statemachine import CaseState, CaseTrigger, Evidence, GpuTrigger
 from . import store_claim as claims
 from . import store_gpu_writes as gpu_writes
 from . import store_lease as leases
@@ -266,20 +266,30 @@ class Store:
     def apply(
         self,
         case_id: int | None,
-        case_trigger: str | None,
+        case_trigger: CaseTrigger | tuple[CaseTrigger, ...] | None,
         gpu_name: str | None,
-        gpu_trigger: str | None,
+        gpu_trigger: GpuTrigger | None,
         *,
         evidence: Evidence | None,
         now: datetime,
         detail: str = "",
         failure_reason: str | None = None,
         job_id: str | None = None,
+        retry_at: datetime | None = None,
+        kill_reason: str | None = None,
         expected_case_version: int | None = None,
         expected_attempt: int | None = None,
         expected_label: str | None = None,
     ) -> tuple[CaseRecord | None, GpuRecord | None]:
         """Apply one step (case and/or GPU transition) and its audit rows atomically.
+
+        The fields the fired table rows declare are written with the states, from the
+        rows themselves and the inputs given here (``failure_reason``, ``job_id``,
+        ``retry_at`` for a requeue, ``kill_reason`` for a kill request).
+
+        ``case_trigger`` may be alternatives, in order: the first the machine allows
+        from the case's state is fired (an operator's cancel ends a waiting case, or
+        only flags a running one), in the same transaction.
 
         The outcome of a remote action passes the attempt and label it was started for
         as ``expected_attempt``/``expected_label`` (None: not checked): the step is
@@ -306,6 +316,8 @@ class Store:
                 detail=detail,
                 failure_reason=failure_reason,
                 job_id=job_id,
+                retry_at=retry_at,
+                kill_reason=kill_reason,
                 expected_case_version=expected_case_version,
                 expected_attempt=expected_attempt,
                 expected_label=expected_label,

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..statemachine import CaseFacts, CaseState, GpuFacts, GpuState, plan_step
-from .effects import CaseInputs, gpu_effects
+from ..statemachine import (
+    CaseFacts,
+    CaseTrigger,
+    GpuTrigger,
+    StepInputs,
+    legal_triggers,
+    may_fire,
+    plan_step,
+    sources_of,
+)
 from .models import GpuResource
-from .records import CaseRecord, GpuRecord, case_record, gpu_record
+from .records import CaseRecord, GpuRecord, case_facts, case_record, gpu_facts, gpu_record
 from .store_lease import lease_until
 from .store_rows import lock_case, move_case, move_gpu
 
@@ -27,19 +36,22 @@ __all__ = ["ClaimPlan", "claim"]
 ClaimPlan = Callable[[CaseRecord, GpuRecord], tuple[str, str]]
 
 
-def _pick_gpu(s: Session, candidates: Sequence[str] | None) -> GpuResource | None:
-    free = select(GpuResource).where(
-        GpuResource.status == GpuState.AVAILABLE.value,
-        GpuResource.offline_requested.is_(False),
-    )
-    # SKIP LOCKED: a GPU another claimer is taking is simply not a candidate.
+def _free_gpu(s: Session, case: CaseFacts, candidates: Sequence[str] | None) -> GpuResource | None:
+    """The first candidate GPU the machine would assign to ``case``, locked; or None."""
+    # Only rows in a state ``assign`` fires from are looked at (the machine's own list);
+    # its guards (offline requested, ...) judge each locked row.
+    where = GpuResource.status.in_(sources_of(GpuTrigger.ASSIGN))
     if candidates is None:
-        q = free.order_by(GpuResource.name).limit(1).with_for_update(skip_locked=True)
-        return s.scalars(q).first()
+        candidates = list(
+            s.scalars(select(GpuResource.name).where(where).order_by(GpuResource.name))
+        )
     for name in candidates:  # in the caller's order of preference
-        q = free.where(GpuResource.name == name).with_for_update(skip_locked=True)
-        row = s.scalars(q).first()
-        if row is not None:
+        # SKIP LOCKED: a GPU another claimer is taking is simply not a candidate.
+        q = select(GpuResource).where(where, GpuResource.name == name)
+        row = s.scalars(q.with_for_update(skip_locked=True)).first()
+        if row is not None and may_fire(
+            replace(gpu_facts(gpu_record(row)), case_id=case.case_id), GpuTrigger.ASSIGN, None
+        ):
             return row
     return None
 
@@ -58,35 +70,34 @@ def claim(
     transaction (engines sharing a database; see :mod:`.store_lease`).
     """
     case = lock_case(s, case_id)
-    if case.status != CaseState.SUBMITTED.value:
+    facts = case_facts(case_record(case))
+    if CaseTrigger.CLAIM not in legal_triggers("case", facts.state):
         return None
-    gpu = _pick_gpu(s, candidates)
+    gpu = _free_gpu(s, facts, candidates)
     if gpu is None:
         return None
     label, remote_dir = plan(case_record(case), gpu_record(gpu))
     # The attempt's secret, stored with the label before anything is sent: markers and
     # processes count as this attempt's only when they carry it (remote/job/markers.py).
-    token = secrets.token_hex(16)
-    step = plan_step(
-        CaseFacts(case.id, case.status, label),
-        "claim",
-        GpuFacts(gpu.name, gpu.status, case.id, label, bool(gpu.offline_requested)),
-        "assign",
-    )
-    given = CaseInputs(
+    given = StepInputs(
         now=now,
-        attempt=case.attempt,
+        case_id=case.id,
         label=label,
         remote_dir=remote_dir,
         host=gpu.host,
         gpu_name=gpu.name,
-        token=token,
+        token=secrets.token_hex(16),
     )
-    move_case(s, case, "claim", step.case_from, step.case_to, given, None, "", gpu.name)
-    fields = gpu_effects(
-        "assign", case_id=case.id, job_label=label, job_dir=remote_dir, job_token=token
+    step = plan_step(
+        replace(facts, label=label),
+        CaseTrigger.CLAIM,
+        gpu_facts(gpu_record(gpu)),
+        GpuTrigger.ASSIGN,
+        None,
+        given,
     )
-    move_gpu(s, gpu, "assign", step.gpu_from, step.gpu_to, fields, now, None, "", case.id)
+    move_case(s, case, CaseTrigger.CLAIM, step, now, None, "", gpu.name)
+    move_gpu(s, gpu, GpuTrigger.ASSIGN, step, now, None, "", case.id)
     if lease is not None:
         case.lease_owner = lease[0]
         case.lease_expires_at = lease_until(s, lease[1])

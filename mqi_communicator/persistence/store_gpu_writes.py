@@ -8,13 +8,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..statemachine import GpuState, plan_step
-from .effects import GPU_NOTE_FIELDS
+from ..statemachine import GpuState, GpuTrigger, StepInputs, plan_step
 from .models import GpuResource
-from .records import GpuRecord, gpu_record
-from .store_rows import audit, gpu_facts, lock_gpu, move_gpu, note_detail
+from .records import GpuRecord, gpu_facts, gpu_record
+from .store_rows import audit, lock_gpu, move_gpu, note
 
-__all__ = ["set_gpu_offline", "sync_gpus", "update_gpu"]
+__all__ = ["GPU_NOTE_FIELDS", "set_gpu_offline", "sync_gpus", "update_gpu"]
 
 
 def sync_gpus(s: Session, gpus: Sequence[tuple[str, str | None]], now: datetime) -> int:
@@ -51,55 +50,25 @@ def sync_gpus(s: Session, gpus: Sequence[tuple[str, str | None]], now: datetime)
     return added
 
 
+#: Fields ``update_gpu`` may set (never ``status``, never ``offline_requested``).
+GPU_NOTE_FIELDS = frozenset({"kill_requested_at", "next_check_at", "host"})
+
+
 def update_gpu(
     s: Session, name: str, now: datetime, detail: str, fields: dict[str, object]
 ) -> GpuRecord:
     """Set non-status fields of a GPU and write a ``note`` audit row."""
-    bad = set(fields) - GPU_NOTE_FIELDS
-    if bad:
-        raise ValueError(f"update_gpu cannot set {sorted(bad)}; allowed: {sorted(GPU_NOTE_FIELDS)}")
     gpu = lock_gpu(s, name)
-    for key, value in fields.items():
-        setattr(gpu, key, value)
-    audit(
-        s,
-        now,
-        "gpu",
-        case_id=gpu.assigned_case_id,
-        gpu_name=gpu.name,
-        from_state=gpu.status,
-        to_state=gpu.status,
-        trigger="note",
-        detail=note_detail(detail, fields),
-    )
+    note(s, gpu, now, detail, fields, GPU_NOTE_FIELDS)
     s.flush()
     return gpu_record(gpu)
 
 
 def set_gpu_offline(s: Session, name: str, now: datetime, offline: bool) -> GpuRecord:
-    """Operator: mark a GPU to leave (or rejoin) the pool; moves it now if it is idle."""
+    """Operator: mark a GPU to leave (or rejoin) the pool; it moves now if it is idle."""
     gpu = lock_gpu(s, name)
-    gpu.offline_requested = offline
-    trigger = None
-    if offline and gpu.status == GpuState.AVAILABLE.value:
-        trigger = "take_offline"
-    elif not offline and gpu.status == GpuState.OFFLINE.value:
-        trigger = "bring_online"
-    detail = f"offline_requested={offline}"
-    if trigger is None:
-        audit(
-            s,
-            now,
-            "gpu",
-            case_id=gpu.assigned_case_id,
-            gpu_name=gpu.name,
-            from_state=gpu.status,
-            to_state=gpu.status,
-            trigger="note",
-            detail=detail,
-        )
-    else:
-        step = plan_step(None, None, gpu_facts(gpu), trigger)
-        move_gpu(s, gpu, trigger, step.gpu_from, step.gpu_to, {}, now, None, detail, None)
+    trigger = GpuTrigger.TAKE_OFFLINE if offline else GpuTrigger.BRING_ONLINE
+    step = plan_step(None, None, gpu_facts(gpu_record(gpu)), trigger, None, StepInputs(now))
+    move_gpu(s, gpu, trigger, step, now, None, f"offline_requested={offline}", None)
     s.flush()
     return gpu_record(gpu)

@@ -1,4 +1,7 @@
-"""Shared pieces of the store's writes: row locks, audit rows, and the two status moves.
+"""Shared pieces of the store's writes: row locks, audit rows, the two moves, and notes.
+
+The moves write what a :class:`~mqi_communicator.statemachine.PlannedStep` says (fields
+from the tables, then the status) without knowing which trigger fired.
 
 Every write module (:mod:`.store_writes`, :mod:`.store_claim`, :mod:`.store_gpu_writes`)
 locks rows through these helpers, in one order everywhere (case first, then GPU), so
@@ -13,21 +16,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import NotFoundError, StaleOutcomeError
-from ..statemachine import CaseState, Evidence, GpuFacts, GpuState
-from .effects import CaseInputs, case_effects
+from ..statemachine import CaseTrigger, Evidence, GpuTrigger, PlannedStep
 from .models import Case, CaseTransition, GpuResource
 from .outbox import enqueue_event
 
 __all__ = [
+    "NOTE",
     "audit",
     "check_attempt",
-    "gpu_facts",
     "lock_case",
     "lock_gpu",
     "move_case",
     "move_gpu",
-    "note_detail",
+    "note",
 ]
+
+#: The audit trigger of a row that sets fields outside the machines (never a status).
+NOTE = "note"
 
 
 def lock_case(s: Session, case_id: int) -> Case:
@@ -84,46 +89,34 @@ def audit(
     )
 
 
-def gpu_facts(gpu: GpuResource, case_id: int | None = None) -> GpuFacts:
-    """What the GPU machine's guards see of ``gpu`` (``case_id`` overrides its holder)."""
-    return GpuFacts(
-        name=gpu.name,
-        state=gpu.status,
-        case_id=gpu.assigned_case_id if case_id is None else case_id,
-        job_label=gpu.job_label,
-        offline_requested=bool(gpu.offline_requested),
-    )
-
-
 def move_case(
     s: Session,
     case: Case,
-    trigger: str,
-    old: CaseState | None,
-    new: CaseState | None,
-    given: CaseInputs,
+    trigger: CaseTrigger,
+    step: PlannedStep,
+    now: datetime,
     evidence: Evidence | None,
     detail: str,
     gpu_name: str | None,
 ) -> None:
-    """Fire case ``trigger``: set its field effects and status, and audit the move."""
-    assert old is not None and new is not None
-    for key, value in case_effects(trigger, given).items():
-        setattr(case, key, value)
-    case.status = new.value
-    case.status_updated_at = given.now
-    # A status change ends the step that held the lease (the claim sets a new one).
-    case.lease_owner = None
-    case.lease_expires_at = None
+    """Write the case half of ``step``: its fields, its status, and the audit row."""
+    assert step.case_from is not None and step.case_to is not None
+    _set(case, step.case_fields)
+    if step.case_to is not step.case_from:
+        case.status = step.case_to.value
+        case.status_updated_at = now
+        # A status change ends the step that held the lease (the claim sets a new one).
+        case.lease_owner = None
+        case.lease_expires_at = None
     audit(
         s,
-        given.now,
+        now,
         "case",
         case_id=case.id,
         gpu_name=gpu_name,
-        from_state=old.value,
-        to_state=new.value,
-        trigger=trigger,
+        from_state=step.case_from.value,
+        to_state=step.case_to.value,
+        trigger=trigger.value,
         evidence=evidence,
         detail=detail,
         case=case,
@@ -133,39 +126,79 @@ def move_case(
 def move_gpu(
     s: Session,
     gpu: GpuResource,
-    trigger: str,
-    old: GpuState | None,
-    new: GpuState | None,
-    fields: dict[str, object],
+    trigger: GpuTrigger,
+    step: PlannedStep,
     now: datetime,
     evidence: Evidence | None,
     detail: str,
     case_id: int | None,
 ) -> None:
-    """Fire GPU ``trigger``: set ``fields`` and its status, and audit the move."""
-    assert old is not None and new is not None
-    for key, value in fields.items():
-        setattr(gpu, key, value)
-    gpu.status = new.value
-    gpu.status_updated_at = now
+    """Write the GPU half of ``step``: its fields, its status, and the audit row."""
+    assert step.gpu_from is not None and step.gpu_to is not None
+    _set(gpu, step.gpu_fields)
+    if step.gpu_to is not step.gpu_from:
+        gpu.status = step.gpu_to.value
+        gpu.status_updated_at = now
     audit(
         s,
         now,
         "gpu",
         case_id=case_id,
         gpu_name=gpu.name,
-        from_state=old.value,
-        to_state=new.value,
-        trigger=trigger,
+        from_state=step.gpu_from.value,
+        to_state=step.gpu_to.value,
+        trigger=trigger.value,
         evidence=evidence,
         detail=detail,
     )
 
 
-def note_detail(detail: str, fields: dict[str, object]) -> str:
-    """The audit detail of a note: the caller's text and the fields it set."""
+def note(
+    s: Session,
+    row: Case | GpuResource,
+    now: datetime,
+    detail: str,
+    fields: dict[str, object],
+    allowed: frozenset[str],
+) -> None:
+    """Set non-status fields of ``row`` (only ``allowed`` ones) and write a ``note`` row."""
+    bad = set(fields) - allowed
+    if bad:
+        kind = "case" if isinstance(row, Case) else "gpu"
+        raise ValueError(f"update_{kind} cannot set {sorted(bad)}; allowed: {sorted(allowed)}")
+    _set(row, fields)
     listed = ", ".join(f"{k}={v!s}" for k, v in sorted(fields.items()))
-    return f"{detail} [{listed}]" if detail else listed
+    text = f"{detail} [{listed}]" if detail else listed
+    if isinstance(row, Case):
+        audit(
+            s,
+            now,
+            "case",
+            case_id=row.id,
+            gpu_name=row.gpu_name,
+            from_state=row.status,
+            to_state=row.status,
+            trigger=NOTE,
+            detail=text,
+            case=row,
+        )
+    else:
+        audit(
+            s,
+            now,
+            "gpu",
+            case_id=row.assigned_case_id,
+            gpu_name=row.name,
+            from_state=row.status,
+            to_state=row.status,
+            trigger=NOTE,
+            detail=text,
+        )
+
+
+def _set(row: Case | GpuResource, fields: dict[str, object]) -> None:
+    for key, value in fields.items():
+        setattr(row, key, value)
 
 
 def check_attempt(

@@ -161,8 +161,8 @@ def audit_aggregate(
         states: Case states to time, each with its histogram bucket bounds (seconds).
 
     Returns:
-        Transition counts by ``(entity, trigger)`` (notes excluded) and, per state, the
-        histogram of completed stays that ended in the range.
+        Transition counts by ``(entity, trigger)`` (rows that keep the state, such as
+        notes, excluded) and, per state, the histogram of completed stays in the range.
     """
     out = AuditAggregate()
     if upto_id <= after_id:
@@ -174,7 +174,7 @@ def audit_aggregate(
         .where(
             CaseTransition.id > after_id,
             CaseTransition.id <= upto_id,
-            CaseTransition.trigger != "note",
+            CaseTransition.from_state != CaseTransition.to_state,  # notes, flag-only rows
         )
         .group_by(CaseTransition.entity, CaseTransition.trigger)
     )

@@ -3,7 +3,8 @@
 Each takes an explicit ``Session`` inside a write transaction (the caller commits) and
 flushes before building its records. Every status change goes through
 :func:`~mqi_communicator.statemachine.plan_step`; its errors propagate before anything
-is flushed, so a refused step writes nothing. The claim lives in :mod:`.store_claim`,
+is flushed, so a refused step writes nothing, and the store writes what it planned (the
+tables' effects) without knowing the trigger. The claim lives in :mod:`.store_claim`,
 GPU-only writes in :mod:`.store_gpu_writes`, leases in :mod:`.store_lease`.
 """
 
@@ -15,22 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import ConflictError
-from ..statemachine import CaseFacts, CaseState, Evidence, plan_step
-from .effects import CASE_NOTE_FIELDS, CaseInputs, gpu_effects
+from ..statemachine import CaseState, CaseTrigger, Evidence, GpuTrigger, StepInputs, plan_step
+from ..statemachine.machines import first_allowed
+from ..statemachine.triggers import typed
 from .models import Case
-from .records import CaseRecord, GpuRecord, case_record, gpu_record
-from .store_rows import (
-    audit,
-    check_attempt,
-    gpu_facts,
-    lock_case,
-    lock_gpu,
-    move_case,
-    move_gpu,
-    note_detail,
-)
+from .records import CaseRecord, GpuRecord, case_facts, case_record, gpu_facts, gpu_record
+from .store_rows import audit, check_attempt, lock_case, lock_gpu, move_case, move_gpu, note
 
-__all__ = ["apply_step", "register_case", "update_case"]
+__all__ = ["CASE_NOTE_FIELDS", "apply_step", "register_case", "update_case"]
 
 
 def register_case(
@@ -82,87 +75,109 @@ def register_case(
 def apply_step(
     s: Session,
     case_id: int | None,
-    case_trigger: str | None,
+    case_trigger: CaseTrigger | tuple[CaseTrigger, ...] | None,
     gpu_name: str | None,
-    gpu_trigger: str | None,
+    gpu_trigger: GpuTrigger | None,
     *,
     evidence: Evidence | None,
     now: datetime,
     detail: str = "",
     failure_reason: str | None = None,
     job_id: str | None = None,
+    retry_at: datetime | None = None,
+    kill_reason: str | None = None,
     expected_case_version: int | None = None,
     expected_attempt: int | None = None,
     expected_label: str | None = None,
 ) -> tuple[CaseRecord | None, GpuRecord | None]:
     """Validate with ``plan_step`` and write both halves and their audit rows.
 
+    ``case_trigger`` may offer alternatives: the first the machine allows from the
+    locked row is fired (see :func:`~mqi_communicator.statemachine.machines.first_allowed`).
+
     ``expected_attempt``/``expected_label``: see :func:`.store_rows.check_attempt`.
     """
+    gpu_trigger = typed(GpuTrigger, gpu_trigger)  # the library's callers may pass text
     # Lock order everywhere: case first, then GPU (no deadlock between writers).
     case = lock_case(s, case_id) if case_id is not None else None
+    if isinstance(case_trigger, tuple) and case is not None:
+        case_trigger = first_allowed(case_facts(case_record(case)), case_trigger, evidence)
+    assert not isinstance(case_trigger, tuple), "alternatives need a case"
+    case_trigger = typed(CaseTrigger, case_trigger)
     if case is not None:
         check_attempt(case, None, expected_attempt, expected_label)
-    stale = expected_case_version is not None and case is not None
-    if stale and case is not None and case.version != expected_case_version:
-        raise ConflictError(
-            f"case {case.id} is at version {case.version}, not {expected_case_version}"
-        )
+        if expected_case_version is not None and case.version != expected_case_version:
+            raise ConflictError(
+                f"case {case.id} is at version {case.version}, not {expected_case_version}"
+            )
     # Callers may omit the GPU: the case knows which one it holds.
-    needs_gpu = gpu_trigger is not None or (case_trigger == "confirm_submitted" and job_id)
-    if gpu_name is None and case is not None and needs_gpu:
-        gpu_name = case.gpu_name
-    gpu = lock_gpu(s, gpu_name) if gpu_name is not None else None
+    held_by = case.gpu_name if case is not None else None
+    if gpu_name is None and gpu_trigger is not None:
+        gpu_name = held_by
+    gpu = lock_gpu(s, gpu_name) if gpu_name is not None and gpu_trigger is not None else None
     if case is None:
         check_attempt(None, gpu, expected_attempt, expected_label)
 
-    facts_case = (
-        CaseFacts(case.id, case.status, case.label)
-        if case is not None and case_trigger is not None
-        else None
-    )
-    facts_gpu = None
-    if gpu is not None and gpu_trigger is not None:
-        assigning = gpu_trigger == "assign" and case is not None
-        facts_gpu = gpu_facts(gpu, case.id if assigning and case else None)
-    step = plan_step(facts_case, case_trigger, facts_gpu, gpu_trigger, evidence)
-
     held_case = gpu.assigned_case_id if gpu is not None else None
+    given = StepInputs(
+        now=now,
+        case_id=case.id if case is not None else held_case,
+        label=case.label if case is not None else None,
+        remote_dir=case.remote_dir if case is not None else None,
+        host=case.host if case is not None else None,
+        gpu_name=held_by,
+        token=case.attempt_token if case is not None else None,
+        failure_reason=failure_reason,
+        job_id=job_id,
+        retry_at=retry_at,
+        kill_reason=kill_reason,
+    )
+    step = plan_step(
+        case_facts(case_record(case)) if case is not None and case_trigger else None,
+        case_trigger,
+        gpu_facts(gpu_record(gpu)) if gpu is not None else None,
+        gpu_trigger,
+        evidence,
+        given,
+    )
+    holder = None
     if case is not None and case_trigger is not None:
-        given = CaseInputs(
-            now=now,
-            attempt=case.attempt,
-            failure_reason=failure_reason,
-            job_id=job_id,
-            label=case.label,
-            remote_dir=case.remote_dir,
-            host=case.host,
-            gpu_name=case.gpu_name,
-        )
-        involved = gpu.name if gpu is not None else case.gpu_name
-        move_case(
-            s, case, case_trigger, step.case_from, step.case_to, given, evidence, detail, involved
-        )
-        holds = gpu is not None and gpu.assigned_case_id == case.id
-        if case_trigger == "confirm_submitted" and job_id and gpu is not None and holds:
-            gpu.job_id = job_id
+        involved = gpu.name if gpu is not None else held_by
+        move_case(s, case, case_trigger, step, now, evidence, detail, involved)
+        if step.holder_fields and held_by is not None:
+            # Fields the case's row sets on the GPU that holds it (e.g. the job id).
+            holder = gpu if gpu is not None else lock_gpu(s, held_by)
+            if holder.assigned_case_id == case.id:
+                for key, value in step.holder_fields.items():
+                    setattr(holder, key, value)
     if gpu is not None and gpu_trigger is not None:
-        fields = gpu_effects(
-            gpu_trigger,
-            case_id=case.id if case is not None else held_case,
-            job_label=case.label if case is not None else None,
-            job_dir=case.remote_dir if case is not None else None,
-            job_token=case.attempt_token if case is not None else None,
-        )
-        about = case.id if case is not None else held_case
-        move_gpu(
-            s, gpu, gpu_trigger, step.gpu_from, step.gpu_to, fields, now, evidence, detail, about
-        )
+        move_gpu(s, gpu, gpu_trigger, step, now, evidence, detail, given.case_id)
     s.flush()
+    shown = gpu if gpu is not None else holder
     return (
         case_record(case) if case is not None else None,
-        gpu_record(gpu) if gpu is not None else None,
+        gpu_record(shown) if shown is not None else None,
     )
+
+
+#: Fields ``update_case`` may set: bookkeeping outside the machines (never ``status``,
+#: never a flag the tables own, such as ``cancel_requested`` or ``kill_requested_at``).
+CASE_NOTE_FIELDS = frozenset(
+    {
+        "progress",
+        "started_at",
+        "job_id",
+        "next_attempt_at",
+        "transient_failures",
+        # The fault boundary's bookkeeping (engine/fault.py).
+        "local_failures",
+        "storage_waits",
+        "last_error",
+        # Only ever set for a legacy job, whose host adoption could not know
+        # (engine/legacy_jobs.py resolves it from the config's pueue_group).
+        "host",
+    }
+)
 
 
 def update_case(
@@ -179,26 +194,8 @@ def update_case(
 
     ``expected_attempt``/``expected_label``: see :func:`.store_rows.check_attempt`.
     """
-    bad = set(fields) - CASE_NOTE_FIELDS
-    if bad:
-        raise ValueError(
-            f"update_case cannot set {sorted(bad)}; allowed: {sorted(CASE_NOTE_FIELDS)}"
-        )
     case = lock_case(s, case_id)
     check_attempt(case, None, expected_attempt, expected_label)
-    for key, value in fields.items():
-        setattr(case, key, value)
-    audit(
-        s,
-        now,
-        "case",
-        case_id=case.id,
-        gpu_name=case.gpu_name,
-        from_state=case.status,
-        to_state=case.status,
-        trigger="note",
-        detail=note_detail(detail, fields),
-        case=case,
-    )
+    note(s, case, now, detail, fields, CASE_NOTE_FIELDS)
     s.flush()
     return case_record(case)

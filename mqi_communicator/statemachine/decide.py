@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .evidence import Evidence, EvidenceKind
+from .guards import CaseFacts, GpuFacts
 from .jobs import JobState
-from .states import CaseState, GpuState
+from .triggers import CaseTrigger, GpuTrigger, KillReason
 
 __all__ = [
     "Apply",
-    "CaseView",
     "Decision",
-    "GpuView",
     "JobObservation",
     "MarkStarted",
     "Policy",
@@ -58,35 +57,6 @@ class Policy:
 
 
 @dataclass(frozen=True)
-class CaseView:
-    """The saved facts about a case that decisions need."""
-
-    case_id: int
-    state: CaseState
-    attempt: int
-    label: str | None
-    job_id: str | None = None
-    started_at: datetime | None = None
-    kill_requested_at: datetime | None = None
-    kill_reason: str | None = None
-    cancel_requested: bool = False
-    transient_failures: int = 0
-    local_failures: int = 0
-    gpu_name: str | None = None
-
-
-@dataclass(frozen=True)
-class GpuView:
-    """The saved facts about a GPU that decisions need."""
-
-    name: str
-    state: GpuState
-    job_label: str | None
-    job_id: str | None = None
-    kill_requested_at: datetime | None = None
-
-
-@dataclass(frozen=True)
 class JobObservation:
     """What one poll said about one job, or that the host could not be asked."""
 
@@ -104,8 +74,8 @@ class JobObservation:
 class Apply:
     """Apply one store step. ``gpu_trigger`` None means the case's GPU is not touched."""
 
-    case_trigger: str | None
-    gpu_trigger: str | None
+    case_trigger: CaseTrigger | None
+    gpu_trigger: GpuTrigger | None
     evidence: Evidence | None
     reason: str
     failure_reason: str | None = None
@@ -115,7 +85,7 @@ class Apply:
 class RequestKill:
     """Ask the scheduler to kill the job and record when we asked."""
 
-    reason: str
+    reason: KillReason
 
 
 @dataclass(frozen=True)
@@ -169,7 +139,7 @@ def _failure_text(obs: JobObservation) -> str:
     return text
 
 
-def _give_up_kill(case: CaseView, now: datetime, why: str) -> Apply:
+def _give_up_kill(case: CaseFacts, now: datetime, why: str) -> Apply:
     evidence = Evidence(
         EvidenceKind.KILL_UNCONFIRMED,
         case.label,
@@ -178,12 +148,20 @@ def _give_up_kill(case: CaseView, now: datetime, why: str) -> Apply:
         requested_at=case.kill_requested_at,
         detail=why,
     )
-    if case.kill_reason == "cancel" or case.cancel_requested:
-        return Apply("cancel", "quarantine", evidence, why, f"cancelled; {why}; GPU quarantined")
-    return Apply("fail", "quarantine", evidence, why, f"timed out; {why}; GPU quarantined")
+    if case.kill_reason == KillReason.CANCEL or case.cancel_requested:
+        return Apply(
+            CaseTrigger.CANCEL,
+            GpuTrigger.QUARANTINE,
+            evidence,
+            why,
+            f"cancelled; {why}; GPU quarantined",
+        )
+    return Apply(
+        CaseTrigger.FAIL, GpuTrigger.QUARANTINE, evidence, why, f"timed out; {why}; GPU quarantined"
+    )
 
 
-def decide_running(case: CaseView, obs: JobObservation, now: datetime, policy: Policy) -> Decision:
+def decide_running(case: CaseFacts, obs: JobObservation, now: datetime, policy: Policy) -> Decision:
     """Decide for a ``running`` case given this tick's observation of its job."""
     requested = case.kill_requested_at
     if _ended(obs) and requested is not None and obs.observed_at <= requested:
@@ -203,35 +181,39 @@ def decide_running(case: CaseView, obs: JobObservation, now: datetime, policy: P
             ev = _evidence(EvidenceKind.CONFIRMED_ABSENT, case.label, obs, case.job_id)
         else:
             ev = _evidence(EvidenceKind.OBSERVED_TERMINAL, case.label, obs, case.job_id)
-        if case.cancel_requested or case.kill_reason == "cancel":
+        if case.cancel_requested or case.kill_reason == KillReason.CANCEL:
             return Apply(
-                "cancel", "release", ev, "cancelled; job confirmed gone", "cancelled by operator"
+                CaseTrigger.CANCEL,
+                GpuTrigger.RELEASE,
+                ev,
+                "cancelled; job confirmed gone",
+                "cancelled by operator",
             )
         if obs.state is JobState.SUCCEEDED:
-            return Apply("job_succeeded", "release", ev, "job succeeded")
-        if case.kill_reason == "timeout":
+            return Apply(CaseTrigger.JOB_SUCCEEDED, GpuTrigger.RELEASE, ev, "job succeeded")
+        if case.kill_reason == KillReason.TIMEOUT:
             return Apply(
-                "fail",
-                "release",
+                CaseTrigger.FAIL,
+                GpuTrigger.RELEASE,
                 ev,
                 "timed out; kill confirmed",
                 f"timed out after {policy.job_timeout}; job killed",
             )
         if obs.state is JobState.FAILED:
-            return Apply("fail", "release", ev, "job failed", _failure_text(obs))
+            return Apply(CaseTrigger.FAIL, GpuTrigger.RELEASE, ev, "job failed", _failure_text(obs))
         if obs.state is JobState.KILLED:
             return Apply(
-                "fail",
-                "release",
+                CaseTrigger.FAIL,
+                GpuTrigger.RELEASE,
                 ev,
                 "killed outside the communicator",
                 "job was killed outside the communicator",
             )
         if case.attempt < policy.max_attempts:
-            return Apply("requeue", "release", ev, "job vanished; retrying")
+            return Apply(CaseTrigger.REQUEUE, GpuTrigger.RELEASE, ev, "job vanished; retrying")
         return Apply(
-            "fail",
-            "release",
+            CaseTrigger.FAIL,
+            GpuTrigger.RELEASE,
             ev,
             "job vanished",
             "job vanished from the scheduler with no exit marker; attempts exhausted",
@@ -248,22 +230,22 @@ def decide_running(case: CaseView, obs: JobObservation, now: datetime, policy: P
     if not obs.reachable or obs.state is JobState.UNKNOWN:
         return Wait("job status unknown; will ask again")
     if case.cancel_requested:
-        return RequestKill("cancel")
+        return RequestKill(KillReason.CANCEL)
     alive_since = case.started_at
     if obs.state is JobState.RUNNING and alive_since is None:
         return MarkStarted(obs.started_at or obs.observed_at)
     if alive_since is not None and now - alive_since >= policy.job_timeout:
-        return RequestKill("timeout")
+        return RequestKill(KillReason.TIMEOUT)
     return Wait(f"job {obs.state.value}")
 
 
-def decide_kill_unreachable(case: CaseView, now: datetime) -> Apply:
+def decide_kill_unreachable(case: CaseFacts, now: datetime) -> Apply:
     """The kill could not even be sent: the job may live on, so the GPU is quarantined."""
     return _give_up_kill(case, now, "host unreachable when killing")
 
 
 def decide_submitting_recovery(
-    case: CaseView, found_job_id: str | None, reachable: bool, now: datetime, policy: Policy
+    case: CaseFacts, found_job_id: str | None, reachable: bool, now: datetime, policy: Policy
 ) -> Decision:
     """A case left in ``submitting`` (we crashed, or submit's outcome was unknown).
 
@@ -280,21 +262,21 @@ def decide_submitting_recovery(
             job_id=found_job_id,
             detail="found by label",
         )
-        return Apply("confirm_submitted", None, ev, "job found by label")
+        return Apply(CaseTrigger.CONFIRM_SUBMITTED, None, ev, "job found by label")
     ev = Evidence(EvidenceKind.NEVER_SUBMITTED, case.label, now, detail="not found by label")
     return _not_submitted(case, ev, policy, "no job with our label exists")
 
 
-def _not_submitted(case: CaseView, ev: Evidence, policy: Policy, why: str) -> Apply:
+def _not_submitted(case: CaseFacts, ev: Evidence, policy: Policy, why: str) -> Apply:
     if case.cancel_requested:
-        return Apply("cancel", "release", ev, why, "cancelled by operator")
+        return Apply(CaseTrigger.CANCEL, GpuTrigger.RELEASE, ev, why, "cancelled by operator")
     if case.attempt < policy.max_attempts:
-        return Apply("requeue", "release", ev, f"{why}; retrying")
-    return Apply("fail", "release", ev, why, f"{why}; attempts exhausted")
+        return Apply(CaseTrigger.REQUEUE, GpuTrigger.RELEASE, ev, f"{why}; retrying")
+    return Apply(CaseTrigger.FAIL, GpuTrigger.RELEASE, ev, why, f"{why}; attempts exhausted")
 
 
 def decide_after_submit_error(
-    case: CaseView, error: str, *, permanent: bool, sent: bool, now: datetime, policy: Policy
+    case: CaseFacts, error: str, *, permanent: bool, sent: bool, now: datetime, policy: Policy
 ) -> Decision:
     """Upload or submit failed.
 
@@ -308,20 +290,22 @@ def decide_after_submit_error(
         return Wait(f"submit outcome unknown ({error}); will recover by label")
     ev = Evidence(EvidenceKind.NEVER_SUBMITTED, case.label, now, detail=error[:500])
     if permanent:
-        return Apply("fail", "release", ev, error, error)
+        return Apply(CaseTrigger.FAIL, GpuTrigger.RELEASE, ev, error, error)
     return _not_submitted(case, ev, policy, error)
 
 
 def decide_retrieval_error(
-    case: CaseView, error: str, *, permanent: bool, policy: Policy
+    case: CaseFacts, error: str, *, permanent: bool, policy: Policy
 ) -> Decision:
     """Download or verification of results failed."""
     if permanent or case.transient_failures + 1 >= policy.max_retrieve_failures:
-        return Apply("fail", None, None, error, f"results could not be retrieved: {error}")
+        return Apply(
+            CaseTrigger.FAIL, None, None, error, f"results could not be retrieved: {error}"
+        )
     return Wait(f"retrieval failed ({error}); will retry")
 
 
-def decide_zombie(gpu: GpuView, obs: JobObservation) -> Decision:
+def decide_zombie(gpu: GpuFacts, obs: JobObservation) -> Decision:
     """A quarantined GPU: recover only on evidence that its stray job is gone."""
     if _ended(obs):
         kind = (
@@ -331,10 +315,10 @@ def decide_zombie(gpu: GpuView, obs: JobObservation) -> Decision:
         )
         return Apply(
             None,
-            "recover",
+            GpuTrigger.RECOVER,
             _evidence(kind, gpu.job_label, obs, gpu.job_id),
             "stray job confirmed gone",
         )
     if not obs.reachable or obs.state is JobState.UNKNOWN:
         return Wait("host unreachable or status unknown; zombie stays")
-    return RequestKill("zombie")
+    return RequestKill(KillReason.ZOMBIE)

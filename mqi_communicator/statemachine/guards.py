@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from .evidence import Evidence, EvidenceKind
 
@@ -25,22 +26,37 @@ __all__ = [
 
 @dataclass(frozen=True)
 class GpuFacts:
-    """What the GPU guards may look at."""
+    """What the GPU guards and the zombie decisions may look at (one snapshot of a GPU).
+
+    ``case_id`` is the case the GPU holds; ``job_*`` describe the job we placed on it
+    (kept while it is a zombie).
+    """
 
     name: str
     state: str
     case_id: int | None = None
     job_label: str | None = None
     offline_requested: bool = False
+    job_id: str | None = None
+    kill_requested_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class CaseFacts:
-    """What the case guards may look at."""
+    """What the case guards and the engine's decisions may look at (one snapshot)."""
 
     case_id: int
     state: str
     label: str | None = None
+    attempt: int = 1
+    job_id: str | None = None
+    started_at: datetime | None = None
+    kill_requested_at: datetime | None = None
+    kill_reason: str | None = None
+    cancel_requested: bool = False
+    transient_failures: int = 0
+    local_failures: int = 0
+    gpu_name: str | None = None
 
 
 def termination_proven(gpu: GpuFacts, evidence: Evidence | None) -> bool:
@@ -85,6 +101,11 @@ def _has_label(case: CaseFacts, evidence: Evidence | None) -> bool:
     return bool(case.label)
 
 
+def _by_operator(case: CaseFacts, evidence: Evidence | None) -> bool:
+    # An operator's cancel carries operator evidence; the engine's never does.
+    return evidence is not None and evidence.kind is EvidenceKind.OPERATOR
+
+
 GpuGuard = Callable[[GpuFacts, Evidence | None], bool]
 CaseGuard = Callable[[CaseFacts, Evidence | None], bool]
 
@@ -97,4 +118,5 @@ GPU_GUARDS: dict[str, GpuGuard] = {
 
 CASE_GUARDS: dict[str, CaseGuard] = {
     "has_label": _has_label,
+    "by_operator": _by_operator,
 }

@@ -10,7 +10,7 @@ import pytest
 from click.testing import Result
 
 from mqi_communicator.statemachine import CASE_TRANSITIONS, GPU_TRANSITIONS, CaseState, GpuState
-from mqi_communicator.statemachine.diagram import edge_label, markdown, mermaid
+from mqi_communicator.statemachine.diagram import edge_dest, edge_label, markdown, mermaid
 
 Cli = Callable[..., Result]
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -31,7 +31,9 @@ def test_every_table_row_is_an_edge_with_its_guards() -> None:
         text = mermaid(name)
         assert text.startswith("stateDiagram-v2\n")
         expected = {
-            (str(src), str(spec.dest), edge_label(spec)) for spec in table for src in spec.source
+            (str(src), edge_dest(spec, str(src)), edge_label(spec))
+            for spec in table
+            for src in spec.source
         }
         assert _edges(text) == expected
 

@@ -8,8 +8,8 @@ import pytest
 
 from mqi_communicator.engine.fault import error_text, storage_errno
 from mqi_communicator.errors import TransferError
-from mqi_communicator.statemachine import CaseState
-from mqi_communicator.statemachine.decide import Apply, CaseView, Policy, Wait
+from mqi_communicator.statemachine import CaseFacts, CaseState
+from mqi_communicator.statemachine.decide import Apply, Policy, Wait
 from mqi_communicator.statemachine.faults import decide_local_failure
 
 
@@ -42,8 +42,8 @@ def test_error_text_is_one_bounded_line() -> None:
     assert "\n" not in text and len(text) <= 500 and text.startswith("ValueError: two lines")
 
 
-def _view(state: CaseState, failures: int, gpu: str | None) -> CaseView:
-    return CaseView(1, state, 1, "L", local_failures=failures, gpu_name=gpu)
+def _view(state: CaseState, failures: int, gpu: str | None) -> CaseFacts:
+    return CaseFacts(1, state, "L", 1, local_failures=failures, gpu_name=gpu)
 
 
 def test_a_case_is_given_up_after_the_configured_local_failures() -> None:

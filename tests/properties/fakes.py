@@ -21,7 +21,8 @@ from hypothesis import event
 
 from mqi_communicator.remote.job.marker_probe import TOKEN_ENV, _key
 from mqi_communicator.remote.protocol import CommandResult, JobStatus, TransferReport
-from mqi_communicator.statemachine.decide import Apply, GpuView, JobObservation, decide_zombie
+from mqi_communicator.statemachine import GpuFacts
+from mqi_communicator.statemachine.decide import Apply, JobObservation, decide_zombie
 from mqi_communicator.statemachine.jobs import JobState
 from mqi_communicator.statemachine.states import GpuState
 
@@ -229,7 +230,7 @@ def engine_frees(status: JobStatus, label: str) -> bool:
         processes_gone=status.processes_gone,
         detail=status.detail,
     )
-    gpu = GpuView("h/gpu0", GpuState.ZOMBIE, label, job_id="1")
+    gpu = GpuFacts("h/gpu0", GpuState.ZOMBIE, job_label=label, job_id="1")
     return isinstance(decide_zombie(gpu, obs), Apply)
 
 

@@ -101,14 +101,14 @@ class Rules:
         return hit
 
     # -- time, as the decide functions see it -------------------------------------------
-    def view(self, i: int, c: ACase) -> D.CaseView:
+    def view(self, i: int, c: ACase) -> CaseFacts:
         started = None
         if c.started:
             started = NOW - (self.policy.job_timeout if c.timed_out else _JUST)
         requested = None
         if c.kill_requested:
             requested = NOW - (self.policy.kill_confirm_window if c.window_elapsed else _JUST)
-        return D.CaseView(
+        return CaseFacts(
             case_id=i,
             state=c.status,
             attempt=c.attempt,
@@ -289,7 +289,7 @@ class Rules:
             yield f"kill({reason}) unreachable c{ci}", nw
 
     def _zombie(self, w: World, gi: int, g: AGpu) -> Iterator[tuple[str, World]]:
-        view = D.GpuView(str(gi), g.status, g.job_label, g.job_label)
+        view = GpuFacts(str(gi), g.status, job_label=g.job_label, job_id=g.job_label)
         d = D.decide_zombie(view, observe(w, g.job_label))
         ev = f"check zombie g{gi}"
         if isinstance(d, D.Apply):

@@ -13,11 +13,14 @@ from mqi_communicator.persistence import CaseRecord, GpuRecord, TransitionRecord
 from mqi_communicator.statemachine import (
     CASE_STATES_HOLDING_GPU,
     CaseFacts,
+    CaseTrigger,
     GpuFacts,
     GpuState,
-    fire_case,
-    fire_gpu,
+    GpuTrigger,
+    StepInputs,
 )
+from mqi_communicator.statemachine.effects import resolve
+from mqi_communicator.statemachine.machines import fire
 
 from .sim_world import SimWorld
 
@@ -71,15 +74,22 @@ class _Case:
     status: str
     attempt: int
     label: str | None = None
-    gpu: str | None = None
+    gpu_name: str | None = None
 
 
 @dataclass
 class _Gpu:
     status: str
-    case_id: int | None = None
+    assigned_case_id: int | None = None
     job_label: str | None = None
     offline_requested: bool = False
+
+
+def _take(row: _Case | _Gpu, fields: dict[str, object]) -> None:
+    """Set the replayed row's tracked fields as the table row's effects say."""
+    for key, value in fields.items():
+        if hasattr(row, key):
+            setattr(row, key, value)
 
 
 def replay(
@@ -87,8 +97,9 @@ def replay(
 ) -> list[str]:
     """Rebuild every row from the audit trail alone and compare with the live rows.
 
-    Every recorded move is also re-judged by the real machines: a GPU ``release`` or
-    ``recover`` must carry evidence that frees the GPU as it stood then.
+    Each recorded move is re-fired on the real machines, and the row is rebuilt with the
+    effects the fired table row declares (the very rules the store applies). A GPU
+    ``release`` or ``recover`` must carry evidence that frees the GPU as it stood then.
     """
     out: list[str] = []
     rc: dict[int, _Case] = {}
@@ -102,13 +113,17 @@ def replay(
             _replay_gpu(t, rg, rc, out)
     for c in cases:
         r = rc.get(c.id)
-        got = (r.status, r.attempt, r.label, r.gpu) if r else None
+        got = (r.status, r.attempt, r.label, r.gpu_name) if r else None
         want = (c.status.value, c.attempt, c.label, c.gpu_name)
         if got != want:
             out.append(f"replay of case {c.id} gives {got}, row is {want}")
     for g in gpus:
         rgpu = rg.get(g.name)
-        ggot = (rgpu.status, rgpu.case_id, rgpu.job_label, rgpu.offline_requested) if rgpu else None
+        ggot = (
+            (rgpu.status, rgpu.assigned_case_id, rgpu.job_label, rgpu.offline_requested)
+            if rgpu
+            else None
+        )
         gwant = (g.status.value, g.case_id, g.job_label, g.offline_requested)
         if ggot != gwant:
             out.append(f"replay of {g.name} gives {ggot}, row is {gwant}")
@@ -128,21 +143,18 @@ def _replay_case(t: TransitionRecord, rc: dict[int, _Case], out: list[str]) -> N
         out.append(f"audit row {t.id}: case {t.case_id} from {t.from_state}, replay at {r.status}")
     if t.trigger in _NOT_TRANSITIONS:
         return
-    label = t.label if t.trigger == "claim" else r.label
+    claiming = t.trigger == CaseTrigger.CLAIM
+    facts = CaseFacts(t.case_id, r.status, t.label if claiming else r.label, r.attempt)
+    given = StepInputs(t.at, t.case_id, label=t.label, gpu_name=t.gpu_name)
     try:
-        to = fire_case(CaseFacts(t.case_id, r.status, label), t.trigger, t.evidence)
+        to, row = fire(facts, CaseTrigger(t.trigger), t.evidence)
     except InvalidTransitionError as err:
         out.append(f"audit row {t.id}: the case machine refuses it now: {err}")
         return
-    if to.value != t.to_state:
-        out.append(f"audit row {t.id}: {t.trigger} goes to {to.value}, recorded {t.to_state}")
+    if to != t.to_state:
+        out.append(f"audit row {t.id}: {t.trigger} goes to {to}, recorded {t.to_state}")
     r.status = t.to_state
-    if t.trigger == "claim":
-        r.label, r.gpu = t.label, t.gpu_name
-    elif t.trigger in ("requeue", "retry"):
-        r.attempt, r.label, r.gpu = r.attempt + 1, None, None
-    elif to not in CASE_STATES_HOLDING_GPU:
-        r.gpu = None
+    _take(r, resolve(row.effects, facts, given))
 
 
 def _replay_gpu(
@@ -158,28 +170,20 @@ def _replay_gpu(
         return
     if t.from_state != r.status:
         out.append(f"audit row {t.id}: {t.gpu_name} from {t.from_state}, replay at {r.status}")
-    if "offline_requested=True" in t.detail:
-        r.offline_requested = True
-    elif "offline_requested=False" in t.detail:
-        r.offline_requested = False
     if t.trigger in _NOT_TRANSITIONS:
         return
-    case_id, job_label = r.case_id, r.job_label
-    if t.trigger == "assign":
-        case_id = t.case_id
-        job_label = rc[t.case_id].label if t.case_id in rc else None
+    case_id, job_label = r.assigned_case_id, r.job_label
+    label = rc[t.case_id].label if t.case_id in rc else None
+    if t.trigger == GpuTrigger.ASSIGN:
+        case_id, job_label = t.case_id, label
     facts = GpuFacts(t.gpu_name, r.status, case_id, job_label, r.offline_requested)
+    given = StepInputs(t.at, t.case_id, label=label)
     try:
-        to = fire_gpu(facts, t.trigger, t.evidence)  # re-judges the recorded evidence
+        to, row = fire(facts, GpuTrigger(t.trigger), t.evidence)  # re-judges the evidence
     except InvalidTransitionError as err:
         out.append(f"audit row {t.id}: the GPU machine refuses it now: {err}")
         return
-    if to.value != t.to_state:
-        out.append(f"audit row {t.id}: {t.trigger} goes to {to.value}, recorded {t.to_state}")
+    if to != t.to_state:
+        out.append(f"audit row {t.id}: {t.trigger} goes to {to}, recorded {t.to_state}")
     r.status = t.to_state
-    if t.trigger == "assign":
-        r.case_id, r.job_label = case_id, job_label
-    elif t.trigger in ("release", "recover"):
-        r.case_id, r.job_label = None, None
-    elif t.trigger == "quarantine":
-        r.case_id = None
+    _take(r, resolve(row.effects, facts, given))

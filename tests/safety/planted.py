@@ -21,7 +21,7 @@ from datetime import datetime
 
 import pytest
 
-from mqi_communicator.statemachine import Evidence, EvidenceKind, GpuFacts
+from mqi_communicator.statemachine import CaseFacts, Evidence, EvidenceKind, GpuFacts
 from mqi_communicator.statemachine import decide as decide_module
 from mqi_communicator.statemachine import guards as guards_module
 
@@ -48,9 +48,7 @@ def broken_decision() -> Iterator[None]:
     """Give up on an unconfirmed kill by releasing the GPU "because we asked for a kill"."""
     real = decide_module._give_up_kill
 
-    def release_instead(
-        case: decide_module.CaseView, now: datetime, why: str
-    ) -> decide_module.Apply:
+    def release_instead(case: CaseFacts, now: datetime, why: str) -> decide_module.Apply:
         quarantine = real(case, now, why)
         assert quarantine.evidence is not None
         evidence = dataclasses.replace(quarantine.evidence, kind=EvidenceKind.KILL_REQUESTED)

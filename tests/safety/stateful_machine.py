@@ -22,11 +22,13 @@ from hypothesis.stateful import (
 )
 
 from mqi_communicator.engine import EngineSettings, GpuRuntime, HostRuntime, Reconciler
+from mqi_communicator.operations import cancel_case
 from mqi_communicator.persistence import CaseRecord, GpuRecord, Store
 from mqi_communicator.remote.protocol import GpuBinding
 from mqi_communicator.statemachine import (
     TERMINAL_CASE_STATES,
     CaseState,
+    CaseTrigger,
     Evidence,
     EvidenceKind,
 )
@@ -345,21 +347,15 @@ class SafetyMachine(OracleChecks, BoundaryRules, RuleBasedStateMachine):
         self.busy = False
 
     def _cancel(self, case: CaseRecord) -> None:
-        now = self.clock()
-        if case.status in (CaseState.SUBMITTING, CaseState.RUNNING):
-            self.store.update_case(case.id, now, detail="cancel", cancel_requested=True)
-        elif case.status not in TERMINAL_CASE_STATES:
-            ev = Evidence(EvidenceKind.OPERATOR, case.label, now, detail="cancel")
-            self.store.apply(case.id, "cancel", None, None, evidence=ev, now=now)
+        if case.status not in TERMINAL_CASE_STATES:
+            cancel_case(self.store, case.id, self.clock())
 
     def _retry(self, case: CaseRecord) -> None:
         if case.status in (CaseState.FAILED, CaseState.CANCELLED) and case.attempt < 5:
             now = self.clock()
             ev = Evidence(EvidenceKind.OPERATOR, None, now, detail="retry")
-            self.store.apply(case.id, "retry", None, None, evidence=ev, now=now)
-            self.store.update_case(
-                case.id, now, detail="retry", transient_failures=0, next_attempt_at=None
-            )
+            # One step: the retry row also resets the fault counters.
+            self.store.apply(case.id, CaseTrigger.RETRY, None, None, evidence=ev, now=now)
 
 
 class WarmSafetyMachine(SafetyMachine):

@@ -6,11 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mqi_communicator.statemachine import CaseState, EvidenceKind, GpuState
+from mqi_communicator.statemachine import CaseFacts, CaseState, EvidenceKind, GpuFacts, GpuState
 from mqi_communicator.statemachine.decide import (
     Apply,
-    CaseView,
-    GpuView,
     JobObservation,
     MarkStarted,
     Policy,
@@ -31,12 +29,12 @@ POLICY = Policy(
 )
 
 
-def running(**kw: object) -> CaseView:
+def running(**kw: object) -> CaseFacts:
     base: dict[str, object] = dict(
         case_id=1, state=CaseState.RUNNING, attempt=1, label="L1", job_id="5", started_at=T0
     )
     base.update(kw)
-    return CaseView(**base)  # type: ignore[arg-type]
+    return CaseFacts(**base)  # type: ignore[arg-type]
 
 
 def obs(state: JobState, at: datetime = T0, **kw: object) -> JobObservation:
@@ -139,7 +137,7 @@ def test_cancel_requested_running_job_is_killed() -> None:
 
 
 def test_submit_recovery() -> None:
-    case = CaseView(1, CaseState.SUBMITTING, 1, "L1")
+    case = CaseFacts(1, CaseState.SUBMITTING, "L1", 1)
     found = decide_submitting_recovery(case, "9", True, T0, POLICY)
     assert isinstance(found, Apply) and found.case_trigger == "confirm_submitted"
     assert found.gpu_trigger is None
@@ -153,7 +151,7 @@ def test_submit_recovery() -> None:
 
 
 def test_submit_errors() -> None:
-    case = CaseView(1, CaseState.SUBMITTING, 1, "L1")
+    case = CaseFacts(1, CaseState.SUBMITTING, "L1", 1)
     unknown = decide_after_submit_error(
         case, "timeout", permanent=False, sent=True, now=T0, policy=POLICY
     )
@@ -162,7 +160,7 @@ def test_submit_errors() -> None:
         case, "symlink", permanent=True, sent=False, now=T0, policy=POLICY
     )
     assert isinstance(bad, Apply) and (bad.case_trigger, bad.gpu_trigger) == ("fail", "release")
-    last = CaseView(1, CaseState.SUBMITTING, 3, "L1")
+    last = CaseFacts(1, CaseState.SUBMITTING, "L1", 3)
     exhausted = decide_after_submit_error(
         last, "net", permanent=False, sent=False, now=T0, policy=POLICY
     )
@@ -170,17 +168,17 @@ def test_submit_errors() -> None:
 
 
 def test_retrieval_errors_retry_then_fail() -> None:
-    case = CaseView(1, CaseState.RETRIEVING, 1, "L1", transient_failures=0)
+    case = CaseFacts(1, CaseState.RETRIEVING, "L1", 1, transient_failures=0)
     assert isinstance(decide_retrieval_error(case, "net", permanent=False, policy=POLICY), Wait)
-    tired = CaseView(
-        1, CaseState.RETRIEVING, 1, "L1", transient_failures=POLICY.max_retrieve_failures - 1
+    tired = CaseFacts(
+        1, CaseState.RETRIEVING, "L1", 1, transient_failures=POLICY.max_retrieve_failures - 1
     )
     d = decide_retrieval_error(tired, "net", permanent=False, policy=POLICY)
     assert isinstance(d, Apply) and d.case_trigger == "fail" and d.gpu_trigger is None
 
 
 def test_zombie_recovers_only_on_evidence() -> None:
-    gpu = GpuView("g", GpuState.ZOMBIE, "L1", "5")
+    gpu = GpuFacts("g", GpuState.ZOMBIE, job_label="L1", job_id="5")
     assert decide_zombie(gpu, obs(JobState.RUNNING)) == RequestKill("zombie")
     assert isinstance(decide_zombie(gpu, UNREACHABLE), Wait)
     assert isinstance(decide_zombie(gpu, obs(JobState.KILLED)), RequestKill)
