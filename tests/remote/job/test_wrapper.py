@@ -33,11 +33,20 @@ def install(case: Path, label: str = "job", token: str | None = None) -> None:
     assert r.returncode == 0
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start(case: Path, command: list[str], label: str = "job") -> subprocess.Popen[bytes]:
     install(case, label)
     return subprocess.Popen(
         markers.wrapper_argv(str(case), label, command),
         start_new_session=True,
+        # A shell cannot trap a signal ignored when it started (POSIX): a test run started
+        # under nohup or as a background job would otherwise hand the wrapper an ignored
+        # HUP/INT and the signal tests would hang. Schedulers start it with defaults.
+        preexec_fn=_default_signals,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

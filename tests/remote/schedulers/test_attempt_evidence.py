@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from mqi_communicator.remote.job.markers import parse_probe, probe_snippet
+from mqi_communicator.remote.job.markers import marker_dir, parse_probe, probe_snippet
 from mqi_communicator.remote.protocol import (
     GpuBinding,
     JobRef,
@@ -189,6 +189,10 @@ def test_unknown_liveness_is_unknown_for_that_job_only(tmp_path: Path) -> None:
         # live group is definite evidence, not UNKNOWN): wait until setsid exec'd sleep.
         desc = int((ended_dir / "desc.pid").read_text())
         assert poll_condition(lambda: _comm(desc) == "sleep")
+        # The wrapper writes its exit marker just before it exits: until it has, its
+        # group is alive (definite evidence too). Wait for the group, not for time.
+        pgid = int((Path(marker_dir(str(ended_dir))) / "pgid").read_text())
+        assert group_gone(pgid, timeout=30)
         fake = tmp_path / "bin"
         fake.mkdir()
         (fake / "grep").write_text("#!/bin/sh\necho 'grep: invalid option -- z' >&2\nexit 2\n")
