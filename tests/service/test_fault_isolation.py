@@ -15,11 +15,11 @@ every tick before ``start_waiting_cases``, and the second case was never claimed
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
-from itertools import pairwise
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -95,14 +95,22 @@ def test_a_case_failing_locally_does_not_stop_the_next_one(
     mine = [r for r in caplog.records if f"case {first}:" in r.getMessage()]
     assert sum(1 for r in mine if r.exc_info) == 1
     assert 2 <= sum(1 for r in mine if "again" in r.getMessage()) <= 3
-    # Exponential: the notes' retry times move further apart.
-    notes = [
-        t.at
+    # Exponential: each note schedules its retry twice as far out as the one before.
+    # Read the scheduled delay (next_attempt_at - the note's time), not the gaps between
+    # notes: those also hold however long a loaded machine took to run the next tick.
+    delays = [
+        _scheduled(t.detail) - t.at
         for t in comm.history(case_id=first)
         if t.trigger == "note" and t.detail.startswith("local error while")
     ]
-    gaps = [b - a for a, b in pairwise(notes)]
-    assert len(gaps) == 2 and gaps[1] > gaps[0] >= timedelta(seconds=0.3)
+    assert delays == [timedelta(seconds=0.3), timedelta(seconds=0.6), timedelta(seconds=1.2)]
+
+
+def _scheduled(detail: str) -> datetime:
+    """The ``next_attempt_at`` a note row lists (``[..., next_attempt_at=<iso>, ...]``)."""
+    found = re.search(r"next_attempt_at=([^,\]]+)", detail)
+    assert found is not None, detail
+    return datetime.fromisoformat(found.group(1))
 
 
 def _cfg(ws: Workspace, comm: Communicator) -> str:
