@@ -1,8 +1,12 @@
 """Engine throughput on a 100 Mbit/s link: makespan of 16 cases on 4 GPUs vs its lower bound.
 
-Usage: python bench/bench_throughput.py [--mode inline|pool] [--cases 16] [--mb 60]
+Usage: python bench/bench_throughput.py [--mode both|inline|pool] [--cases 16] [--mb 60]
            [--job-s 5] [--gpus 4] [--rate 100mbit] [--pool-key engine.transfers.max_parallel]
-           [--pool-value 4] [--timeout 900]
+           [--pool-value 4] [--timeout 900] [--quick] [--detail] [--keep]
+
+``--quick`` (8 cases x 20 MB, jobs 2 s; about a minute for both modes) is for
+iterating; the figures of record are the defaults. ``--detail`` prints each case's
+timeline, ``--keep`` keeps the work folder (the engine's log).
 
 Needs root (bench/linklab.py). A real ``mqi-communicator run`` (its own process)
 reaches the Pueue stand-in (tests/standins/pueue, one group per GPU, ``parallel 1``)
@@ -21,7 +25,12 @@ Reports the makespan (drop to the last completion) against the lower bound
 ``max(total bytes / link rate, total job time / GPUs) + one transfer`` (link rate =
 the nominal ``--rate``), and the GPU idle time while cases were waiting (per GPU,
 time without a job while some case's job had not started yet, capped by the number
-of such cases). Asserts nothing (goal: pool makespan <= 1.15x the bound).
+of such cases). Where the time goes (bench/linkwatch.py, sampled from outside the
+engine): the link's upstream bytes over time (utilisation, and seconds below 20 % of
+the rate while uploads were due), each case's upload span (its ``.partial-*`` folder
+seen -> verified folder seen), upload -> job start, job end -> completed. With both
+modes (the default) it ends with each makespan over the bound and pool / inline.
+Asserts nothing (goal: pool makespan <= 1.15x the bound).
 """
 
 from __future__ import annotations
