@@ -27,6 +27,7 @@ __all__ = [
     "HostRow",
     "Snapshot",
     "describe_health",
+    "fault_text",
     "fmt_elapsed",
     "host_health",
     "take_snapshot",
@@ -111,8 +112,10 @@ def describe_health(rec: HostHealthRecord | None, now: datetime) -> tuple[str, s
     if rec is None:
         return _NEVER
     for_ = fmt_elapsed((now - rec.since).total_seconds())
+    failing = fault_text(rec.poll_failures, rec.poll_error, rec.poll_next_at)
+    poll = f"; poll {failing}" if failing else ""
     if rec.up:
-        return "up", f"up for {for_}"
+        return "up", f"up for {for_}{poll}"
     retry = "-"
     if rec.next_retry_at is not None:
         left = (rec.next_retry_at - now).total_seconds()
@@ -120,7 +123,20 @@ def describe_health(rec: HostHealthRecord | None, now: datetime) -> tuple[str, s
     # One line, no terminal control: the error text comes from the far side.
     error = one_line(rec.last_error)
     tries = f"{rec.failures} failed tr{'y' if rec.failures == 1 else 'ies'}"
-    return "down", f"down for {for_}, {tries}, next try {retry}: {error}"
+    return "down", f"down for {for_}, {tries}, next try {retry}: {error}{poll}"
+
+
+def fault_text(failures: int, error: str | None, next_at: datetime | None) -> str | None:
+    """``failing (N in a row): <error>; next attempt at <UTC>``, or None without failures.
+
+    The one wording of a GPU's check or a host's poll backing off after local errors
+    (``engine/fault.py``), in every view: prefix it with what fails.
+    """
+    if failures <= 0:
+        return None
+    when = f"{next_at:%Y-%m-%d %H:%M:%S} UTC" if next_at is not None else "-"
+    text = printable(" ".join((error or "").split()))
+    return f"failing ({failures} in a row): {text}; next attempt at {when}"
 
 
 def host_health(s: Session, now: datetime) -> dict[str, tuple[str, str]]:
