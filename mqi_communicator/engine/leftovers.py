@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..config import Config
+from ..remote.protocol import PARTIAL_UPLOAD_PATTERN
 from ..textsafe import printable
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
 log = logging.getLogger("mqi_communicator.engine")
 
 PARTIAL_STAGING = re.compile(r"case\d+_a\d+\.partial-[0-9a-f]{8,12}")
-PARTIAL_UPLOAD = re.compile(r"mqic_case_\d+_a\d+\.partial-[0-9a-f]{8,12}")
+PARTIAL_UPLOAD = re.compile(PARTIAL_UPLOAD_PATTERN)
 _MARGIN_S = 600.0
 
 
