@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from tests.infra.pueue import PueueStandin
 from tests.infra.sshd import SshServer
 
 from .conftest import E2E, case_named, pueue_ssh_config, tick_until
+from .slow_upload import start_uploading
 
 pytestmark = [
     pytest.mark.ssh,
@@ -33,24 +31,12 @@ pytestmark = [
 
 HOUR = 3600.0
 
-ENGINE = textwrap.dedent(
-    """
-    import sys, time
-    from mqi_communicator import Communicator
-    from mqi_communicator.config import load_config
+ENGINE = """
+from mqi_communicator import Communicator
+from mqi_communicator.config import load_config
 
-    said = []
-
-    def progress(label, done, total):
-        if 0 < done < total:
-            if not said:
-                said.append(1)
-                print("uploading", flush=True)
-            time.sleep(0.1)  # about 10 MiB/s: the upload is under way for seconds
-
-    Communicator(load_config(sys.argv[1], env={}), progress=progress).run_forever()
-    """
-)
+Communicator(load_config(sys.argv[1], env={}), progress=progress).run_forever()
+"""
 
 
 def _age(path: Path, seconds: float) -> Path:
@@ -84,15 +70,8 @@ def _far_side_pids(marker: str) -> list[int]:
 
 def _crash_mid_upload(e2e: E2E, config_path: Path) -> Path:
     """Run an engine until it uploads, crash both sides; the partial folder left."""
-    engine = subprocess.Popen(
-        [sys.executable, "-c", ENGINE, str(config_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    engine = start_uploading(ENGINE, config_path)
     try:
-        assert engine.stdout is not None
-        assert engine.stdout.readline().strip() == "uploading"
         deadline = time.monotonic() + 30
         while not (found := [p for p in e2e.remote_base.iterdir() if ".partial-" in p.name]):
             assert time.monotonic() < deadline, "the far side never made its partial folder"
@@ -113,7 +92,7 @@ def _crash_mid_upload(e2e: E2E, config_path: Path) -> Path:
     finally:
         if engine.poll() is None:
             engine.kill()
-        engine.wait(timeout=30)
+        engine.communicate(timeout=30)
     assert partial.is_dir(), "the crash must leave the partial upload behind"
     return partial
 
