@@ -30,7 +30,7 @@ import logging
 import posixpath
 from collections.abc import Mapping
 
-from ..errors import HostUnreachableError, MqiError
+from ..errors import HostUnreachableError
 from ..remote.protocol import remote_case_dir
 from ..remote.transfer.far_side_scripts import leftover_sweep_script
 from ..remote.transport.local import LocalTransport
@@ -82,7 +82,7 @@ class RemoteLeftovers:
         except HostUnreachableError as err:
             ctx.host_down(host.name, err)  # swept once it answers
             return []
-        except MqiError as err:
+        except Exception as err:  # refused, or a bug: never let it stop the tick
             result = None
             log.warning(
                 "host %s: leftover sweep failed (%s); next start tries again", host.name, err
