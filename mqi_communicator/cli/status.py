@@ -9,12 +9,12 @@ from typing import Any
 import click
 
 from ..console.snapshot import describe_health
+from ..display import held_back
 from ..persistence import CaseRecord, GpuRecord
 from ..persistence.case_faults import held_back_cases
 from ..persistence.host_health import HostHealthRecord
 from ..service import Communicator
 from ..statemachine import GpuState
-from ..textsafe import printable
 from .common import config_option, open_communicator
 from .output import echo_json, render_table
 
@@ -43,18 +43,10 @@ def summarize(comm: Communicator) -> dict[str, Any]:
 
 def held_back_table(held: list[CaseRecord]) -> str:
     """Live cases that back off or keep failing: why, how often, and when next."""
-    rows = [
-        [
-            c.id,
-            printable(c.name),
-            c.status,
-            c.local_failures or c.transient_failures or c.storage_waits,
-            c.next_attempt_at,
-            " ".join(c.last_error.split()) if c.last_error else None,
-        ]
-        for c in held
-    ]
-    headers = ["CASE", "NAME", "STATE", "FAILURES", "NEXT ATTEMPT (UTC)", "LAST ERROR"]
+    now = datetime.now(UTC)
+    shown = [h for c in held if (h := held_back(c, now)) is not None]
+    rows = [[h.case_id, h.name, h.state, h.tries, h.next_attempt_at, h.why] for h in shown]
+    headers = ["CASE", "NAME", "STATE", "TRIES", "NEXT ATTEMPT (UTC)", "WHY"]
     return render_table(headers, rows)
 
 

@@ -14,6 +14,7 @@ from functools import partial
 
 from sqlalchemy.orm import Session
 
+from ..display import HeldBack, fmt_elapsed, held_back, one_line
 from ..persistence import CaseRecord, GpuRecord, Store, TransitionRecord, store_reads
 from ..persistence import overview as q
 from ..persistence.host_health import HostHealthRecord, read_host_health
@@ -98,20 +99,8 @@ class Snapshot:
     live_hidden: int
     gpus: Sequence[GpuRow]
     hosts: Sequence[HostRow]
-
-
-def fmt_elapsed(seconds: float | None) -> str:
-    """``45s``, ``12m05s``, ``3h07m``, ``2d04h``; ``-`` for None."""
-    if seconds is None:
-        return "-"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    #: The loaded live cases the engine holds back (backing off, failing, waiting).
+    held: Sequence[HeldBack] = ()
 
 
 def describe_health(rec: HostHealthRecord | None, now: datetime) -> tuple[str, str]:
@@ -129,7 +118,7 @@ def describe_health(rec: HostHealthRecord | None, now: datetime) -> tuple[str, s
         left = (rec.next_retry_at - now).total_seconds()
         retry = f"in {fmt_elapsed(left)}" if left > 0 else "due"
     # One line, no terminal control: the error text comes from the far side.
-    error = printable(" ".join(rec.last_error.split()))
+    error = one_line(rec.last_error)
     tries = f"{rec.failures} failed tr{'y' if rec.failures == 1 else 'ies'}"
     return "down", f"down for {for_}, {tries}, next try {retry}: {error}"
 
@@ -156,25 +145,26 @@ def _case_row(c: CaseRecord, last: TransitionRecord | None, now: datetime) -> Ca
         reason = f"cancel requested; {reason}" if reason else "cancel requested"
     return CaseRow(
         id=c.id,
-        name=c.name,
+        name=printable(c.name),
         state=c.status,
         gpu=c.gpu_name,
         host=c.host,
         attempt=c.attempt,
         elapsed_s=elapsed,
         progress=progress,
-        reason=" ".join(reason.split()),  # one line, whatever the reason held
+        reason=one_line(reason),  # one line, whatever the reason held
     )
 
 
 def _gpu_row(g: GpuRecord, names: Mapping[int, str]) -> GpuRow:
     case_id = g.case_id if g.case_id is not None else g.quarantined_case_id
+    name = names.get(case_id) if case_id is not None else None
     return GpuRow(
         name=g.name,
         host=g.host,
         state=g.status,
         case_id=case_id,
-        case_name=names.get(case_id) if case_id is not None else None,
+        case_name=None if name is None else printable(name),
         quarantined=g.status is GpuState.ZOMBIE and g.quarantined_case_id is not None,
         since=g.status_updated_at,
         offline_requested=g.offline_requested,
@@ -217,8 +207,8 @@ def _read(
     ended = q.recent_ended_cases(s, ended_limit)
     gpus = store_reads.list_gpus(s)
     last = q.latest_transitions(s, [c.id for c in (*live, *ended)])
-    held = [i for g in gpus for i in (g.case_id, g.quarantined_case_id) if i is not None]
-    names = q.case_names(s, held)
+    holding = [i for g in gpus for i in (g.case_id, g.quarantined_case_id) if i is not None]
+    names = q.case_names(s, holding)
     gpu_rows = sorted(
         (_gpu_row(g, names) for g in gpus), key=lambda g: (_GPU_ORDER[g.state], g.name)
     )
@@ -231,6 +221,7 @@ def _read(
         live_hidden=max(0, live_total - len(live)),
         gpus=gpu_rows,
         hosts=_hosts(host_names, gpu_rows, case_rows, host_health(s, now)),
+        held=[h for c in live if (h := held_back(c, now)) is not None],
     )
 
 
