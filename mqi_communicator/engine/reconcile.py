@@ -30,7 +30,9 @@ from .backoff import Backoff, HostHealth
 from .fault import gpu_failed, guard_case, guard_gpu, is_due, poll_due, poll_failed, poll_worked
 from .health_record import HealthRecorder
 from .lease import new_engine_id
+from .leftovers import leftover_min_age_s
 from .legacy_jobs import claimable_gpus, resolve_hosts
+from .remote_leftovers import RemoteLeftovers
 from .retention import RetentionSweeper
 from .retrieve_step import retrieve
 from .runtime import (
@@ -91,6 +93,13 @@ class Reconciler:
         self._retention = RetentionSweeper(
             settings.remote_retention, grace_s=settings.remote_retention_grace_s
         )
+        #: Our uploads' crash leftovers on each SSH host, swept once it answers.
+        self.leftovers = RemoteLeftovers(
+            hosts,
+            min_age_s=leftover_min_age_s(
+                exclusive=settings.exclusive, transfer_timeout_s=settings.transfer_timeout_s
+            ),
+        )
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
         resolve_hosts(store, gpus, clock())  # jobs adopted from the original system
 
@@ -137,6 +146,7 @@ class Reconciler:
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
         start_waiting_cases(ctx, waiting)
         self._retention.sweep(ctx)  # ended cases' remote folders, per remote_retention
+        self.leftovers.sweep(ctx)  # crash leftovers of uploads (engine/remote_leftovers.py)
         return ctx.report
 
     def _observe(
