@@ -1,8 +1,12 @@
 """Engine throughput on a 100 Mbit/s link: makespan of 16 cases on 4 GPUs vs its lower bound.
 
-Usage: python bench/bench_throughput.py [--mode inline|pool] [--cases 16] [--mb 60]
+Usage: python bench/bench_throughput.py [--mode both|inline|pool] [--cases 16] [--mb 60]
            [--job-s 5] [--gpus 4] [--rate 100mbit] [--pool-key engine.transfers.max_parallel]
-           [--pool-value 4] [--timeout 900]
+           [--pool-value 4] [--timeout 900] [--quick] [--detail] [--keep]
+
+``--quick`` (8 cases x 20 MB, jobs 2 s; about a minute for both modes) is for
+iterating; the figures of record are the defaults. ``--detail`` prints each case's
+timeline, ``--keep`` keeps the work folder (the engine's log).
 
 Needs root (bench/linklab.py). A real ``mqi-communicator run`` (its own process)
 reaches the Pueue stand-in (tests/standins/pueue, one group per GPU, ``parallel 1``)
@@ -21,7 +25,12 @@ Reports the makespan (drop to the last completion) against the lower bound
 ``max(total bytes / link rate, total job time / GPUs) + one transfer`` (link rate =
 the nominal ``--rate``), and the GPU idle time while cases were waiting (per GPU,
 time without a job while some case's job had not started yet, capped by the number
-of such cases). Asserts nothing (goal: pool makespan <= 1.15x the bound).
+of such cases). Where the time goes (bench/linkwatch.py, sampled from outside the
+engine): the link's upstream bytes over time (utilisation, and seconds below 20 % of
+the rate while uploads were due), each case's upload span (its ``.partial-*`` folder
+seen -> verified folder seen), upload -> job start, job end -> completed. With both
+modes (the default) it ends with each makespan over the bound and pool / inline.
+Asserts nothing (goal: pool makespan <= 1.15x the bound).
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from linklab import limited_link, require_link_tools, ssh_check, sshd  # noqa: E402
+from linkwatch import Watch, summary  # noqa: E402
 
 from tests.infra.pueue import pueue_daemon  # noqa: E402
 
@@ -121,17 +131,17 @@ def statuses(db: Path) -> list[str]:
             return []  # not migrated yet
 
 
-def completion_times(db: Path) -> dict[str, tuple[str, float]]:
-    """case name -> (gpu, completion time as epoch seconds)."""
+def completion_times(db: Path) -> dict[str, tuple[str, float, int]]:
+    """case name -> (gpu, completion time as epoch seconds, case id)."""
     query = (
-        "SELECT c.path, c.gpu_name, MAX(t.at) FROM cases c JOIN case_transitions t "
+        "SELECT c.path, c.gpu_name, MAX(t.at), c.id FROM cases c JOIN case_transitions t "
         "ON t.case_id = c.id AND t.entity = 'case' AND t.to_state = 'completed' GROUP BY c.id"
     )
     out = {}
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-        for path, gpu, at in con.execute(query):
+        for path, gpu, at, cid in con.execute(query):
             when = at if isinstance(at, (int, float)) else _epoch(str(at))
-            out[Path(path).name] = (gpu, when)
+            out[Path(path).name] = (gpu, when, cid)
     return out
 
 
@@ -173,21 +183,32 @@ def main() -> None:
     ap.add_argument("--pool-key", default="engine.transfers.max_parallel")
     ap.add_argument("--pool-value", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument(
+        "--quick", action="store_true", help="iterate: 8 cases x 20 MB, jobs 2 s (link-bound too)"
+    )
+    ap.add_argument("--detail", action="store_true", help="print each case's timeline")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (engine log)")
     args = ap.parse_args()
+    if args.quick:
+        args.cases, args.mb, args.job_s = 8, 20.0, 2.0
     require_link_tools()
     if args.mode != "both":
         run(args)
         return
     # Both in one run: the inline engine is the baseline the pool is measured against.
-    spans = {}
+    spans: dict[str, tuple[float, float]] = {}
     for mode in ("inline", "pool"):
         spans[mode] = run(argparse.Namespace(**{**vars(args), "mode": mode}))
         print()
-    print(f"{'pool makespan / inline makespan':34} {spans['pool'] / spans['inline']:8.2f}")
+    bound = spans["pool"][1]
+    print(f"{'lower bound':34} {bound:8.1f} s")
+    for mode, (span, _) in spans.items():
+        print(f"{mode + ' makespan / lower bound':34} {span / bound:8.3f}")
+    print(f"{'pool makespan / inline makespan':34} {spans['pool'][0] / spans['inline'][0]:8.3f}")
 
 
-def run(args: argparse.Namespace) -> float:
-    """One engine run over the shaped link; prints its figures, returns the makespan."""
+def run(args: argparse.Namespace) -> tuple[float, float]:
+    """One engine run over the shaped link; prints its figures; (makespan, lower bound)."""
     link_bps = rate_bps(args.rate)
 
     base = Path(tempfile.mkdtemp(prefix="mqi-bench-tp-"))
@@ -234,6 +255,7 @@ def run(args: argparse.Namespace) -> float:
                     raise SystemExit(f"engine did not start: {(base / 'engine.err').read_text()}")
                 time.sleep(0.1)
             time.sleep(1.0)  # let the engine finish its first tick before the drop
+            watch = Watch(link.host_if, base / "remote").start()
             t0 = time.time()
             for case in sorted((base / "staging").iterdir()):
                 case.rename(base / "watch" / case.name)
@@ -248,17 +270,18 @@ def run(args: argparse.Namespace) -> float:
                     raise SystemExit(f"not done after {args.timeout:g} s: {st}")
                 time.sleep(0.2)
             done = completion_times(db)
+            watch.stop()
             engine.send_signal(signal.SIGTERM)
             engine.wait(60)
             engine = None
         failed = args.cases - len(done)
         jobs = {}
-        for name, (gpu, _) in done.items():
+        for name, (gpu, _, _) in done.items():
             out = base / "results" / name  # holds what the job wrote into output/
             start = float((out / "start").read_text())
             end = float((out / "end").read_text())
             jobs[name] = (gpu, start, end)
-        makespan = max(t for _, t in done.values()) - t0
+        makespan = max(t for _, t, _ in done.values()) - t0
         per_case = total / args.cases / link_bps
         bound = max(total / link_bps, args.cases * args.job_s / args.gpus) + per_case
         idle = idle_while_waiting(jobs, t0, [f"gpu-server/gpu{i}" for i in range(args.gpus)])
@@ -278,7 +301,12 @@ def run(args: argparse.Namespace) -> float:
         print(f"{'GPU idle while cases waited':34} {idle:8.1f} GPU-s")
         first = min(s for _, s, _ in jobs.values()) - t0
         print(f"{'first job start after the drop':34} {first:8.1f} s")
-        return makespan
+        by_id = {cid: (jobs[n][1], jobs[n][2], at) for n, (_, at, cid) in done.items()}
+        lines = summary(watch, t0, link_bps, by_id)
+        if not args.detail:  # without the per-case timeline
+            lines = [x for x in lines if not x.startswith((" ", "per case"))]
+        print("\n".join(lines))
+        return makespan, bound
     finally:
         if engine is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -286,7 +314,10 @@ def run(args: argparse.Namespace) -> float:
             engine.wait()
         import shutil
 
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ class Link:
     host_addr: str
     ns_addr: str
     rate: str
+    #: The veth end in this namespace (its tx counter: bytes sent towards the server).
+    host_if: str = ""
 
 
 @contextlib.contextmanager
@@ -60,7 +62,7 @@ def limited_link(rate: str = "100mbit") -> Iterator[Link]:
     tag = f"{os.getpid() % 100000}"
     ns, host_if, ns_if = f"mqib{tag}", f"mqibh{tag}", f"mqibn{tag}"
     octet = 1 + os.getpid() % 250
-    link = Link(ns, f"10.211.{octet}.1", f"10.211.{octet}.2", rate)
+    link = Link(ns, f"10.211.{octet}.1", f"10.211.{octet}.2", rate, host_if)
     shape = TBF.format(rate=rate).split()
     steps = [
         ["ip", "netns", "add", ns],

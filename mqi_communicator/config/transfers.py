@@ -13,8 +13,10 @@ class TransfersConfig(_Strict):
     """The transfer pool's limits (engine/transfers.py).
 
     An upload (+ its submit) or a download runs in a thread beside the tick, so polls,
-    timeouts, kills and claims go on meanwhile. ``max_parallel`` bounds them over all
-    hosts, ``max_per_host`` per host (one link's bandwidth is shared by its transfers).
+    timeouts, kills and claims go on meanwhile. ``max_parallel`` bounds the transfers
+    whose bytes flow over all hosts, ``max_per_host`` a host's uploads, and its
+    downloads separately (one link's bandwidth is shared by the transfers going its way;
+    an upload's submit, after its bytes, holds no slot).
     ``max_parallel: 0`` runs every transfer inline, in the tick, blocking it (the
     behaviour before the pool; a benchmark's baseline).
     """

@@ -122,6 +122,7 @@ class Reconciler:
         )
         for part in self.transfers.take_reports():  # jobs that ended since the last tick
             merge_report(ctx.report, part)
+        self.transfers.snapshot()  # a job ending after this line makes its case's row stale
         cases = self.store.list_cases(_LIVE)
         # A zombie whose checks back off after local errors waits (engine/fault.py).
         zombies = [g for g in rows if g.status is GpuState.ZOMBIE and is_due(g, ctx.now)]
@@ -140,9 +141,15 @@ class Reconciler:
         for case in cases:
             if case.status is CaseState.SUBMITTING:
                 guard_case(ctx, case, "recovering", partial(recover_submitting, ctx))
-            elif case.status is CaseState.RETRIEVING and is_due(case, ctx.now):
-                # In flight: its download runs; no room on its host: a later tick.
-                self.transfers.start(ctx, case.id, case.host or "", partial(_retrieve, case))
+            elif (
+                case.status is CaseState.RETRIEVING
+                and is_due(case, ctx.now)
+                and not self.transfers.busy(case.id)
+            ):
+                # Busy: its download runs or just ended; no room on its host: a later tick.
+                self.transfers.start(
+                    ctx, case.id, case.host or "", partial(_retrieve, case), "download"
+                )
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
         start_waiting_cases(ctx, waiting)
         self._retention.sweep(ctx)  # ended cases' remote folders, per remote_retention

@@ -112,18 +112,22 @@ class Transfers(Protocol):
     #: Set once the engine is stopping: the transports' abort hook.
     abort: threading.Event
 
-    def in_flight(self, case_id: int) -> bool:
-        """True while a job of this engine works on ``case_id``."""
+    def busy(self, case_id: int) -> bool:
+        """True while a job works on ``case_id``, or one ended since the tick read its rows."""
         ...
 
     def has_room(self, host: str) -> bool:
-        """True when a job for ``host`` may start now."""
+        """True when an upload to ``host`` may start now."""
         ...
 
     def start(
         self, ctx: TickContext, case_id: int, host: str, job: Callable[[TickContext], None]
     ) -> bool:
-        """Run ``job`` for ``case_id`` (inline or beside the tick); False: not started."""
+        """Run upload ``job`` for ``case_id`` (inline or beside the tick); False: not started."""
+        ...
+
+    def bytes_done(self, case_id: int) -> None:
+        """The job of ``case_id`` no longer uses the link (its slot may start another)."""
         ...
 
 

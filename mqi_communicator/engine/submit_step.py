@@ -130,6 +130,10 @@ def _upload_and_submit(
     except MqiError as err:
         _submit_failed(ctx, case, host.name, err, sent=False)
         return
+    finally:
+        # The link is free for the next case's upload while this one submits.
+        if ctx.transfers is not None:
+            ctx.transfers.bytes_done(case.id)
     # Nothing may be submitted for an attempt another engine has taken over.
     if not keeper.still_ours():
         drop_stale(ctx, case, "another engine took its lease over; not submitted")
@@ -196,8 +200,8 @@ def _submit_failed(
 
 def recover_submitting(ctx: TickContext, case: CaseRecord) -> None:
     """A ``submitting`` case nobody is working on: find its job by label, or release."""
-    if ctx.transfers is not None and ctx.transfers.in_flight(case.id):
-        return  # our own upload or submit still runs
+    if ctx.transfers is not None and ctx.transfers.busy(case.id):
+        return  # our own upload or submit runs, or just ended: this row is stale
     host = ctx.host_of_case(case)
     if host is None or case.label is None or case.remote_dir is None:
         log.error("case %s is submitting on an unknown host %r; waiting", case.id, case.host)

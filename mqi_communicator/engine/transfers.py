@@ -3,14 +3,22 @@
 An upload or download can take minutes (600 MB over a 100 Mbit/s link: about one);
 run inside the tick it would hold up polling, timeouts, kills and claims on every
 host. So the tick only *starts* them here and goes on; each runs in a thread of its
-own (the work is I/O), at most ``max_parallel`` at once and ``max_per_host`` per host
-(``engine.transfers``). ``max_parallel: 0`` runs them inline, in the tick, as before
-the pool existed (a baseline for benchmarks, and what a bare :class:`Reconciler` uses).
+own (the work is I/O). A job holds a *link slot* while its bytes flow: at most
+``max_parallel`` slots at once, and ``max_per_host`` uploads and as many downloads per
+host (``engine.transfers``): a link carries each direction on its own, so a download
+never keeps an upload from starting. An upload job gives its slot back as soon as its
+bytes are sent and verified (:meth:`TransferPool.bytes_done`), and the run loop wakes
+at once: the next case's upload starts while this one's submit runs, and the link does
+not idle for the length of a submit. ``max_parallel: 0`` runs the jobs inline, in the
+tick, as before the pool existed (a baseline for benchmarks, and what a bare
+:class:`Reconciler` uses).
 
 What stays exactly as safe as inline:
 
 - The tick claims a GPU only when the pool has room for the host (nothing queues
-  holding a GPU), and skips a case whose transfer is in flight (never started twice).
+  holding a GPU), and skips a case whose job is in flight, or ended after the tick read
+  its rows (:meth:`TransferPool.snapshot`, :meth:`TransferPool.busy`): that row is stale,
+  and acting on it would start a second download or a needless recovery.
 - A job is the same step function the tick used to call (``submit_step``,
   ``retrieve_step``): intent before action (label and directory stored by the claim),
   each outcome applied in one store transaction with the attempt/label compare-and-set,
@@ -35,11 +43,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Literal
 
 from ..errors import TransferAborted
 from .runtime import TickContext, TickReport, TransferProgress, utcnow
 
-__all__ = ["STOP_GRACE_S", "TransferPool", "check_stop", "merge_report"]
+__all__ = ["STOP_GRACE_S", "Direction", "TransferPool", "check_stop", "merge_report"]
 
 log = logging.getLogger("mqi_communicator.engine")
 
@@ -49,16 +58,18 @@ STOP_GRACE_S = 5.0
 
 #: A step that runs beside the tick, given its own context.
 Job = Callable[[TickContext], None]
+#: Which way a job's bytes flow; each direction of a host's link has its own slots.
+Direction = Literal["upload", "download"]
 
 
 class TransferPool:
-    """At most ``max_parallel`` jobs at once, ``max_per_host`` per host; 0: inline.
+    """At most ``max_parallel`` link slots at once, ``max_per_host`` per host and direction.
 
     Args:
-        max_parallel: Jobs at once over all hosts; 0 runs each job inline, in the tick.
-        max_per_host: Jobs at once per host (ignored inline).
-        on_done: Called (from the job's thread) after each job ends: the run loop
-            ticks again soon, as a freed slot may let a waiting case start.
+        max_parallel: Link slots at once over all hosts; 0 runs each job inline, in the tick.
+        max_per_host: Slots per host for each direction (ignored inline).
+        on_done: Called (from the job's thread) when a job gives its slot back or ends:
+            the run loop ticks at once, as a freed slot may let a waiting case start.
         clock: Gives each job its ``now`` when it starts.
     """
 
@@ -81,7 +92,10 @@ class TransferPool:
         self._on_done = on_done
         self._clock = clock
         self._cond = threading.Condition()
-        self._jobs: dict[int, str] = {}  # case id -> host
+        self._jobs: dict[int, str] = {}  # case id -> host, while its job runs
+        self._slots: dict[int, tuple[str, Direction]] = {}  # jobs whose bytes still flow
+        #: Cases whose job ended since the last :meth:`snapshot` (their rows changed).
+        self._ended: set[int] = set()
         self._reports: list[TickReport] = []
         self._progress_lock = threading.Lock()
 
@@ -100,31 +114,56 @@ class TransferPool:
         with self._cond:
             return dict(self._jobs)
 
-    def has_room(self, host: str) -> bool:
+    def snapshot(self) -> None:
+        """Mark the moment the tick reads its rows (see :meth:`busy`)."""
+        with self._cond:
+            self._ended.clear()
+
+    def busy(self, case_id: int) -> bool:
+        """True while a job works on ``case_id``, or when one ended since :meth:`snapshot`.
+
+        A row read before such a job ended no longer says what the case is; the next
+        tick (woken by the job's end) reads it again.
+        """
+        with self._cond:
+            return case_id in self._jobs or case_id in self._ended
+
+    def has_room(self, host: str, direction: Direction = "upload") -> bool:
         """True when a job for ``host`` may start now (never once stopping)."""
         if self.abort.is_set():
             return False
         if self.inline:
             return True
         with self._cond:
-            return self._room(host)
+            return self._room(host, direction)
 
-    def _room(self, host: str) -> bool:
-        per_host = Counter(self._jobs.values())
-        return len(self._jobs) < self.max_parallel and per_host[host] < self.max_per_host
+    def _room(self, host: str, direction: Direction) -> bool:
+        same_way = Counter(self._slots.values())
+        return (
+            len(self._slots) < self.max_parallel and same_way[(host, direction)] < self.max_per_host
+        )
 
-    def start(self, ctx: TickContext, case_id: int, host: str, job: Job) -> bool:
+    def start(
+        self,
+        ctx: TickContext,
+        case_id: int,
+        host: str,
+        job: Job,
+        direction: Direction = "upload",
+    ) -> bool:
         """Run ``job`` for ``case_id`` on ``host``: inline, or in a thread of the pool.
 
         Returns False, running nothing, when stopping, when the case already has a job,
-        or when the pool has no room for ``host``.
+        or when the pool has no room for ``host`` in ``direction``.
         """
         if self.abort.is_set():
             return False
         with self._cond:
-            if case_id in self._jobs or not (self.inline or self._room(host)):
+            if case_id in self._jobs or not (self.inline or self._room(host, direction)):
                 return False
             self._jobs[case_id] = host
+            if not self.inline:
+                self._slots[case_id] = (host, direction)
         if self.inline:
             try:
                 _guarded(job, ctx, case_id, inline=True)
@@ -143,17 +182,33 @@ class TransferPool:
         thread.start()
         return True
 
+    def bytes_done(self, case_id: int) -> None:
+        """The job of ``case_id`` no longer uses the link: its slot may start another.
+
+        The case stays :meth:`busy` until the job ends (its submit still runs).
+        """
+        with self._cond:
+            freed = self._slots.pop(case_id, None) is not None
+            self._cond.notify_all()
+        if freed:
+            self._wake()
+
+    def _wake(self) -> None:
+        self.finished.set()
+        if self._on_done is not None:
+            self._on_done()
+
     def _run(self, job: Job, ctx: TickContext, case_id: int) -> None:
         try:
             _guarded(job, ctx, case_id, inline=False)
         finally:
             with self._cond:
                 del self._jobs[case_id]
+                self._slots.pop(case_id, None)
+                self._ended.add(case_id)
                 self._reports.append(ctx.report)
                 self._cond.notify_all()
-            self.finished.set()
-            if self._on_done is not None:
-                self._on_done()
+            self._wake()
 
     def _progress(self, ctx: TickContext) -> TransferProgress | None:
         """The tick's progress callback, called by one job at a time."""

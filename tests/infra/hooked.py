@@ -1,10 +1,11 @@
 """Real transports and schedulers with a hook before the real call (no fakes of the work).
 
 ``HookedTransport`` runs ``before_upload(local_dir, remote_dir)`` and then the real
-upload; the hook may block (a gate the test opens), act on the database as another
-engine would, or raise to stand for a transfer that broke. ``HookedScheduler`` does the
-same before ``submit``. :class:`DelegatingTransport` forwards everything else (and is
-the base of any test transport that only watches one call).
+upload (``before_download(remote_dir, local_dir)`` likewise, when given); the hook may
+block (a gate the test opens), act on the database as another engine would, or raise to
+stand for a transfer that broke. ``HookedScheduler`` does the same before ``submit``.
+:class:`DelegatingTransport` forwards everything else (and is the base of any test
+transport that only watches one call).
 """
 
 from __future__ import annotations
@@ -78,15 +79,26 @@ class DelegatingTransport:
 
 
 class HookedTransport(DelegatingTransport):
-    """``inner`` with ``before_upload`` called first on every upload."""
+    """``inner`` with ``before_upload`` (and ``before_download``) called first."""
 
-    def __init__(self, inner: Transport, before_upload: Callable[[Path, str], None]) -> None:
+    def __init__(
+        self,
+        inner: Transport,
+        before_upload: Callable[[Path, str], None],
+        before_download: Callable[[str, Path], None] | None = None,
+    ) -> None:
         super().__init__(inner)
         self.before_upload = before_upload
+        self.before_download = before_download
 
     def upload_tree(self, local_dir: Path, remote_dir: str, **options: Any) -> TransferReport:
         self.before_upload(local_dir, remote_dir)
         return super().upload_tree(local_dir, remote_dir, **options)
+
+    def download_tree(self, remote_dir: str, local_dir: Path, **options: Any) -> TransferReport:
+        if self.before_download is not None:
+            self.before_download(remote_dir, local_dir)
+        return super().download_tree(remote_dir, local_dir, **options)
 
 
 @dataclass
