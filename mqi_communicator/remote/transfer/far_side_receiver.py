@@ -22,7 +22,11 @@ umask, as ``tar`` does); owners are not restored.
 Compressed stdin (``PARTIAL zlib`` or ``PARTIAL zstd <path of zstd>``): the whole
 stdin above is one zlib stream, or one zstd frame that the far side's ``zstd -d``
 unpacks; everything after decompression is as above, so verification is on the
-uncompressed bytes. A corrupted or truncated compressed stream exits 21.
+uncompressed bytes, and the trailer then also names the sha256 of every byte before it
+(``#end <files> <sha256>``): the manifest covers only file contents, and zlib's adler32
+misses changes that keep its sums (a flipped bit re-points a back-reference from "0770"
+to "7007": a mode field changes, exit 0 without this). So a corrupted stream either
+decodes to the sender's exact bytes or exits 21, as does a truncated one.
 
 Exit codes: 0 verified; 21 unreadable or refused archive, or a write failed (disk
 full); 22 the manifest differs. Messages go to stderr. The calling shell removes
@@ -41,8 +45,12 @@ import zlib
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 if TYPE_CHECKING:
-    Source = io.BufferedReader[io.FileIO]
+    Hash = hashlib._Hash
+    Source = io.BufferedReader[io.RawIOBase]
+    Buffered = Source
     Unpacker = subprocess.Popen[bytes]
+else:
+    Buffered = io.BufferedReader  # not subscriptable at run time before Python 3.9
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -187,15 +195,33 @@ def extract(src: "Source", root: bytes, umask: int) -> Dict[bytes, bytes]:
             raise Refused("unsupported member type %r for %r" % (kind, name))
 
 
-def read_manifest(src: "Source") -> Optional[bytes]:
-    """The sender's manifest text after the archive, or None without the trailer."""
-    rest = src.read().lstrip(b"\0")
+def trailer(files: int, stream: Optional[str] = None) -> bytes:
+    """The last line of stdin; ``stream``: the sha256 hex of all before it (compressed)."""
+    return (
+        TRAILER + (b"%d" % files if stream is None else b"%d %s" % (files, stream.encode())) + b"\n"
+    )
+
+
+def read_manifest(src: "Source", seen: "Optional[Hash]" = None) -> Optional[bytes]:
+    """The sender's manifest text after the archive, or None without the trailer.
+
+    ``seen``: the sha256 of the stream read so far (compressed uploads); the trailer must
+    then name the sha256 of the whole stream before it, else Refused.
+    """
+    raw = src.read()
+    rest = raw.lstrip(b"\0")
     body, _, last = rest[:-1].rpartition(b"\n")
     body = body + b"\n" if body else b""
-    count = last[len(TRAILER) :]
-    if not rest.endswith(b"\n") or not last.startswith(TRAILER) or not count.isdigit():
+    fields = last[len(TRAILER) :].split(b" ")
+    if not rest.endswith(b"\n") or not last.startswith(TRAILER) or not fields[0].isdigit():
         return None
-    return body if int(count) == body.count(b"\n") else None
+    if len(fields) != (1 if seen is None else 2):
+        return None
+    if seen is not None:
+        seen.update(raw[: len(raw) - len(last) - 1])
+        if seen.hexdigest().encode() != fields[1]:
+            raise Refused("compressed stream corrupted (it decodes to other bytes than were sent)")
+    return body if int(fields[0]) == body.count(b"\n") else None
 
 
 def unescape(name: bytes) -> bytes:
@@ -267,16 +293,36 @@ class Inflating(io.RawIOBase):
                 return len(out)
 
 
+class Digesting(Buffered):
+    """A decompressed stream that also hashes every byte it hands out (see read_manifest)."""
+
+    def __init__(self, raw: "io.RawIOBase", size: int) -> None:
+        super().__init__(raw, size)
+        self.sha = hashlib.sha256()
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        data = super().read(size)
+        self.sha.update(data)
+        return data
+
+    def readinto(self, b: "bytearray") -> int:  # type: ignore[override]
+        n = super().readinto(b)
+        self.sha.update(memoryview(b)[:n])
+        return n
+
+
 def open_source(codec: str, zstd: Optional[str]) -> "Tuple[Source, Optional[Unpacker]]":
     """Our stdin as the uncompressed stream (and the zstd process feeding it, if any)."""
     stdin = sys.stdin.fileno()
     if codec == "zlib":
-        return io.BufferedReader(Inflating(stdin), CHUNK), None  # type: ignore[arg-type]
+        return Digesting(Inflating(stdin), CHUNK), None
     if codec == "zstd" and zstd:
-        proc = subprocess.Popen([zstd, "-q", "-d", "-c"], stdin=stdin, stdout=subprocess.PIPE)
+        # its stderr (a few lines at most) is read after it ends: our message is one line
+        argv = [zstd, "-q", "-d", "-c"]
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None
         widen_pipe(proc.stdout.fileno())
-        return io.BufferedReader(io.FileIO(proc.stdout.fileno(), "rb", closefd=False), CHUNK), proc
+        return Digesting(io.FileIO(proc.stdout.fileno(), "rb", closefd=False), CHUNK), proc
     if codec != "off":
         raise Refused("unknown compression %r" % codec)
     widen_pipe(stdin)
@@ -296,9 +342,11 @@ def unpacker_failed(proc: "Optional[Unpacker]", stop: bool = True) -> bool:
         return False
     if code == 0:
         return False
+    why = proc.stderr.read().decode("utf-8", "replace").split("\n") if proc.stderr else []
+    last = [line.strip() for line in why if line.strip()][-1:]
     sys.stderr.write(
         "mqi-upload: refused archive: compressed stream corrupted or truncated "
-        "(zstd -d exit %d)\n" % proc.returncode
+        "(zstd -d exit %d%s)\n" % (proc.returncode, "".join(": " + line for line in last))
     )
     return True
 
@@ -313,7 +361,7 @@ def main() -> int:
         src, proc = open_source(codec, sys.argv[3] if len(sys.argv) > 3 else None)
         with src:
             got = extract(src, root, umask)
-            want = read_manifest(src)
+            want = read_manifest(src, src.sha.copy() if isinstance(src, Digesting) else None)
     except (Refused, ValueError, zlib.error) as err:
         if unpacker_failed(proc):
             return EXIT_ARCHIVE

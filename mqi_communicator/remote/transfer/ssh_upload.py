@@ -22,6 +22,7 @@ read.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from collections.abc import Mapping
@@ -48,7 +49,7 @@ from mqi_communicator.remote.ssh.exec import (
 )
 from mqi_communicator.remote.transfer.abort import check_abort, close_on_abort
 from mqi_communicator.remote.transfer.compression import Codec, Compressor, make_compressor
-from mqi_communicator.remote.transfer.far_side_receiver import TRAILER
+from mqi_communicator.remote.transfer.far_side_receiver import trailer
 from mqi_communicator.remote.transfer.far_side_scripts import (
     EXIT_DEST_EXISTS,
     upload_commit_script,
@@ -169,9 +170,11 @@ def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | 
         out = ChannelDrain(chan, stderr=False)
         errs = ChannelDrain(chan, stderr=True)
         comp = make_compressor(up.codec)
+        # compressed: the far side checks every decoded byte against this (see its docs)
+        stream = None if comp is None else hashlib.sha256()
         try:
             with close_on_abort(up.abort, chan.close):
-                _stream_archive(chan, tree, up, comp)
+                _stream_archive(chan, tree, up, comp, stream)
             # Set now, the watcher may have closed the channel: send no trailer.
             check_abort(up.abort, f"{up.where}: upload to {up.remote_dir}")
             if hashing is not None:
@@ -179,8 +182,12 @@ def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | 
                 # failure here only has to stop sending (the finally closes the channel).
                 manifest = _local_manifest(hashing, up.deadline)
                 body = manifest.to_bytes()
-                tail = body + TRAILER + str(manifest.files).encode() + b"\n"
-                send_all(chan, tail if comp is None else comp.compress(tail) + comp.flush())
+                if comp is None or stream is None:
+                    send_all(chan, body + trailer(manifest.files))
+                else:
+                    stream.update(body)
+                    tail = body + trailer(manifest.files, stream.hexdigest())
+                    send_all(chan, comp.compress(tail) + comp.flush())
             chan.shutdown_write()
         except (CaseContentError, TimeoutError):
             raise
@@ -199,7 +206,11 @@ def _send(up: _Upload, tree: CaseTree, script: str, hashing: Future[Manifest] | 
 
 
 def _stream_archive(
-    chan: paramiko.Channel, tree: CaseTree, up: _Upload, comp: Compressor | None = None
+    chan: paramiko.Channel,
+    tree: CaseTree,
+    up: _Upload,
+    comp: Compressor | None = None,
+    stream: hashlib._Hash | None = None,
 ) -> None:
     total = tree.total_bytes
     sent = 0
@@ -209,6 +220,8 @@ def _stream_archive(
     with contextlib.closing(iter_tar_chunks(tree)) as chunks:
         for chunk in chunks:
             check_abort(up.abort, what)
+            if stream is not None:
+                stream.update(chunk)
             try:
                 # progress counts the case's bytes, compressed or not
                 send_all(chan, chunk if comp is None else comp.compress(chunk))
