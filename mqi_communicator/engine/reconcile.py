@@ -16,7 +16,7 @@ from functools import partial
 
 from ..errors import HostUnreachableError, MqiError, SchedulerUnavailableError
 from ..persistence import CaseRecord, GpuRecord, Store
-from ..remote.protocol import JobRef, JobStatus
+from ..remote.protocol import JobRef
 from ..statemachine.decide import (
     JobObservation,
     Policy,
@@ -24,10 +24,10 @@ from ..statemachine.decide import (
     decide_zombie,
 )
 from ..statemachine.states import CaseState, GpuState
-from .act import act_on_case, act_on_gpu
 from .backoff import Backoff, HostHealth
 from .fault import FaultMemory, guard_case, is_due
 from .health_record import HealthRecorder
+from .kills import act_on_case, act_on_gpu, check_stray, observation, unreachable
 from .lease import new_engine_id
 from .legacy_jobs import claimable_gpus, resolve_hosts
 from .retention import RetentionSweeper
@@ -46,7 +46,7 @@ from .runtime import (
     utcnow,
 )
 from .submit_step import recover_submitting, start_waiting_cases
-from .transfers import TransferPool, merge_report
+from .transfers import TransferPool, gpu_key, merge_report, run_beside
 
 __all__ = ["Reconciler"]
 
@@ -116,16 +116,24 @@ class Reconciler:
             merge_report(ctx.report, part)
         cases = self.store.list_cases(_LIVE)
         zombies = [g for g in rows if g.status is GpuState.ZOMBIE]
+        # A kill or lookup in flight (engine/kills.py) holds its case and GPU: the tick
+        # acts on neither until it returns, so the GPU stays held whatever a poll says.
+        pool = self.transfers
         running = [c for c in cases if c.status is CaseState.RUNNING]
         observed = self._observe(ctx, running, zombies)
 
         # Each case and GPU runs inside its own fault boundary (engine/fault.py).
         for case in running:
-            obs = observed.get(("case", case.id)) or _unreachable(ctx)
+            if pool.in_flight(case.id):
+                continue
+            obs = observed.get(("case", case.id)) or unreachable(ctx)
             guard_case(ctx, case, "observing", partial(_act_running, ctx, obs))
         for gpu in zombies:
-            obs = observed.get(("gpu", gpu.name)) or _unreachable(ctx)
-            self.faults.guard(ctx, f"GPU {gpu.name}", partial(_act_zombie, ctx, gpu, obs))
+            # Unobserved (host down, or its check runs beside the tick): it waits.
+            zobs = observed.get(("gpu", gpu.name))
+            if zobs is None or pool.in_flight(gpu_key(gpu.name)):
+                continue
+            self.faults.guard(ctx, f"GPU {gpu.name}", partial(_act_zombie, ctx, gpu, zobs))
         for case in cases:
             if case.status is CaseState.SUBMITTING:
                 guard_case(ctx, case, "recovering", partial(recover_submitting, ctx))
@@ -140,6 +148,7 @@ class Reconciler:
     def _observe(
         self, ctx: TickContext, running: list[CaseRecord], zombies: list[GpuRecord]
     ) -> dict[tuple[str, object], JobObservation]:
+        """One poll per host; a zombie with no known job id is checked beside the tick."""
         wanted: dict[str, list[tuple[tuple[str, object], JobRef]]] = defaultdict(list)
         for case in running:
             if case.host in self.hosts:
@@ -149,10 +158,10 @@ class Reconciler:
             # A legacy job is matched by id + label, or by label alone when no id is known.
             if host is not None and (gpu.job_id or gpu.job_origin == "legacy"):
                 wanted[host.name].append((("gpu", gpu.name), gpu_ref(gpu)))
-            elif host is not None and gpu.job_label:
-                found = self._find_stray(ctx, host, gpu)
-                if found is not None:
-                    wanted[host.name].append((("gpu", gpu.name), found))
+            elif host is not None and gpu.job_label and not ctx.health.is_down(host.name, ctx.now):
+                # No id known: its lookup and poll run beside the tick (engine/kills.py).
+                check = partial(self._guarded, f"GPU {gpu.name}", partial(check_stray, gpu, host))
+                run_beside(ctx, gpu_key(gpu.name), host.name, check)
         out: dict[tuple[str, object], JobObservation] = {}
         for host_name, items in wanted.items():
             poll_key = f"poll on {host_name}"
@@ -172,23 +181,11 @@ class Reconciler:
                 continue
             self.health.succeeded(host_name)
             for key, ref in items:
-                out[key] = _observation(ctx, statuses.get(ref))
+                out[key] = observation(ctx, statuses.get(ref))
         return out
 
-    def _find_stray(self, ctx: TickContext, host: HostRuntime, gpu: GpuRecord) -> JobRef | None:
-        """A zombie whose job id we never learned: look it up by label."""
-        assert gpu.job_label is not None
-        try:
-            ref = host.scheduler.find_by_label(gpu.job_label, gpu.job_dir or "")
-        except (HostUnreachableError, SchedulerUnavailableError) as err:
-            ctx.host_down(host.name, err)
-            return None
-        except MqiError as err:
-            log.warning("zombie %s: lookup by label failed: %s", gpu.name, err)
-            return None
-        # Not found while the scheduler answered: poll the label-only ref, which the
-        # adapter reports as absent unless the wrapper's processes still live.
-        return ref or JobRef(job_id="", label=gpu.job_label, remote_dir=gpu.job_dir or "")
+    def _guarded(self, key: str, work: Callable[[TickContext], None], ctx: TickContext) -> None:
+        self.faults.guard(ctx, key, partial(work, ctx))
 
 
 def _retrieve(case: CaseRecord, ctx: TickContext) -> None:
@@ -202,22 +199,3 @@ def _act_running(ctx: TickContext, obs: JobObservation, case: CaseRecord) -> Non
 
 def _act_zombie(ctx: TickContext, gpu: GpuRecord, obs: JobObservation) -> None:
     act_on_gpu(ctx, gpu, decide_zombie(gpu_view(gpu), obs))
-
-
-def _unreachable(ctx: TickContext) -> JobObservation:
-    return JobObservation(reachable=False, observed_at=ctx.now)
-
-
-def _observation(ctx: TickContext, status: JobStatus | None) -> JobObservation:
-    if status is None:
-        return JobObservation(reachable=True, observed_at=ctx.now, detail="no status returned")
-    return JobObservation(
-        reachable=True,
-        observed_at=ctx.now,
-        state=status.state,
-        exit_code=status.exit_code,
-        processes_gone=status.processes_gone,
-        detail=status.detail,
-        log_tail=status.log_tail,
-        started_at=status.started_at,
-    )
