@@ -272,3 +272,41 @@ def test_a_hung_recovery_lookup_stalls_no_other_case(ws: Workspace, remotes: Non
     assert "requeue" in trail
     requeue = next(t for t in comm.history(case_id=lost.id) if t.trigger == "requeue")
     assert requeue.evidence is not None and requeue.evidence.kind is EvidenceKind.NEVER_SUBMITTED
+
+
+def test_a_stop_abandons_a_hung_kill_and_the_next_start_finishes_it(
+    ws: Workspace, remotes: None
+) -> None:
+    config = _config(ws)
+    gate, hosts = _gated(ws, config, lambda script: "mqi-kill" in script)
+    comm = ws.communicator(config, hosts=hosts, watch=False)
+    gate.arm()
+    stuck = _case(ws, comm, "stuck", hang=True)
+    stop = threading.Event()
+    engine = threading.Thread(target=comm.run_forever, args=(stop,), daemon=True)
+    engine.start()
+    try:
+        assert gate.entered.wait(60), "the stuck case's kill never started"
+        stop.set()  # SIGTERM, as `run` turns it into this event
+        engine.join(timeout=60)
+        # run_forever returned (the pool's grace over) while the kill still hung.
+        assert not engine.is_alive() and not gate.returned.is_set()
+        left = comm.case(stuck.id)
+        assert left.status is CaseState.RUNNING and left.kill_requested_at is not None
+        assert _gpu(comm, "far/gpu0") is GpuState.ASSIGNED
+        comm.close()
+        # The next start sends the kill again (the intent is in the row) and ends it.
+        again = ws.communicator(config, hosts=hosts, watch=False)
+        ticker = Ticker(again)
+        try:
+            ticker.wait_for(
+                lambda: again.case(stuck.id).status is CaseState.FAILED,
+                "stuck failed after restart",
+            )
+        finally:
+            ticker.stop()
+    finally:
+        gate.release()
+        stop.set()
+    assert _gpu(again, "far/gpu0") is GpuState.AVAILABLE
+    assert "timed out" in (again.case(stuck.id).failure_reason or "")
