@@ -55,14 +55,21 @@ def setup_logging(config: LogConfig) -> Path | None:
     """Attach a rotating file handler to the package logger, as ``config`` says.
 
     Calling it again replaces the handler this function added before (no duplicates).
+    Without a file, warnings and errors go to stderr as Python's last-resort handler
+    would write them (the bare message), but escaped like every log line.
 
     Returns:
-        The log file, or None when ``config.file`` is not set (only the level is applied).
+        The log file, or None when ``config.file`` is not set.
     """
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(config.level)
     teardown_logging()
     if config.file is None:
+        stderr = logging.StreamHandler()  # sys.stderr, where lastResort writes
+        stderr.setLevel(logging.WARNING)
+        stderr.setFormatter(ZonedFormatter("%(message)s"))
+        stderr.set_name(_HANDLER_NAME)
+        logger.addHandler(stderr)
         return None
     config.file.parent.mkdir(parents=True, exist_ok=True)
     handler = RotatingFileHandler(

@@ -12,6 +12,7 @@ from ..statemachine import GpuState
 from ..zombie_release import release_checklist
 from .common import config_option, open_communicator
 from .output import EXIT_FAILURE, EXIT_USAGE, echo_json, fail, render_table
+from .status import gpu_fault_lines, poll_fault_lines
 
 __all__ = ["gpu_table", "gpus"]
 
@@ -62,11 +63,15 @@ def list_gpus(as_json: bool, config_path: Path | None) -> None:
     """List the GPU resources, their states, and their hosts' health as last recorded."""
     with open_communicator(config_path) as comm:
         records = comm.gpus()
-        health = {h: "up" if rec.up else "down" for h, rec in comm.host_health().items()}
+        recorded = comm.host_health()
+    health = {h: "up" if rec.up else "down" for h, rec in recorded.items()}
     if as_json:
         echo_json(records)
-    else:
-        click.echo(gpu_table(records, health))
+        return
+    click.echo(gpu_table(records, health))
+    # Checks and polls backing off after local errors (engine/fault.py), as `status` says.
+    for line in [*gpu_fault_lines(records), *poll_fault_lines(dict(recorded))]:
+        click.echo(line)
 
 
 def _describe(g: GpuRecord, offline: bool) -> str:

@@ -2,7 +2,8 @@
 
 :class:`ProgressPrinter` is fed after every engine tick. It reads only what changed: the
 cases that are still live (plus those that just left the live set), the GPU list and the
-hosts' health rows, and prints each new audit row and each host health change once. The
+hosts' health rows, and prints each new audit row, each change of why a case is held
+back (a new failure, a new wait) and each host health change once. The
 cost per tick is bounded by the number of live cases and hosts, not by the size of the
 database.
 """
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from ..console.snapshot import describe_health
+from ..display import held_back
 from ..engine.runtime import utcnow
-from ..persistence import TransitionRecord
+from ..persistence import CaseRecord, TransitionRecord
 from ..statemachine import TERMINAL_CASE_STATES, CaseState
 from ..textsafe import printable
 
@@ -66,6 +68,8 @@ class ProgressPrinter:
         self._gpu_versions: dict[str, int] = {}
         #: Per host: (up, failures) last shown; absent: nothing shown yet.
         self._health: dict[str, tuple[bool, int]] = {}
+        #: Per live case held back: (what is counted, count, why) last shown.
+        self._held: dict[int, tuple[str, int, str]] = {}
         self._hwm = 0  # the highest audit row id already shown
         self._last_done: tuple[str, int] | None = None
         self._tty = self._out.isatty()
@@ -157,7 +161,28 @@ class ProgressPrinter:
             self._line(line)
         self._versions = {cid: c.version for cid, c in live.items()}
         self._gpu_versions = {g.name: g.version for g in gpus}
+        self._show_held(live.values())
         self._show_health(comm)
+
+    def _show_held(self, live: Iterable[CaseRecord]) -> None:
+        """A line when a live case is held back anew or again (a new count or reason),
+        and when it goes on; nothing while it merely waits for its next attempt.
+
+        Read from the live cases already loaded: no query of its own. Held-back cases
+        at start are shown too (``prime`` leaves them unseen): the operator should know.
+        """
+        now = utcnow()
+        held = {}
+        for case in live:
+            h = held_back(case, now)
+            if h is None:
+                if case.id in self._held:
+                    self._line(f"case {case.id} ({case.name}): no longer held back")
+                continue
+            held[case.id] = seen = (h.kind, h.count, h.why)
+            if self._held.get(case.id) != seen:
+                self._line(f"case {h.case_id} ({h.name}): held back: {h.line(now)}")
+        self._held = held
 
     def _show_health(self, comm: Communicator) -> None:
         """A line when a host goes down, fails again (new retry time), or is back up.

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from ..console.snapshot import describe_health
+from ..console.snapshot import describe_health, fault_text
+from ..display import held_back
 from ..persistence import CaseRecord, GpuRecord
 from ..persistence.case_faults import held_back_cases
 from ..persistence.host_health import HostHealthRecord
@@ -18,7 +19,14 @@ from ..textsafe import printable
 from .common import config_option, open_communicator
 from .output import echo_json, render_table
 
-__all__ = ["held_back_table", "host_table", "status", "summarize"]
+__all__ = [
+    "gpu_fault_lines",
+    "held_back_table",
+    "host_table",
+    "poll_fault_lines",
+    "status",
+    "summarize",
+]
 
 
 def summarize(comm: Communicator) -> dict[str, Any]:
@@ -43,18 +51,10 @@ def summarize(comm: Communicator) -> dict[str, Any]:
 
 def held_back_table(held: list[CaseRecord]) -> str:
     """Live cases that back off or keep failing: why, how often, and when next."""
-    rows = [
-        [
-            c.id,
-            printable(c.name),
-            c.status,
-            c.local_failures or c.transient_failures or c.storage_waits,
-            c.next_attempt_at,
-            " ".join(c.last_error.split()) if c.last_error else None,
-        ]
-        for c in held
-    ]
-    headers = ["CASE", "NAME", "STATE", "FAILURES", "NEXT ATTEMPT (UTC)", "LAST ERROR"]
+    now = datetime.now(UTC)
+    shown = [h for c in held if (h := held_back(c, now)) is not None]
+    rows = [[h.case_id, h.name, h.state, h.tries, h.next_attempt_at, h.why] for h in shown]
+    headers = ["CASE", "NAME", "STATE", "TRIES", "NEXT ATTEMPT (UTC)", "WHY"]
     return render_table(headers, rows)
 
 
@@ -78,6 +78,26 @@ def host_table(hosts: dict[str, HostHealthRecord | None]) -> str:
     return render_table(headers, rows)
 
 
+def poll_fault_lines(hosts: dict[str, HostHealthRecord | None]) -> list[str]:
+    """``poll on HOST failing (...)`` for each host whose poll backs off after local errors."""
+    out = []
+    for name, rec in hosts.items():
+        text = fault_text(rec.poll_failures, rec.poll_error, rec.poll_next_at) if rec else None
+        if text:
+            out.append(f"poll on {printable(name)} {text}")
+    return out
+
+
+def gpu_fault_lines(gpus: list[GpuRecord]) -> list[str]:
+    """``GPU NAME: check failing (...)`` for each GPU whose checks back off after local errors."""
+    out = []
+    for g in gpus:
+        text = fault_text(g.local_failures, g.last_error, g.next_attempt_at)
+        if text:
+            out.append(f"GPU {printable(g.name)}: check {text}")
+    return out
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @config_option
@@ -99,6 +119,8 @@ def status(as_json: bool, config_path: Path | None) -> None:
     click.echo(render_table(["GPU STATE", "COUNT"], list(summary["gpus"].items())))
     click.echo("")
     click.echo(host_table(summary["hosts"]))
+    for line in poll_fault_lines(summary["hosts"]):
+        click.echo(line)
     held: list[CaseRecord] = summary["held_back"]
     if held:
         click.echo("")
@@ -119,11 +141,14 @@ def status(as_json: bool, config_path: Path | None) -> None:
             g.job_id,
             g.status_updated_at,
             g.next_check_at,
+            g.local_failures or None,
         ]
         for g in zombies
     ]
     headers = ["NAME", "HOST", "CASE", "JOB LABEL", "JOB ID", "SINCE (UTC)", "NEXT CHECK"]
-    click.echo(render_table(headers, rows))
+    click.echo(render_table([*headers, "CHECK FAILURES"], rows))
+    for line in gpu_fault_lines(zombies):
+        click.echo(line)
     click.echo(
         "a zombie whose host is gone for good: "
         "`mqi-communicator gpus release NAME --confirm-job-gone --reason TEXT`"

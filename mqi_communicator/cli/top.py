@@ -73,6 +73,24 @@ def plain_snapshot(snap: Snapshot, source: str) -> str:
         ],
     )
     more = f" ({snap.live_hidden} more live cases not shown)" if snap.live_hidden else ""
+    held = [
+        f"held back ({len(snap.held)}): backing off after an error, or waiting",
+        render_table(
+            ["CASE", "NAME", "STATE", "TRIES", "NEXT ATTEMPT (UTC)", "WHY"],
+            [
+                [
+                    h.case_id,
+                    h.name,
+                    h.state,
+                    h.tries,
+                    f"{fmt_time(h.next_attempt_at)} ({h.next_in(now)})",
+                    h.why,
+                ]
+                for h in snap.held
+            ],
+        ),
+        "",
+    ]
     return "\n".join(
         [
             f"mqi-communicator top  {source}  {fmt_time(now)} UTC",
@@ -82,6 +100,7 @@ def plain_snapshot(snap: Snapshot, source: str) -> str:
             "",
             gpus,
             "",
+            *(held if snap.held else []),
             cases + more,
         ]
     )

@@ -1,8 +1,10 @@
 """Rich rendering of a :class:`~.snapshot.Snapshot` that fits the terminal it is given.
 
 Every row is one line (long text is cut with an ellipsis), and the sections share the
-height: hosts and GPUs first (needing attention first: zombies, then offline), the cases
-get the rest and scroll. 80x24 over SSH is the smallest screen it is designed for.
+height: hosts and GPUs first (needing attention first: zombies, then offline), then the
+cases held back (only when there are any), the cases get the rest and scroll. 80x24 over
+SSH is the smallest screen it is designed for. Text from outside (names, errors) goes in
+as plain :class:`Text`, never as markup, and arrives escaped from the snapshot.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..display import HeldBack
 from ..statemachine import CaseState, GpuState
 from .snapshot import CaseRow, GpuRow, HostRow, Snapshot, fmt_elapsed
 
@@ -75,7 +78,7 @@ def _gpu_table(rows: list[GpuRow], hidden: int, now: datetime) -> Table:
             note.append("offline requested")
         if g.state is GpuState.ZOMBIE and g.next_check_at is not None:
             note.append(f"re-check in {_since(now, g.next_check_at)}")
-        t.add_row(g.name, _state(g.state), case, _since(g.since, now), ", ".join(note))
+        t.add_row(g.name, _state(g.state), Text(case), _since(g.since, now), ", ".join(note))
     if hidden:
         t.add_row(Text(f"+{hidden} more", style="dim"), "", "", "", "")
     return t
@@ -96,7 +99,7 @@ def _host_table(rows: list[HostRow], hidden: int) -> Table:
     for h in rows:
         zombies = Text(str(h.zombies), style="bold red" if h.zombies else "")
         t.add_row(
-            h.name,
+            Text(h.name),
             Text(h.health, style=styles.get(h.health, "dim")),
             str(h.gpus),
             str(h.busy),
@@ -124,14 +127,30 @@ def _case_table(rows: list[CaseRow]) -> Table:
     for c in rows:
         t.add_row(
             str(c.id),
-            c.name,
+            Text(c.name),
             _state(c.state),
             c.gpu or "-",
             str(c.attempt),
             fmt_elapsed(c.elapsed_s),
             c.progress,
-            c.reason,
+            Text(c.reason),
         )
+    return t
+
+
+def _held_table(rows: list[HeldBack], hidden: int, now: datetime) -> Table:
+    t = _table(
+        ("ID", {"width": 5, "justify": "right"}),
+        ("HELD BACK", {"ratio": 2, "min_width": 8}),
+        ("TRIES", {"width": 5, "justify": "right"}),
+        ("NEXT", {"width": 8}),
+        ("WHY", {"ratio": 5, "min_width": 10}),
+    )
+    for h in rows:
+        why = Text(h.why, style="yellow" if h.kind == "wait" else "red")
+        t.add_row(str(h.case_id), Text(h.name), str(h.count), h.next_in(now), why)
+    if hidden:
+        t.add_row("", Text(f"+{hidden} more", style="dim"), "", "", "")
     return t
 
 
@@ -151,8 +170,10 @@ def render_screen(
     host_hidden = len(snap.hosts) - host_room
     gpu_room = min(len(snap.gpus), max(2, (height - _FIXED_LINES) // 3))
     gpu_hidden = len(snap.gpus) - gpu_room
+    held_room = min(len(snap.held), 2 if height < 30 else 5)
+    held_hidden = len(snap.held) - held_room
     case_room = height - _FIXED_LINES - host_room - gpu_room - (gpu_hidden > 0)
-    case_room -= host_hidden > 0
+    case_room -= (host_hidden > 0) + (held_room > 0) + held_room + (held_hidden > 0)
     first, shown = case_window(len(snap.cases), case_room, scroll)
 
     title = Text.assemble(
@@ -184,6 +205,7 @@ def render_screen(
         counts,
         _host_table(list(snap.hosts[:host_room]), host_hidden),
         _gpu_table(list(snap.gpus[:gpu_room]), gpu_hidden, now),
+        *([_held_table(list(snap.held[:held_room]), held_hidden, now)] if held_room else []),
         _case_table(list(snap.cases[first : first + shown])),
         footer,
     ]

@@ -14,6 +14,7 @@ from functools import partial
 
 from sqlalchemy.orm import Session
 
+from ..display import HeldBack, fmt_elapsed, held_back, one_line
 from ..persistence import CaseRecord, GpuRecord, Store, TransitionRecord, store_reads
 from ..persistence import overview as q
 from ..persistence.host_health import HostHealthRecord, read_host_health
@@ -26,6 +27,7 @@ __all__ = [
     "HostRow",
     "Snapshot",
     "describe_health",
+    "fault_text",
     "fmt_elapsed",
     "host_health",
     "take_snapshot",
@@ -98,20 +100,8 @@ class Snapshot:
     live_hidden: int
     gpus: Sequence[GpuRow]
     hosts: Sequence[HostRow]
-
-
-def fmt_elapsed(seconds: float | None) -> str:
-    """``45s``, ``12m05s``, ``3h07m``, ``2d04h``; ``-`` for None."""
-    if seconds is None:
-        return "-"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    #: The loaded live cases the engine holds back (backing off, failing, waiting).
+    held: Sequence[HeldBack] = ()
 
 
 def describe_health(rec: HostHealthRecord | None, now: datetime) -> tuple[str, str]:
@@ -122,16 +112,31 @@ def describe_health(rec: HostHealthRecord | None, now: datetime) -> tuple[str, s
     if rec is None:
         return _NEVER
     for_ = fmt_elapsed((now - rec.since).total_seconds())
+    failing = fault_text(rec.poll_failures, rec.poll_error, rec.poll_next_at)
+    poll = f"; poll {failing}" if failing else ""
     if rec.up:
-        return "up", f"up for {for_}"
+        return "up", f"up for {for_}{poll}"
     retry = "-"
     if rec.next_retry_at is not None:
         left = (rec.next_retry_at - now).total_seconds()
         retry = f"in {fmt_elapsed(left)}" if left > 0 else "due"
     # One line, no terminal control: the error text comes from the far side.
-    error = printable(" ".join(rec.last_error.split()))
+    error = one_line(rec.last_error)
     tries = f"{rec.failures} failed tr{'y' if rec.failures == 1 else 'ies'}"
-    return "down", f"down for {for_}, {tries}, next try {retry}: {error}"
+    return "down", f"down for {for_}, {tries}, next try {retry}: {error}{poll}"
+
+
+def fault_text(failures: int, error: str | None, next_at: datetime | None) -> str | None:
+    """``failing (N in a row): <error>; next attempt at <UTC>``, or None without failures.
+
+    The one wording of a GPU's check or a host's poll backing off after local errors
+    (``engine/fault.py``), in every view: prefix it with what fails.
+    """
+    if failures <= 0:
+        return None
+    when = f"{next_at:%Y-%m-%d %H:%M:%S} UTC" if next_at is not None else "-"
+    text = printable(" ".join((error or "").split()))
+    return f"failing ({failures} in a row): {text}; next attempt at {when}"
 
 
 def host_health(s: Session, now: datetime) -> dict[str, tuple[str, str]]:
@@ -156,25 +161,26 @@ def _case_row(c: CaseRecord, last: TransitionRecord | None, now: datetime) -> Ca
         reason = f"cancel requested; {reason}" if reason else "cancel requested"
     return CaseRow(
         id=c.id,
-        name=c.name,
+        name=printable(c.name),
         state=c.status,
         gpu=c.gpu_name,
         host=c.host,
         attempt=c.attempt,
         elapsed_s=elapsed,
         progress=progress,
-        reason=" ".join(reason.split()),  # one line, whatever the reason held
+        reason=one_line(reason),  # one line, whatever the reason held
     )
 
 
 def _gpu_row(g: GpuRecord, names: Mapping[int, str]) -> GpuRow:
     case_id = g.case_id if g.case_id is not None else g.quarantined_case_id
+    name = names.get(case_id) if case_id is not None else None
     return GpuRow(
         name=g.name,
         host=g.host,
         state=g.status,
         case_id=case_id,
-        case_name=names.get(case_id) if case_id is not None else None,
+        case_name=None if name is None else printable(name),
         quarantined=g.status is GpuState.ZOMBIE and g.quarantined_case_id is not None,
         since=g.status_updated_at,
         offline_requested=g.offline_requested,
@@ -217,8 +223,8 @@ def _read(
     ended = q.recent_ended_cases(s, ended_limit)
     gpus = store_reads.list_gpus(s)
     last = q.latest_transitions(s, [c.id for c in (*live, *ended)])
-    held = [i for g in gpus for i in (g.case_id, g.quarantined_case_id) if i is not None]
-    names = q.case_names(s, held)
+    holding = [i for g in gpus for i in (g.case_id, g.quarantined_case_id) if i is not None]
+    names = q.case_names(s, holding)
     gpu_rows = sorted(
         (_gpu_row(g, names) for g in gpus), key=lambda g: (_GPU_ORDER[g.state], g.name)
     )
@@ -231,6 +237,7 @@ def _read(
         live_hidden=max(0, live_total - len(live)),
         gpus=gpu_rows,
         hosts=_hosts(host_names, gpu_rows, case_rows, host_health(s, now)),
+        held=[h for c in live if (h := held_back(c, now)) is not None],
     )
 
 

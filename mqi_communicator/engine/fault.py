@@ -1,7 +1,7 @@
 """The fault boundary: an error while working on one case (or one GPU) stays with it.
 
 Every per-case and per-GPU step of a tick runs through :func:`guard_case` or
-:meth:`FaultMemory.guard`, inline or from a transfer worker (each takes the work as a
+:func:`guard_gpu`, inline or from a transfer worker (each takes the work as a
 function of the case). Whatever the step raises (a local ``OSError``, a bug, a step the
 machine refuses) is caught there, so the other cases keep flowing in the same tick.
 
@@ -18,9 +18,17 @@ For a case the error is
   :func:`~mqi_communicator.statemachine.faults.decide_local_failure`).
 
 The count restarts when the case moves forward (submitted, job succeeded) or an
-operator retries it. A GPU (a zombie's checks) and a host's poll have no row to count
-in: their failures are kept in memory by :class:`FaultMemory`, with the same log-once
-and backoff rules, and shown in the log and the tick's report.
+operator retries it.
+
+A GPU's own checks (a zombie's lookup and re-kill) follow the same rules in the GPU's
+row (``gpu_resources.local_failures``, ``last_error``, ``next_attempt_at``; migration
+0007), written as a note in one transaction; the count restarts when a check works or
+the GPU changes state (the tables' effects). A GPU never gives up: a zombie is only
+ever freed on evidence. A host's poll that raises locally (a bug in an adapter) is
+counted and backed off in its ``host_health`` row (``poll_*``; see
+:mod:`mqi_communicator.persistence.host_health` for why there). Both live in the
+database only: ``status``, ``gpus list`` and the web console show them from other
+processes, and a restarted engine honours their ``next attempt at``.
 
 Waits for a full or unwritable results disk are not failures: see
 :func:`storage_errno` and ``engine/retrieve_step.py``.
@@ -30,19 +38,30 @@ from __future__ import annotations
 
 import errno
 import logging
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
-from ..persistence import CaseRecord
+from ..errors import StaleOutcomeError
+from ..persistence import CaseRecord, GpuRecord
+from ..persistence.host_health import HostHealthRecord, clear_poll_fault, record_poll_fault
 from ..statemachine.decide import Apply
 from ..statemachine.faults import decide_local_failure
 from .act import apply_case_record, note_case
-from .backoff import Backoff
 from .runtime import TickContext, case_view
 
-__all__ = ["STORAGE_ERRNOS", "FaultMemory", "error_text", "guard_case", "is_due", "storage_errno"]
+__all__ = [
+    "STORAGE_ERRNOS",
+    "error_text",
+    "gpu_failed",
+    "guard_case",
+    "guard_gpu",
+    "is_due",
+    "poll_due",
+    "poll_failed",
+    "poll_worked",
+    "storage_errno",
+]
 
 log = logging.getLogger("mqi_communicator.engine")
 
@@ -78,9 +97,9 @@ def storage_errno(err: BaseException) -> int | None:
     return None
 
 
-def is_due(case: CaseRecord, now: datetime) -> bool:
-    """False while the case is backing off (``next_attempt_at`` in the future)."""
-    return case.next_attempt_at is None or now >= case.next_attempt_at
+def is_due(row: CaseRecord | GpuRecord, now: datetime) -> bool:
+    """False while the case or GPU is backing off (``next_attempt_at`` in the future)."""
+    return row.next_attempt_at is None or now >= row.next_attempt_at
 
 
 def guard_case(
@@ -146,55 +165,121 @@ def _record_case_fault(ctx: TickContext, case: CaseRecord, stage: str, err: Exce
     )
 
 
-@dataclass
-class FaultMemory:
-    """Failures of things that have no row to count in (a zombie GPU, a host's poll).
+def guard_gpu(ctx: TickContext, gpu: GpuRecord, stage: str, work: Callable[[], None]) -> bool:
+    """Run ``work()`` inside the GPU's boundary; True when it raised nothing.
 
-    Kept by the reconciler (one per engine), keyed by a name ("GPU local/gpu0");
-    thread-safe, so a worker may use it too.
+    A GPU still backing off is skipped (False). A check that works after failures
+    clears them (a note; a step that moved the GPU already reset them).
     """
-
-    backoff: Backoff = field(default_factory=Backoff)
-    _failures: dict[str, int] = field(default_factory=dict)
-    _until: dict[str, datetime] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def is_due(self, key: str, now: datetime) -> bool:
-        """False while ``key`` is backing off."""
-        with self._lock:
-            until = self._until.get(key)
-        return until is None or now >= until
-
-    def failures(self, key: str) -> int:
-        """Consecutive failures of ``key`` so far."""
-        with self._lock:
-            return self._failures.get(key, 0)
-
-    def guard(self, ctx: TickContext, key: str, work: Callable[[], None]) -> bool:
-        """Run ``work()`` inside ``key``'s boundary; True when it raised nothing."""
-        if not self.is_due(key, ctx.now):
-            return False
+    if not is_due(gpu, ctx.now):
+        return False
+    try:
+        work()
+    except Exception as err:  # the boundary
+        gpu_failed(ctx, gpu, stage, err)
+        return False
+    if gpu.local_failures:
         try:
-            work()
-        except Exception as err:  # the boundary
-            self.failed(ctx, key, err)
-            return False
-        with self._lock:
-            self._failures.pop(key, None)
-            self._until.pop(key, None)
-        return True
+            ctx.store.update_gpu(
+                gpu.name,
+                ctx.now,
+                detail=f"{stage}: works again",
+                expected_label=gpu.job_label,
+                local_failures=0,
+                last_error=None,
+                next_attempt_at=None,
+            )
+            log.info(
+                "GPU %s: %s works again after %d local errors", gpu.name, stage, gpu.local_failures
+            )
+        except StaleOutcomeError:
+            pass  # it recovered or holds another job: that step reset the count
+        except Exception as err:  # e.g. the database is busy: the next good check clears
+            log.warning("GPU %s: could not clear its local errors: %s", gpu.name, err)
+    return True
 
-    def failed(self, ctx: TickContext, key: str, err: Exception) -> None:
-        """Count, back off, and log (with the traceback the first time) a failure of ``key``."""
-        with self._lock:
-            n = self._failures.get(key, 0) + 1
-            self._failures[key] = n
-            retry_at = ctx.now + self.backoff.delay(n)
-            self._until[key] = retry_at
-        text = error_text(err)
-        ctx.report.errors.append(f"{key}: {text}")
-        when = f"{retry_at:%Y-%m-%d %H:%M:%S}"
-        if n == 1:
-            log.warning("%s: local error; next attempt at %s", key, when, exc_info=err)
-        else:
-            log.warning("%s: local error again (%d in a row; next at %s): %s", key, n, when, text)
+
+def gpu_failed(ctx: TickContext, gpu: GpuRecord, stage: str, err: Exception) -> None:
+    """Count, back off and log (the traceback the first time) a local error of ``gpu``."""
+    text = error_text(err)
+    ctx.report.errors.append(f"GPU {gpu.name}: {stage}: {text}")
+    failures = gpu.local_failures + 1
+    retry_at = ctx.now + ctx.health.backoff.delay(failures)
+    when = f"{retry_at:%Y-%m-%d %H:%M:%S}"
+    try:
+        ctx.store.update_gpu(
+            gpu.name,
+            ctx.now,
+            detail=f"local error while {stage} ({failures} in a row)",
+            expected_label=gpu.job_label,
+            local_failures=failures,
+            last_error=f"{stage}: {text}",
+            next_attempt_at=retry_at,
+        )
+    except StaleOutcomeError:
+        log.warning(
+            "GPU %s: local error about a job it no longer holds dropped: %s", gpu.name, text
+        )
+        return
+    except Exception as inner:  # e.g. the database is gone: the tick will say so
+        log.error("GPU %s: could not record a local error (%s): %s", gpu.name, text, inner)
+        return
+    if failures == 1:
+        log.warning(
+            "GPU %s: local error while %s; next attempt at %s (isolated; others go on)",
+            gpu.name,
+            stage,
+            when,
+            exc_info=err,
+        )
+    else:
+        log.warning(
+            "GPU %s: local error while %s again (%d in a row; next attempt at %s): %s",
+            gpu.name,
+            stage,
+            failures,
+            when,
+            text,
+        )
+
+
+def poll_due(rec: HostHealthRecord | None, now: datetime) -> bool:
+    """False while a host's poll backs off after local errors (its persisted row)."""
+    return rec is None or rec.poll_next_at is None or now >= rec.poll_next_at
+
+
+def poll_failed(ctx: TickContext, host: str, rec: HostHealthRecord | None, err: Exception) -> None:
+    """Count, back off and log a poll of ``host`` that raised locally (``rec``: its row)."""
+    text = error_text(err)
+    ctx.report.errors.append(f"poll on {host}: {text}")
+    failures = (rec.poll_failures if rec is not None else 0) + 1
+    retry_at = ctx.now + ctx.health.backoff.delay(failures)
+    write = partial(
+        record_poll_fault, host=host, at=ctx.now, failures=failures, error=text, retry_at=retry_at
+    )
+    try:
+        ctx.store.write(write)
+    except Exception as inner:  # e.g. the database is busy: counted at the next failure
+        log.error("poll on %s: could not record a local error (%s): %s", host, text, inner)
+        return
+    when = f"{retry_at:%Y-%m-%d %H:%M:%S}"
+    if failures == 1:
+        log.warning("poll on %s: local error; next attempt at %s", host, when, exc_info=err)
+    else:
+        log.warning(
+            "poll on %s: local error again (%d in a row; next at %s): %s",
+            host,
+            failures,
+            when,
+            text,
+        )
+
+
+def poll_worked(ctx: TickContext, host: str) -> None:
+    """A poll of ``host`` worked after local errors: clear them."""
+    try:
+        ctx.store.write(partial(clear_poll_fault, host=host, at=ctx.now))
+    except Exception as err:  # the next good poll clears
+        log.warning("poll on %s: could not clear its local errors: %s", host, err)
+        return
+    log.info("poll on %s works again", host)

@@ -42,7 +42,7 @@ from ..statemachine.decide import (
 )
 from ..statemachine.triggers import CaseTrigger, KillReason
 from .act import apply_case_step, drop_stale, note_case
-from .fault import guard_case
+from .fault import guard_case, guard_gpu
 from .runtime import HostRuntime, JobKey, TickContext, case_ref, case_view, gpu_ref, gpu_view
 from .transfers import gpu_key, run_beside
 
@@ -198,8 +198,12 @@ def check_stray(gpu: GpuRecord, host: HostRuntime, ctx: TickContext) -> None:
     """A zombie whose job id we never learned: look it up by label, poll it, act.
 
     One job beside the tick (it holds the GPU's key), so the poll follows the lookup at
-    once, as when both ran in the tick.
+    once, as when both ran in the tick; inside the GPU's fault boundary.
     """
+    guard_gpu(ctx, gpu, "looking up the zombie's job", partial(_check_stray, ctx, host, gpu))
+
+
+def _check_stray(ctx: TickContext, host: HostRuntime, gpu: GpuRecord) -> None:
     assert gpu.job_label is not None
     try:
         ref = host.scheduler.find_by_label(gpu.job_label, gpu.job_dir or "")

@@ -29,7 +29,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..config import Config
+from ..remote.protocol import PARTIAL_UPLOAD_PATTERN
 from ..textsafe import printable
+from ..treetime import newest_mtime
 
 __all__ = [
     "PARTIAL_STAGING",
@@ -42,33 +44,13 @@ __all__ = [
 log = logging.getLogger("mqi_communicator.engine")
 
 PARTIAL_STAGING = re.compile(r"case\d+_a\d+\.partial-[0-9a-f]{8,12}")
-PARTIAL_UPLOAD = re.compile(r"mqic_case_\d+_a\d+\.partial-[0-9a-f]{8,12}")
+PARTIAL_UPLOAD = re.compile(PARTIAL_UPLOAD_PATTERN)
 _MARGIN_S = 600.0
 
 
 def leftover_min_age_s(*, exclusive: bool, transfer_timeout_s: float) -> float:
     """How old a partial copy must be to count as a crash's leftover (module docstring)."""
     return _MARGIN_S if exclusive else transfer_timeout_s + _MARGIN_S
-
-
-def _newest_mtime(root: Path) -> float:
-    newest = root.lstat().st_mtime
-    stack = [root] if root.is_dir() and not root.is_symlink() else []
-    while stack:
-        current = stack.pop()
-        try:
-            with os.scandir(current) as it:
-                for entry in it:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    newest = max(newest, st.st_mtime)
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-        except OSError:
-            continue
-    return newest
 
 
 def _sweep(folder: Path, pattern: re.Pattern[str], now: float, min_age_s: float) -> list[Path]:
@@ -81,7 +63,10 @@ def _sweep(folder: Path, pattern: re.Pattern[str], now: float, min_age_s: float)
     for name in names:
         path = folder / name
         try:
-            age = now - _newest_mtime(path)
+            newest = newest_mtime(path)
+            if newest is None:
+                continue  # gone meanwhile
+            age = now - newest
             if age < min_age_s:
                 continue
             if path.is_dir() and not path.is_symlink():

@@ -16,6 +16,7 @@ from functools import partial
 
 from ..errors import HostUnreachableError, MqiError, SchedulerUnavailableError
 from ..persistence import CaseRecord, GpuRecord, Store
+from ..persistence.host_health import read_host_health
 from ..remote.protocol import JobRef
 from ..statemachine.decide import (
     JobObservation,
@@ -25,11 +26,13 @@ from ..statemachine.decide import (
 )
 from ..statemachine.states import CaseState, GpuState
 from .backoff import Backoff, HostHealth
-from .fault import FaultMemory, guard_case, is_due
+from .fault import guard_case, guard_gpu, is_due, poll_due, poll_failed, poll_worked
 from .health_record import HealthRecorder
 from .kills import act_on_case, act_on_gpu, check_stray, observation, unreachable
 from .lease import new_engine_id
+from .leftovers import leftover_min_age_s
 from .legacy_jobs import claimable_gpus, resolve_hosts
+from .remote_leftovers import RemoteLeftovers
 from .retention import RetentionSweeper
 from .retrieve_step import retrieve
 from .runtime import (
@@ -85,12 +88,17 @@ class Reconciler:
         self.progress = progress
         #: Where uploads+submits and downloads run (default: inline, in the tick).
         self.transfers = transfers if transfers is not None else TransferPool(clock=clock)
-        #: Local failures of zombie checks and host polls (cases count in their rows).
-        self.faults = FaultMemory(self.health.backoff)
         #: Who this engine is in the cases' leases (one id per engine object).
         self.engine_id = new_engine_id()
         self._retention = RetentionSweeper(
             settings.remote_retention, grace_s=settings.remote_retention_grace_s
+        )
+        #: Our uploads' crash leftovers on each SSH host, swept once it answers.
+        self.leftovers = RemoteLeftovers(
+            hosts,
+            min_age_s=leftover_min_age_s(
+                exclusive=settings.exclusive, transfer_timeout_s=settings.transfer_timeout_s
+            ),
         )
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
         resolve_hosts(store, gpus, clock())  # jobs adopted from the original system
@@ -115,7 +123,8 @@ class Reconciler:
         for part in self.transfers.take_reports():  # jobs that ended since the last tick
             merge_report(ctx.report, part)
         cases = self.store.list_cases(_LIVE)
-        zombies = [g for g in rows if g.status is GpuState.ZOMBIE]
+        # A zombie whose checks back off after local errors waits (engine/fault.py).
+        zombies = [g for g in rows if g.status is GpuState.ZOMBIE and is_due(g, ctx.now)]
         # A kill or lookup in flight (engine/kills.py) holds its case and GPU: the tick
         # acts on neither until it returns, so the GPU stays held whatever a poll says.
         pool = self.transfers
@@ -129,11 +138,11 @@ class Reconciler:
             obs = observed.get(("case", case.id)) or unreachable(ctx)
             guard_case(ctx, case, "observing", partial(_act_running, ctx, obs))
         for gpu in zombies:
-            # Unobserved (host down, or its check runs beside the tick): it waits.
-            zobs = observed.get(("gpu", gpu.name))
-            if zobs is None or pool.in_flight(gpu_key(gpu.name)):
-                continue
-            self.faults.guard(ctx, f"GPU {gpu.name}", partial(_act_zombie, ctx, gpu, zobs))
+            # Not observed (host down, poll failed, or its check runs beside the tick):
+            # nothing to decide, nothing proven. A re-kill in flight: when it returns.
+            seen = observed.get(("gpu", gpu.name))
+            if seen is not None and not pool.in_flight(gpu_key(gpu.name)):
+                guard_gpu(ctx, gpu, "checking the zombie", partial(_act_zombie, ctx, gpu, seen))
         for case in cases:
             if case.status is CaseState.SUBMITTING:
                 guard_case(ctx, case, "recovering", partial(recover_submitting, ctx))
@@ -143,6 +152,7 @@ class Reconciler:
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
         start_waiting_cases(ctx, waiting)
         self._retention.sweep(ctx)  # ended cases' remote folders, per remote_retention
+        self.leftovers.sweep(ctx)  # crash leftovers of uploads (engine/remote_leftovers.py)
         return ctx.report
 
     def _observe(
@@ -160,12 +170,13 @@ class Reconciler:
                 wanted[host.name].append((("gpu", gpu.name), gpu_ref(gpu)))
             elif host is not None and gpu.job_label and not ctx.health.is_down(host.name, ctx.now):
                 # No id known: its lookup and poll run beside the tick (engine/kills.py).
-                check = partial(self._guarded, f"GPU {gpu.name}", partial(check_stray, gpu, host))
-                run_beside(ctx, gpu_key(gpu.name), host.name, check)
+                run_beside(ctx, gpu_key(gpu.name), host.name, partial(check_stray, gpu, host))
         out: dict[tuple[str, object], JobObservation] = {}
+        # A poll's local errors live in host_health (one home; a restart honours them).
+        polls = self.store.read(read_host_health) if wanted else {}
         for host_name, items in wanted.items():
-            poll_key = f"poll on {host_name}"
-            if ctx.health.is_down(host_name, ctx.now) or not self.faults.is_due(poll_key, ctx.now):
+            rec = polls.get(host_name)
+            if ctx.health.is_down(host_name, ctx.now) or not poll_due(rec, ctx.now):
                 continue
             refs = [ref for _, ref in items]
             try:
@@ -177,15 +188,14 @@ class Reconciler:
                 log.warning("poll on %s failed: %s", host_name, err)
                 continue
             except Exception as err:  # a bug in an adapter: this host waits, others go on
-                self.faults.failed(ctx, poll_key, err)
+                poll_failed(ctx, host_name, rec, err)
                 continue
             self.health.succeeded(host_name)
+            if rec is not None and rec.poll_failures:
+                poll_worked(ctx, host_name)
             for key, ref in items:
                 out[key] = observation(ctx, statuses.get(ref))
         return out
-
-    def _guarded(self, key: str, work: Callable[[TickContext], None], ctx: TickContext) -> None:
-        self.faults.guard(ctx, key, partial(work, ctx))
 
 
 def _retrieve(case: CaseRecord, ctx: TickContext) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..remote.transfer.tarstream import is_excluded
+from ..treetime import newest_mtime
 
 __all__ = [
     "TEMP_SUFFIXES",
@@ -122,29 +123,9 @@ def latest_change(directory: Path, now: float) -> float | None:
         (0.0 if none could be read).
     """
     try:
-        top = directory.stat()
-    except FileNotFoundError:
-        return None
+        return newest_mtime(directory, not_after=now)
     except OSError:
         return 0.0
-    newest = top.st_mtime if top.st_mtime <= now else 0.0
-    stack = [directory]
-    while stack:
-        current = stack.pop()
-        try:
-            with os.scandir(current) as it:
-                for entry in it:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(Path(entry.path))
-                    except OSError:
-                        continue
-                    if newest < st.st_mtime <= now:
-                        newest = st.st_mtime
-        except OSError:
-            continue
-    return newest
 
 
 def case_problem(directory: Path, exclude: Sequence[str] = ()) -> str | None:

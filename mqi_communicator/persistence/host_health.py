@@ -5,6 +5,14 @@ only records that decision. :func:`record_host_health` upserts the host's row in
 caller's transaction and, when the host went down or came back up, adds the
 ``host_down``/``host_up`` hook event in the same transaction (persist first, notify
 after). :func:`read_host_health` is the one read all views share.
+
+**Poll faults** live here too, in their own columns (``poll_failures``, ``poll_error``,
+``poll_next_at``; migration 0007), not in ``up``/``failures``: a host whose poll raised
+*locally* (a bug in an adapter, an error parsing what it said) answered, so it is not
+down: its transfers, kills and claims go on and no ``host_down`` event is sent; only its
+poll backs off. The row is the one home of that backoff: the engine reads it before each
+poll (a restarted engine honours it) and writes it with :func:`record_poll_fault` /
+:func:`clear_poll_fault`; ``status``, ``gpus list`` and ``top`` show it from here.
 """
 
 from __future__ import annotations
@@ -18,7 +26,13 @@ from sqlalchemy.orm import Session
 from .models import HostHealthRow
 from .outbox import EventKind, enqueue_host_event
 
-__all__ = ["HostHealthRecord", "read_host_health", "record_host_health"]
+__all__ = [
+    "HostHealthRecord",
+    "clear_poll_fault",
+    "read_host_health",
+    "record_host_health",
+    "record_poll_fault",
+]
 
 #: An error text is cut to this many characters (it comes from the far side).
 _MAX_ERROR = 2000
@@ -36,6 +50,9 @@ class HostHealthRecord:
         last_error: The last error seen ("" if none); kept after recovery.
         next_retry_at: While down, when the engine tries it again.
         updated_at: When the row was last written.
+        poll_failures: Consecutive polls that raised locally (0: the last one worked).
+        poll_error: The last of them ("" if none; cleared by a good poll).
+        poll_next_at: While ``poll_failures``: when the engine polls the host again.
     """
 
     host: str
@@ -45,6 +62,9 @@ class HostHealthRecord:
     last_error: str
     next_retry_at: datetime | None
     updated_at: datetime
+    poll_failures: int = 0
+    poll_error: str = ""
+    poll_next_at: datetime | None = None
 
 
 def _record(row: HostHealthRow) -> HostHealthRecord:
@@ -56,6 +76,9 @@ def _record(row: HostHealthRow) -> HostHealthRecord:
         last_error=row.last_error or "",
         next_retry_at=row.next_retry_at,
         updated_at=row.updated_at,
+        poll_failures=row.poll_failures,
+        poll_error=row.poll_error or "",
+        poll_next_at=row.poll_next_at,
     )
 
 
@@ -114,3 +137,36 @@ def record_host_health(
         }
         enqueue_host_event(s, at, event, part, rec.last_error or None)
     return event
+
+
+def _row(s: Session, host: str, at: datetime) -> HostHealthRow:
+    """``host``'s row, locked; a host never recorded gets one that says up (it answered)."""
+    q = select(HostHealthRow).where(HostHealthRow.host == host).with_for_update()
+    row = s.scalars(q).one_or_none()
+    if row is None:
+        row = HostHealthRow(host=host, up=True, since=at, failures=0, updated_at=at)
+        s.add(row)
+    return row
+
+
+def record_poll_fault(
+    s: Session, host: str, *, at: datetime, failures: int, error: str, retry_at: datetime
+) -> None:
+    """Record ``host``'s ``failures``-th consecutive poll that raised locally."""
+    row = _row(s, host, at)
+    row.poll_failures = failures
+    row.poll_error = error[:_MAX_ERROR]
+    row.poll_next_at = retry_at
+    row.updated_at = at
+    s.flush()
+
+
+def clear_poll_fault(s: Session, host: str, *, at: datetime) -> None:
+    """A poll of ``host`` worked: its poll-fault columns start afresh."""
+    row = _row(s, host, at)
+    if row.poll_failures or row.poll_next_at is not None:
+        row.poll_failures = 0
+        row.poll_error = None
+        row.poll_next_at = None
+        row.updated_at = at
+    s.flush()

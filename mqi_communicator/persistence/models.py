@@ -177,6 +177,11 @@ class GpuResource(Base):
     offline_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     kill_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_check_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The engine's fault boundary for the GPU's own checks (a zombie's; engine/fault.py):
+    # consecutive local errors, the last one, and when the check is tried again.
+    local_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     status_updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     version: Mapped[int] = mapped_column(Integer)
 
@@ -257,4 +262,9 @@ class HostHealthRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     #: While down: when the engine tries it again (its backoff).
     next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: The host answers but its poll raised locally (a bug in an adapter): consecutive
+    #: failures, the last error, and when the engine polls it again (engine/fault.py).
+    poll_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    poll_error: Mapped[str | None] = mapped_column(Text)
+    poll_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

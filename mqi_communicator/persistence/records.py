@@ -85,6 +85,12 @@ class GpuRecord:
     job_token: str | None = None
     job_origin: str | None = None
     quarantined_case_id: int | None = None
+    #: Consecutive local errors of the GPU's own checks (a zombie's; engine/fault.py).
+    local_failures: int = 0
+    #: The last of them ("stage: error").
+    last_error: str | None = None
+    #: The check is not tried before then (the backoff of those errors).
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,9 @@ def gpu_record(row: GpuResource) -> GpuRecord:
         job_token=row.job_token,
         job_origin=row.job_origin,
         quarantined_case_id=row.quarantined_case_id,
+        local_failures=row.local_failures,
+        last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at,
     )
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -353,9 +354,12 @@ class Store:
             )
         )
 
-    def update_gpu(self, name: str, now: datetime, *, detail: str, **fields: object) -> GpuRecord:
-        """Set ``kill_requested_at`` / ``next_check_at`` of a GPU."""
-        return self._write(lambda s: gpu_writes.update_gpu(s, name, now, detail, fields))
+    def update_gpu(
+        self, name: str, now: datetime, *, detail: str, expected_label: str | None = None, **f: Any
+    ) -> GpuRecord:
+        """Set note fields of a GPU (see :func:`.store_gpu_writes.update_gpu`)."""
+        write = partial(gpu_writes.update_gpu, name=name, now=now, detail=detail, fields=f)
+        return self._write(lambda s: write(s, expected_label=expected_label))
 
     def set_gpu_offline(self, name: str, now: datetime, offline: bool) -> GpuRecord:
         """Operator: take a GPU out of the pool (now if idle, else after its job) or back."""

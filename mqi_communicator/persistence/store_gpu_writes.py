@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ..statemachine import GpuState, GpuTrigger, StepInputs, plan_step
 from .models import GpuResource
 from .records import GpuRecord, gpu_facts, gpu_record
-from .store_rows import audit, lock_gpu, move_gpu, note
+from .store_rows import audit, check_attempt, lock_gpu, move_gpu, note
 
 __all__ = ["GPU_NOTE_FIELDS", "set_gpu_offline", "sync_gpus", "update_gpu"]
 
@@ -51,14 +51,35 @@ def sync_gpus(s: Session, gpus: Sequence[tuple[str, str | None]], now: datetime)
 
 
 #: Fields ``update_gpu`` may set (never ``status``, never ``offline_requested``).
-GPU_NOTE_FIELDS = frozenset({"kill_requested_at", "next_check_at", "host"})
+GPU_NOTE_FIELDS = frozenset(
+    {
+        "kill_requested_at",
+        "next_check_at",
+        "host",
+        # The fault boundary's bookkeeping (engine/fault.py).
+        "local_failures",
+        "last_error",
+        "next_attempt_at",
+    }
+)
 
 
 def update_gpu(
-    s: Session, name: str, now: datetime, detail: str, fields: dict[str, object]
+    s: Session,
+    name: str,
+    now: datetime,
+    detail: str,
+    fields: dict[str, object],
+    *,
+    expected_label: str | None = None,
 ) -> GpuRecord:
-    """Set non-status fields of a GPU and write a ``note`` audit row."""
+    """Set non-status fields of a GPU and write a ``note`` audit row.
+
+    ``expected_label``: the job label the caller's work was about (None: not checked);
+    see :func:`.store_rows.check_attempt`.
+    """
     gpu = lock_gpu(s, name)
+    check_attempt(None, gpu, None, expected_label)
     note(s, gpu, now, detail, fields, GPU_NOTE_FIELDS)
     s.flush()
     return gpu_record(gpu)

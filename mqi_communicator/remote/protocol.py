@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 from mqi_communicator.statemachine.jobs import JobState
 
 __all__ = [
+    "PARTIAL_UPLOAD_PATTERN",
     "CommandResult",
     "GpuBinding",
     "JobRef",
@@ -243,3 +244,10 @@ class Scheduler(Protocol):
 def remote_case_dir(remote_base: str, case_id: int, attempt: int) -> str:
     """``<remote_base>/mqic_case_<id>_a<attempt>``: every attempt gets a fresh directory."""
     return f"{remote_base.rstrip('/')}/mqic_case_{case_id}_a{attempt}"
+
+
+#: The name of an upload on its way to :func:`remote_case_dir`: ``<name>.partial-<hex>``
+#: (12 hex digits over SSH, 8 on the local transport). A regular expression that Python's
+#: ``re`` and POSIX ERE (``find -regextype posix-extended``) read the same way; it matches
+#: the whole name, so no ``/`` nor newline can be part of a match.
+PARTIAL_UPLOAD_PATTERN = r"mqic_case_[0-9]+_a[0-9]+\.partial-[0-9a-f]{8,12}"

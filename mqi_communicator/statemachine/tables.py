@@ -212,6 +212,14 @@ CASE_TRANSITIONS: tuple[TransitionSpec, ...] = (
     ),
 )
 
+#: A GPU that changes state starts its fault bookkeeping afresh (``engine/fault.py``
+#: counts consecutive local errors of a zombie's checks).
+_RESET_GPU_FAULTS: Effects = (
+    ("local_failures", 0),
+    ("last_error", None),
+    ("next_attempt_at", None),
+)
+
 #: The GPU no longer holds any job of ours.
 _FREE: Effects = (
     ("assigned_case_id", None),
@@ -223,6 +231,7 @@ _FREE: Effects = (
     ("quarantined_case_id", None),
     ("kill_requested_at", None),
     ("next_check_at", None),
+    *_RESET_GPU_FAULTS,
 )
 _ASSIGNED: Effects = (
     ("assigned_case_id", Given("case_id")),
@@ -270,7 +279,11 @@ GPU_TRANSITIONS: tuple[TransitionSpec, ...] = (
         (G.ASSIGNED,),
         G.ZOMBIE,
         doc="the job may still run (kill unconfirmed, host unreachable)",
-        effects=(("assigned_case_id", None), ("quarantined_case_id", Given("case_id"))),
+        effects=(
+            ("assigned_case_id", None),
+            ("quarantined_case_id", Given("case_id")),
+            *_RESET_GPU_FAULTS,
+        ),
     ),
     TransitionSpec(
         GT.RECOVER,

@@ -22,10 +22,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..config import WebConfig
-from ..display import evidence_text, fmt_time
+from ..display import evidence_text, fmt_time, held_back
 from ..errors import MqiError, NotFoundError
 from ..service import Communicator
 from ..statemachine import CaseState
+from ..textsafe import printable
 from ..zombie_release import release_checks
 from . import views
 from .actions import ACTIONS, Action, ActionInput, offered
@@ -46,6 +47,9 @@ def _templates() -> Jinja2Templates:
     )
     env.filters["t"] = fmt_time
     env.filters["evidence"] = evidence_text
+    # Names from the watch folder: control characters shown as escapes (HTML escaping
+    # alone would hand them to the browser).
+    env.filters["p"] = printable
     return Jinja2Templates(env=env)
 
 
@@ -89,12 +93,15 @@ class _Console:
     def case(self, request: Request) -> Response:
         case_id: int = request.path_params["case_id"]
         case = self.comm.case(case_id)
+        now = self.comm.reconciler.clock()
         history = self.comm.history(case_id=case_id)
         name = "_case.html" if request.url.path.startswith("/fragments") else "case.html"
         return self.render(
             request,
             name,
             c=case,
+            held=held_back(case, now),
+            now=now,
             history=history,
             attempts=views.attempts(history),
             results=views.result_files(self.comm.config.results_dir, case.name, case.id),

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ..display import HeldBack, held_back
 from ..errors import MqiError
 from ..persistence import CaseRecord, GpuRecord, TransitionRecord
+from ..persistence.case_faults import held_back_cases
 from ..persistence.host_health import HostHealthRecord
 from ..service import Communicator
 from ..statemachine import CaseState, GpuState
@@ -59,10 +61,14 @@ class Overview:
     gpus: list[GpuRecord]
     hosts: list[HostRow]
     latest: list[TransitionRecord]
+    #: Live cases the engine holds back (backing off, failing, waiting), oldest first.
+    held: list[HeldBack]
+    now: datetime
 
 
 def overview(comm: Communicator) -> Overview:
-    """Counts per case state, every GPU, the hosts with their health, the latest transitions."""
+    """Counts per case state, every GPU, the hosts with their health, the cases held back,
+    the latest transitions."""
     gpus = comm.gpus()
     health = comm.host_health()
     hosts = []
@@ -82,7 +88,11 @@ def overview(comm: Communicator) -> Overview:
         )
     latest = comm.history(limit=_LATEST)
     latest.reverse()  # newest first on the page
-    return Overview(comm.store.count_by_status(), gpus, hosts, latest)
+    now = comm.reconciler.clock()
+    with comm.store.reading() as s:
+        records = held_back_cases(s, now)
+    held = [h for c in records if (h := held_back(c, now)) is not None]
+    return Overview(comm.store.count_by_status(), gpus, hosts, latest, held, now)
 
 
 @dataclass(frozen=True)

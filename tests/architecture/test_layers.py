@@ -111,7 +111,7 @@ def test_each_contract_catches_its_violation(tmp_path: Path) -> None:
     assert "newcomer" in text  # the layers contract refuses to run with a module unplaced
 
     # With the newcomer placed, the three contracts each report their own violation.
-    layers_line = '    "errors | textsafe | _lazy",\n'
+    layers_line = '    "errors | textsafe | treetime | _lazy",\n'
     config = (tmp_path / "pyproject.toml").read_text(encoding="utf-8")
     assert layers_line in config
     config = config.replace(layers_line, layers_line.replace('",', ' | newcomer",'))

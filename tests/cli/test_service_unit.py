@@ -49,7 +49,10 @@ def test_unit_is_valid_and_its_exec_start_runs(tmp_path: Path, web: bool) -> Non
     svc = parse(text)["Service"]
     assert svc["Restart"] == "on-failure" and svc["KillMode"] == "mixed"
     argv = shlex.split(svc["ExecStart"])
-    assert argv[:3] == [sys.executable, "-m", "mqi_communicator"]
+    # This environment's interpreter (python or python3: both name it, by how pip wrote
+    # the console script), run as a module.
+    assert Path(argv[0]).parent == Path(sys.executable).parent
+    assert Path(argv[0]).name.startswith("python") and argv[1:3] == ["-m", "mqi_communicator"]
     assert argv[3] == ("web" if web else "run")
     assert argv[argv.index("--config") + 1] == str(config.resolve())
     if not web:

@@ -13,8 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -32,39 +30,29 @@ from .conftest import (
     reaches,
     tick_until,
 )
+from .slow_upload import start_uploading
 
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
 
 #: The README's promise: ``run`` stops this soon after SIGTERM/SIGINT.
 STOP_BOUND_S = 5.0
 
-ENGINE = textwrap.dedent(
-    """
-    import sys, threading, time
-    from mqi_communicator import Communicator
-    from mqi_communicator.cli.run import stop_on_signals
-    from mqi_communicator.config import load_config
-    from mqi_communicator.logsetup import setup_logging
+ENGINE = """
+import threading
+from mqi_communicator import Communicator
+from mqi_communicator.cli.run import stop_on_signals
+from mqi_communicator.config import load_config
+from mqi_communicator.logsetup import setup_logging
 
-    config = load_config(sys.argv[1], env={})
-    setup_logging(config.log)
-    said = []
-
-    def progress(label, done, total):
-        if 0 < done < total:
-            if not said:
-                said.append(1)
-                print("uploading", flush=True)
-            time.sleep(0.1)  # about 10 MiB/s: a slow link, so the upload is under way
-
-    comm = Communicator(config, progress=progress)
-    stop = threading.Event()
-    with stop_on_signals(stop):
-        comm.run_forever(stop)
-    comm.close()
-    print("stopped", flush=True)
-    """
-)
+config = load_config(sys.argv[1], env={})
+setup_logging(config.log)
+comm = Communicator(config, progress=progress)
+stop = threading.Event()
+with stop_on_signals(stop):
+    comm.run_forever(stop)
+comm.close()
+print("stopped", flush=True)
+"""
 
 
 def test_sigterm_mid_upload_stops_in_bound_submits_nothing_and_restart_finishes(
@@ -75,15 +63,8 @@ def test_sigterm_mid_upload_stops_in_bound_submits_nothing_and_restart_finishes(
     )
     case_dir = e2e.drop_case("big")
     (case_dir / "ct" / "volume.raw").write_bytes(os.urandom(64 << 20))
-    engine = subprocess.Popen(
-        [sys.executable, "-c", ENGINE, str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    engine = start_uploading(ENGINE, path)
     try:
-        assert engine.stdout is not None
-        assert engine.stdout.readline().strip() == "uploading"
         engine.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         try:

@@ -161,14 +161,18 @@ class PueueTruth:
     def probe_facts(self) -> ProbeFacts:
         """What the probe prints for our directory (the submit installed the token).
 
-        Our wrapper and every process it starts carry the token; ``spawning`` is the
-        moment before the wrapper's re-exec with it (``sh -c`` has not run it yet), so
-        nothing carries it then. A ``lingering`` process stays in the wrapper's group.
+        Our wrapper and every process it starts carry the token. ``spawning`` is the
+        moment before the wrapper has written anything: only Pueue's ``sh -c`` runs, and
+        it carries the token too, since ``pueue add`` ran with it in its environment
+        (Pueue gives a task the environment of its ``add``). A ``lingering`` process
+        stays in the wrapper's group.
         """
         facts = ProbeFacts(token=TOKEN, label=LABEL)
         run = {"token": TOKEN, "label": LABEL, "started": 1_764_500_000, "pgid": PGID}
         lingering = self.lingering and self.phase in ("exited", "signalled")
-        if self.phase == "running":
+        if self.phase == "spawning":
+            facts = ProbeFacts(token=TOKEN, label=LABEL, carriers=1)
+        elif self.phase == "running":
             facts = ProbeFacts(**run, alive=True, carriers=2)  # type: ignore[arg-type]
         elif self.phase == "exited":
             facts = ProbeFacts(

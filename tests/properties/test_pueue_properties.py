@@ -14,7 +14,7 @@ asserts:
 
 Known gaps of the code as it stands (``KNOWN_GAPS``) are left out of the main property
 and each pinned by a strict xfail: when the fix lands, the xfail fails, and the gap is
-taken off the list (two of issue 8's three are now ordinary regression tests). The main
+taken off the list (all three of issue 8's are now ordinary regression tests). The main
 property also counts how its examples came out and requires a share of definite and
 ended answers: examples that all parse to UNKNOWN would prove nothing.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-import pytest
 from hypothesis import assume, example, given
 
 from mqi_communicator.errors import SchedulerUnavailableError
@@ -49,19 +48,11 @@ from .pueue_world import (
 REF = JobRef(str(JOB_ID), LABEL, DIR, token=TOKEN)
 
 
-def _spawning_task_lost(t: PueueTruth) -> bool:
-    # pueued crashed hard while `sh -c` was about to exec the wrapper, the restored
-    # Killed task was cleaned: Pueue has no task, the wrapper has written nothing and
-    # nothing carries the token yet (the wrapper re-execs with it only once it runs), so
-    # the adapter says ABSENT, yet the wrapper may still start. Still open: `pueue add`
-    # does not hand the token to `sh -c`, and a late start is not revoked here.
-    return t.phase == "spawning" and t.crashed and t.cleaned
-
-
-#: name -> predicate over the truth: situations today's code gets wrong (see above).
-KNOWN_GAPS: dict[str, Callable[[PueueTruth], bool]] = {
-    "spawning task lost in a crash": _spawning_task_lost,
-}
+#: name -> predicate over the truth: situations today's code gets wrong. None now: the
+#: last one ("a spawning task lost in a crash": pueued crashed while ``sh -c`` was about
+#: to exec the wrapper and its restored Killed task was cleaned, so nothing carried the
+#: token) closed when ``pueue add`` began to hand the token to the task's environment.
+KNOWN_GAPS: dict[str, Callable[[PueueTruth], bool]] = {}
 
 #: Every property runs its examples through this, then checks that enough were definite.
 TALLY = Tally()
@@ -80,11 +71,15 @@ def _check_ended(truth: PueueTruth) -> None:
         assert truth.finished, f"{status} while the truth is {truth}\n--- rendered:\n{out}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: a spawning wrapper Pueue lost")
-def test_gap_spawning_task_lost_in_a_crash() -> None:
+def test_a_spawning_task_lost_in_a_crash_is_not_an_end() -> None:
+    """pueued crashed while ``sh -c`` was about to exec the wrapper, and its restored
+    Killed task was cleaned: Pueue lists nothing and the wrapper wrote nothing, but
+    ``sh -c`` carries the token (was a gap: ABSENT, while the wrapper could still start)."""
     truth = _example(phase="spawning", crashed=True, cleaned=True)
-    assert KNOWN_GAPS["spawning task lost in a crash"](truth)
-    _check_ended(truth)
+    assert truth.our_task() is None and not truth.finished
+    status, _ = _status(truth)
+    assert status.processes_gone is False and not counted_as_ended(status), status
+    assert not engine_frees(status, LABEL), status
 
 
 def test_an_exit_marker_with_unknown_liveness_is_not_an_end() -> None:

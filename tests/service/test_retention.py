@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
-from mqi_communicator import CaseState
+from mqi_communicator import CaseState, GpuState
+from tests.infra.processes import group_alive
 
 from .conftest import Workspace, status_is, tick_until
 
@@ -65,3 +68,51 @@ def test_keep_removes_nothing(ws: Workspace) -> None:
         comm.tick()
     folder, markers = _remote(ws, comm.case(good.id).remote_dir)
     assert folder.exists() and markers.exists()
+
+
+def test_a_zombie_gpu_keeps_its_failed_cases_folder_until_released_on_evidence(
+    ws: Workspace,
+) -> None:
+    """``delete`` with no grace, yet the folder of a job that may still run is kept.
+
+    The job ignores SIGTERM and the scheduler's SIGKILL comes only after 10 minutes, so
+    the kill is never confirmed: the case fails and its GPU becomes a zombie while the
+    job keeps running in that folder. Only the job's end (evidence) releases the GPU,
+    and only then is the folder removed.
+    """
+    config = ws.config(
+        command="trap '' TERM; sleep 300",
+        engine={
+            "job_timeout_s": 1,
+            "kill_confirm_s": 0.5,
+            "remote_retention": "delete",
+            "remote_retention_grace_s": 0,
+        },
+        scheduler={"kill_grace_s": 600},
+    )
+    comm = ws.communicator(config)
+    ws.drop_case("stuck")
+    tick_until(comm, lambda: bool(comm.cases()), "registered")
+    case = comm.cases()[0]
+    tick_until(comm, status_is(comm, case.id, CaseState.FAILED), "failed on an unconfirmed kill")
+    case = comm.case(case.id)
+    (gpu,) = comm.gpus()
+    assert gpu.status is GpuState.ZOMBIE and gpu.job_id == case.job_id
+    assert case.job_id is not None
+    pgid = int(case.job_id)
+    folder, markers = _remote(ws, case.remote_dir)
+    for _ in range(3):
+        comm.tick()
+    comm.close()
+    # A fresh engine sweeps at its first tick: the zombie must still hold the folder.
+    again = ws.communicator(config)
+    for _ in range(3):
+        again.tick()
+    assert group_alive(pgid), "the stray job must still run for this test to mean anything"
+    assert again.gpus()[0].status is GpuState.ZOMBIE
+    assert folder.exists() and (markers / "job.log").exists()
+    assert again.case(case.id).remote_done is None  # deferred, not settled as kept
+    os.killpg(pgid, signal.SIGKILL)  # the job ends: the zombie is released on evidence
+    tick_until(again, lambda: again.gpus()[0].status is GpuState.AVAILABLE, "released")
+    tick_until(again, lambda: not folder.exists() and not markers.exists(), "removed")
+    assert again.case(case.id).remote_done == str(folder)

@@ -18,6 +18,7 @@ import posixpath
 from functools import cache
 from importlib import resources
 
+from mqi_communicator.remote.protocol import PARTIAL_UPLOAD_PATTERN
 from mqi_communicator.remote.quoting import quote
 from mqi_communicator.remote.transfer.manifest import REMOTE_HASHER_PY, REMOTE_MANIFEST_COMMAND
 
@@ -28,6 +29,7 @@ __all__ = [
     "cleanup_script",
     "download_manifest_script",
     "download_tar_script",
+    "leftover_sweep_script",
     "upload_commit_script",
     "upload_one_pass_script",
     "upload_receive_script",
@@ -117,6 +119,44 @@ fi
 if [ -n "$py" ]; then exec "$py" -c "$hasher" make .; fi
 {fallback}
 """
+
+
+# Only the top level of base is looked at, only real directories (uploads) and files
+# (their manifests) under our exact names: a symlink is neither, and rm -rf never follows
+# one inside a folder, so nothing outside base can be reached. find -mmin uses the far
+# side's clock (a future mtime counts as young). Line-based reading is safe: no name
+# that matches the pattern holds a newline.
+_LEFTOVER_SWEEP = """base={base}; young={young}
+cd -P -- "$base" 2>/dev/null || exit 0
+keep=$(cat)
+find . -mindepth 1 -maxdepth 1 -regextype posix-extended \\
+  \\( -type d -regex {dir_re} -o -type f -regex {man_re} \\) -print |
+while IFS= read -r e; do
+  n=${{e#./}}
+  printf '%s\\n' "$keep" | grep -qxF -e "${{n%%.partial-*}}" && continue
+  [ -z "$(find "$e" -mmin "-$young" -print -quit 2>/dev/null)" ] || continue
+  if rm -rf -- "$e" 2>/dev/null; then echo "removed $n"; else echo "failed $n"; fi
+done
+exit 0
+"""
+
+
+def leftover_sweep_script(remote_base: str, min_age_s: float) -> str:
+    """Remove the crash leftovers of uploads directly under ``remote_base``.
+
+    Leftovers: ``<case dir>.partial-<hex>`` folders (:data:`PARTIAL_UPLOAD_PATTERN`)
+    and their ``.sha256`` manifests, when nothing in them changed for ``min_age_s``.
+    Stdin lists the case directory names (``mqic_case_<id>_a<attempt>``) whose
+    partials are kept whatever their age. Prints ``removed <name>`` or ``failed <name>``
+    per leftover; exits 0 (also when ``remote_base`` does not exist).
+    """
+    whole = r"\./" + PARTIAL_UPLOAD_PATTERN
+    return _LEFTOVER_SWEEP.format(
+        base=quote(remote_base),
+        young=f"{max(min_age_s, 0.0) / 60:.3f}",
+        dir_re=quote(whole),
+        man_re=quote(whole + r"\.sha256"),
+    )
 
 
 def upload_receive_script(remote_dir: str, partial: str) -> str:

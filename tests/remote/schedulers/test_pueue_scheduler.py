@@ -120,6 +120,21 @@ def test_reused_id_of_a_stranger_is_not_ours(
     assert "Running" in str(pueue.wait_for_status(int(ours.job_id), lambda t: True)["status"])  # type: ignore[index]
 
 
+def test_the_task_carries_the_token_from_its_spawn(
+    pueue: PueueStandin, sched: PueueScheduler, tmp_path: Path
+) -> None:
+    """Pueue gives a task the environment of its ``add``: ours holds the attempt's token,
+    so ``sh -c`` carries it before the wrapper runs a line (a daemon crash in that moment
+    then cannot make the job read ABSENT while it may still start)."""
+    case = tmp_path / "spawn"
+    ref = sched.submit(spec(case, ["true"]))
+    task = pueue.wait_for_status(int(ref.job_id), lambda t: True)
+    assert task is not None
+    assert task["envs"].get("MQI_JOB_TOKEN") == token_for(case)  # type: ignore[index]
+    # ...and never on a command line that `ps` shows.
+    assert token_for(case) not in str(task["command"])  # type: ignore[index]
+
+
 def test_hard_daemon_crash(pueue: PueueStandin, sched: PueueScheduler, tmp_path: Path) -> None:
     ref = sched.submit(spec(tmp_path / "c", ["sh", "-c", "trap '' TERM; sleep 60 & wait"]))
     poll_until(sched, ref, lambda s: s.state is JobState.RUNNING)

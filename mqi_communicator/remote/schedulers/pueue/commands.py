@@ -2,6 +2,13 @@
 
 Pueue joins ``add``'s command words with spaces and runs them with ``sh -c``, so the
 wrapper argv is passed as ONE pre-quoted word.
+
+``pueue add`` runs with the attempt's token in its environment (``MQI_JOB_TOKEN``):
+Pueue gives a task the environment of the ``add`` call, so the task's ``sh -c`` carries
+the token from its first instruction. Without it, nothing carried the token between
+Pueue spawning ``sh -c`` and the wrapper's re-exec; had pueued crashed then and its
+restored ``Killed`` task been cleaned, the job would have read ABSENT while the wrapper
+could still start.
 """
 
 from __future__ import annotations
@@ -9,7 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mqi_communicator.remote.job.command import job_command
-from mqi_communicator.remote.job.markers import READ_TOKEN, install_snippet, wrapper_argv
+from mqi_communicator.remote.job.markers import (
+    READ_TOKEN,
+    TOKEN_ENV,
+    install_snippet,
+    wrapper_argv,
+)
 from mqi_communicator.remote.protocol import JobSpec
 from mqi_communicator.remote.quoting import join_argv
 from mqi_communicator.remote.schedulers.pueue.parse import STATUS_BEGIN, STATUS_END
@@ -27,14 +39,18 @@ EXIT_INSTALL_FAILED = 97
 
 
 def submit_script(pueue: Sequence[str], spec: JobSpec, group: str) -> str:
-    """Install the wrapper (token from stdin), then ``pueue add`` it to ``group``."""
+    """Install the wrapper (token from stdin), then ``pueue add`` it to ``group``.
+
+    The token (checked by the install) is handed to the task through ``add``'s
+    environment, never on a command line.
+    """
     inner = join_argv(wrapper_argv(spec.remote_dir, spec.label, job_command(spec)))
     add = [*pueue, "add", "--print-task-id", "--label", spec.label]
     add += ["--group", group, "--", inner]
     return (
         f"{READ_TOKEN}{install_snippet(spec.remote_dir, spec.label)}"
         f" || exit {EXIT_INSTALL_FAILED}\n"
-        f"{join_argv(add)} </dev/null"
+        f'{TOKEN_ENV}="$_mqi_tok" {join_argv(add)} </dev/null'
     )
 
 

@@ -1,0 +1,109 @@
+"""Crash leftovers of uploads on the GPU servers, removed after an engine starts.
+
+An SSH upload lands in ``<remote_base>/mqic_case_<id>_a<attempt>.partial-<hex>`` (and,
+without python3 on the far side, its manifest ``<that>.sha256``) before it is verified
+and renamed. Every failure the sender sees removes it; a crash does not: the far side's
+receiver killed (OOM killer, reboot) mid-upload, or the engine killed between the two
+commands of the python-less protocol. (A kill -9 of the engine alone leaves nothing:
+the far side reads EOF without the trailer and removes its partial itself.)
+
+:class:`RemoteLeftovers` runs from the tick, once per host of this engine, in the first
+tick where the host is not known to be down: ONE command
+(:func:`~mqi_communicator.remote.transfer.far_side_scripts.leftover_sweep_script`)
+removes the entries that
+
+* are directly under the host's ``remote_base`` with exactly our name (real folders
+  and manifest files; a symlink is never one, nor followed);
+* did not change for :func:`~.leftovers.leftover_min_age_s` (the far side's clock);
+* belong to no live attempt: the current attempt of every case that has not ended
+  keeps its partials whatever their age (this engine's uploads in flight, and those of
+  another engine holding the case's lease, are all of live cases).
+
+A host that cannot be reached is marked down (start is not held up) and swept once it
+answers; any other failure is logged and left to the next start. ``local``-transport
+hosts are swept by :mod:`~.leftovers` before the first tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Mapping
+
+from ..errors import HostUnreachableError
+from ..remote.protocol import remote_case_dir
+from ..remote.transfer.far_side_scripts import leftover_sweep_script
+from ..remote.transport.local import LocalTransport
+from ..statemachine import TERMINAL_CASE_STATES, CaseState
+from ..textsafe import printable
+from .runtime import HostRuntime, TickContext
+
+__all__ = ["RemoteLeftovers"]
+
+log = logging.getLogger("mqi_communicator.engine")
+
+_LIVE = [s for s in CaseState if s not in TERMINAL_CASE_STATES]
+_TIMEOUT_S = 600.0
+
+
+class RemoteLeftovers:
+    """Sweeps each non-local host's ``remote_base`` once (see the module docstring)."""
+
+    def __init__(self, hosts: Mapping[str, HostRuntime], *, min_age_s: float) -> None:
+        self._todo = sorted(
+            name for name, h in hosts.items() if not isinstance(h.transport, LocalTransport)
+        )
+        self._min_age_s = min_age_s
+
+    @property
+    def pending(self) -> list[str]:
+        """The hosts not swept yet."""
+        return list(self._todo)
+
+    def sweep(self, ctx: TickContext) -> list[str]:
+        """Sweep the hosts still to do that are not down; the removed paths."""
+        due = [n for n in self._todo if n in ctx.hosts and not ctx.health.is_down(n, ctx.now)]
+        if not due:
+            return []
+        # Read now, after this tick's claims: a partial of a live attempt is never touched.
+        live = ctx.store.list_cases(_LIVE)
+        keep = "".join(
+            posixpath.basename(remote_case_dir("/", c.id, c.attempt)) + "\n" for c in live
+        )
+        removed: list[str] = []
+        for name in due:
+            removed += self._sweep_host(ctx, ctx.hosts[name], keep)
+        return removed
+
+    def _sweep_host(self, ctx: TickContext, host: HostRuntime, keep: str) -> list[str]:
+        script = leftover_sweep_script(host.remote_base, self._min_age_s)
+        try:
+            result = host.transport.run(script, timeout=_TIMEOUT_S, stdin=keep.encode())
+        except HostUnreachableError as err:
+            ctx.host_down(host.name, err)  # swept once it answers
+            return []
+        except Exception as err:  # refused, or a bug: never let it stop the tick
+            result = None
+            log.warning(
+                "host %s: leftover sweep failed (%s); next start tries again", host.name, err
+            )
+        self._todo.remove(host.name)
+        if result is None:
+            return []
+        if result.exit_code != 0:
+            log.warning(
+                "host %s: leftover sweep exited %s (%s); next start tries again",
+                host.name,
+                result.exit_code,
+                printable(result.stderr.strip()[:300]),
+            )
+        removed: list[str] = []
+        for line in result.stdout.splitlines():
+            word, _, leaf = line.partition(" ")
+            path = posixpath.join(host.remote_base, leaf)
+            if word == "removed":
+                log.info("host %s: removed leftover upload %s", host.name, printable(path))
+                removed.append(path)
+            elif word == "failed":
+                log.warning("host %s: leftover %s could not be removed", host.name, printable(path))
+        return removed
