@@ -1,36 +1,21 @@
-"""Carry out one decision: persist a step, send a kill, or note a start time.
+"""Persist one step or note of a case, on the attempt it was decided for.
 
-Order matters for crash safety: intent is recorded *before* the remote action, so a
-crash in between leaves a record that the next tick completes or resolves.
+Every outcome goes through the store in one transaction, with the compare-and-set on
+the attempt and label the remote action was started for (engine/kills.py sends kills).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from ..errors import (
-    ConflictError,
-    HostUnreachableError,
-    InvalidTransitionError,
-    MqiError,
-    StaleOutcomeError,
-)
-from ..persistence import CaseRecord, GpuRecord
-from ..statemachine.decide import (
-    Apply,
-    Decision,
-    MarkStarted,
-    RequestKill,
-    Wait,
-    decide_kill_unreachable,
-)
-from ..statemachine.triggers import CaseTrigger, KillReason
-from .runtime import TickContext, case_ref, case_view, gpu_ref
+from ..errors import ConflictError, InvalidTransitionError, StaleOutcomeError
+from ..persistence import CaseRecord
+from ..statemachine.decide import Apply
+from ..statemachine.triggers import KillReason
+from .runtime import TickContext
 
 __all__ = [
-    "act_on_case",
-    "act_on_gpu",
     "apply_case_record",
     "apply_case_step",
     "drop_stale",
@@ -130,125 +115,3 @@ def drop_stale(ctx: TickContext, started: CaseRecord, why: StaleOutcomeError | s
     log.warning(
         "case %s: stale outcome for attempt %s dropped (%s)", started.id, started.attempt, why
     )
-
-
-def act_on_case(ctx: TickContext, case: CaseRecord, decision: Decision) -> None:
-    """Carry out a decision about a running case."""
-    if isinstance(decision, Apply):
-        apply_case_step(ctx, case, decision)
-    elif isinstance(decision, MarkStarted):
-        note_case(ctx, case, "job started", started_at=decision.started_at)
-    elif isinstance(decision, RequestKill):
-        _kill_case(ctx, case, decision.reason)
-    elif isinstance(decision, Wait) and case.kill_requested_at is not None:
-        _resend_kill(ctx, case)
-
-
-def _kill_case(ctx: TickContext, case: CaseRecord, reason: KillReason) -> None:
-    host = ctx.host_of_case(case)
-    # Intent first: if we crash after this line, the kill window still runs out and the
-    # GPU is quarantined rather than silently freed.
-    # A case that moved on to another attempt is not this kill's to end.
-    if not _request_kill(ctx, case, reason):
-        return
-    ctx.report.kills += 1
-    if host is None:
-        return
-    try:
-        host.scheduler.kill(case_ref(case))
-    except HostUnreachableError as err:
-        ctx.host_down(host.name, err)
-        fresh = ctx.store.get_case(case.id)
-        step = decide_kill_unreachable(case_view(fresh), ctx.now)
-        apply_case_step(ctx, fresh, step, started=case)
-    except MqiError as err:
-        # e.g. the job ended between poll and kill; the next poll decides.
-        log.info("kill of case %s refused: %s", case.id, err)
-
-
-def _request_kill(ctx: TickContext, case: CaseRecord, reason: KillReason) -> bool:
-    """Record the kill request on the attempt it is for; False if the case moved on."""
-    try:
-        ctx.store.apply(
-            case.id,
-            CaseTrigger.REQUEST_KILL,
-            None,
-            None,
-            evidence=None,
-            now=ctx.now,
-            detail=f"kill requested: {reason}",
-            kill_reason=reason,
-            expected_attempt=case.attempt,
-            expected_label=case.label,
-        )
-    except StaleOutcomeError as err:
-        drop_stale(ctx, case, err)
-        return False
-    except InvalidTransitionError as err:
-        log.info("case %s: no kill requested: %s", case.id, err)
-        return False
-    return True
-
-
-def _resend_kill(ctx: TickContext, case: CaseRecord) -> None:
-    host = ctx.host_of_case(case)
-    if host is None or ctx.health.is_down(host.name, ctx.now):
-        return
-    try:
-        host.scheduler.kill(case_ref(case))
-    except HostUnreachableError as err:
-        ctx.host_down(host.name, err)
-    except MqiError as err:
-        log.debug("re-kill of case %s refused: %s", case.id, err)
-
-
-def _next_zombie_interval(ctx: TickContext, gpu: GpuRecord) -> timedelta:
-    """Double the previous re-kill interval (persisted as next_check - last kill), capped."""
-    backoff = ctx.health.backoff
-    previous = timedelta(0)
-    if gpu.kill_requested_at is not None and gpu.next_check_at is not None:
-        previous = gpu.next_check_at - gpu.kill_requested_at
-    seconds = max(backoff.base_s, previous.total_seconds() * backoff.factor)
-    return timedelta(seconds=min(backoff.cap_s, seconds))
-
-
-def act_on_gpu(ctx: TickContext, gpu: GpuRecord, decision: Decision) -> None:
-    """Carry out a decision about a zombie GPU (recover, or kill again with backoff)."""
-    if isinstance(decision, Apply):
-        try:
-            ctx.store.apply(
-                None,
-                None,
-                gpu.name,
-                decision.gpu_trigger,
-                evidence=decision.evidence,
-                now=ctx.now,
-                detail=decision.reason,
-                expected_label=gpu.job_label,
-            )
-        except (ConflictError, InvalidTransitionError) as err:
-            log.info("zombie %s not recovered this tick: %s", gpu.name, err)
-            return
-        ctx.report.transitions += 1
-        log.info("GPU %s recovered: %s", gpu.name, decision.reason)
-    elif isinstance(decision, RequestKill):
-        if gpu.next_check_at is not None and ctx.now < gpu.next_check_at:
-            return
-        host = ctx.host_of_gpu(gpu)
-        delay = _next_zombie_interval(ctx, gpu)
-        ctx.store.update_gpu(
-            gpu.name,
-            ctx.now,
-            detail="zombie: kill requested again",
-            kill_requested_at=ctx.now,
-            next_check_at=ctx.now + delay,
-        )
-        ctx.report.kills += 1
-        if host is None:
-            return
-        try:
-            host.scheduler.kill(gpu_ref(gpu))
-        except HostUnreachableError as err:
-            ctx.host_down(host.name, err)
-        except MqiError as err:
-            log.info("re-kill on zombie %s refused: %s", gpu.name, err)

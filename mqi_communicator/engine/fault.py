@@ -39,6 +39,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime
 from functools import partial
 
@@ -49,6 +50,7 @@ from ..statemachine.decide import Apply
 from ..statemachine.faults import decide_local_failure
 from .act import apply_case_record, note_case
 from .runtime import TickContext, case_view
+from .transfers import gpu_key
 
 __all__ = [
     "STORAGE_ERRNOS",
@@ -165,20 +167,34 @@ def _record_case_fault(ctx: TickContext, case: CaseRecord, stage: str, err: Exce
     )
 
 
+#: The GPUs whose boundary the running code is inside (per thread: a new thread starts empty).
+_INSIDE: ContextVar[frozenset[str]] = ContextVar("mqi_gpu_boundary", default=frozenset())
+
+
 def guard_gpu(ctx: TickContext, gpu: GpuRecord, stage: str, work: Callable[[], None]) -> bool:
     """Run ``work()`` inside the GPU's boundary; True when it raised nothing.
 
     A GPU still backing off is skipped (False). A check that works after failures
     clears them (a note; a step that moved the GPU already reset them).
+
+    Nested in this GPU's own boundary on the same thread (a re-kill that a check runs
+    inline), ``work`` just runs: the outer boundary counts its error, once. A re-kill
+    beside the tick runs in a thread of its own, so it gets a boundary of its own.
     """
+    if gpu.name in _INSIDE.get():
+        work()
+        return True
     if not is_due(gpu, ctx.now):
         return False
+    inside = _INSIDE.set(_INSIDE.get() | {gpu.name})
     try:
         work()
     except Exception as err:  # the boundary
         gpu_failed(ctx, gpu, stage, err)
         return False
-    if gpu.local_failures:
+    finally:
+        _INSIDE.reset(inside)
+    if gpu.local_failures and not _handed_over(ctx, gpu):
         try:
             ctx.store.update_gpu(
                 gpu.name,
@@ -197,6 +213,16 @@ def guard_gpu(ctx: TickContext, gpu: GpuRecord, stage: str, work: Callable[[], N
         except Exception as err:  # e.g. the database is busy: the next good check clears
             log.warning("GPU %s: could not clear its local errors: %s", gpu.name, err)
     return True
+
+
+def _handed_over(ctx: TickContext, gpu: GpuRecord) -> bool:
+    """The check started a job beside the tick (a re-kill) that settles the count itself.
+
+    Its boundary (another thread) records its error or clears the count when it works;
+    clearing here too could wipe out an error it has just recorded.
+    """
+    key = gpu_key(gpu.name)
+    return ctx.transfers is not None and key not in ctx.held and ctx.transfers.busy(key)
 
 
 def gpu_failed(ctx: TickContext, gpu: GpuRecord, stage: str, err: Exception) -> None:

@@ -17,7 +17,7 @@ from functools import partial
 from ..errors import HostUnreachableError, MqiError, SchedulerUnavailableError
 from ..persistence import CaseRecord, GpuRecord, Store
 from ..persistence.host_health import read_host_health
-from ..remote.protocol import JobRef, JobStatus
+from ..remote.protocol import JobRef
 from ..statemachine.decide import (
     JobObservation,
     Policy,
@@ -25,10 +25,10 @@ from ..statemachine.decide import (
     decide_zombie,
 )
 from ..statemachine.states import CaseState, GpuState
-from .act import act_on_case, act_on_gpu
 from .backoff import Backoff, HostHealth
-from .fault import gpu_failed, guard_case, guard_gpu, is_due, poll_due, poll_failed, poll_worked
+from .fault import guard_case, guard_gpu, is_due, poll_due, poll_failed, poll_worked
 from .health_record import HealthRecorder
+from .kills import act_on_case, act_on_gpu, check_stray, observation, unreachable
 from .lease import new_engine_id
 from .leftovers import leftover_min_age_s
 from .legacy_jobs import claimable_gpus, resolve_hosts
@@ -49,7 +49,7 @@ from .runtime import (
     utcnow,
 )
 from .submit_step import recover_submitting, start_waiting_cases
-from .transfers import TransferPool, merge_report
+from .transfers import TransferPool, gpu_key, merge_report, run_beside
 
 __all__ = ["Reconciler"]
 
@@ -93,12 +93,14 @@ class Reconciler:
         self._retention = RetentionSweeper(
             settings.remote_retention, grace_s=settings.remote_retention_grace_s
         )
-        #: Our uploads' crash leftovers on each SSH host, swept once it answers.
+        #: Our uploads' crash leftovers on each SSH host, swept once it answers and the
+        #: cases caught mid-upload by the crash are recovered.
         self.leftovers = RemoteLeftovers(
             hosts,
             min_age_s=leftover_min_age_s(
                 exclusive=settings.exclusive, transfer_timeout_s=settings.transfer_timeout_s
             ),
+            recovering=store.list_cases([CaseState.SUBMITTING]),
         )
         store.sync_gpus([(g.name, g.host) for g in gpus], clock())
         resolve_hosts(store, gpus, clock())  # jobs adopted from the original system
@@ -126,17 +128,23 @@ class Reconciler:
         cases = self.store.list_cases(_LIVE)
         # A zombie whose checks back off after local errors waits (engine/fault.py).
         zombies = [g for g in rows if g.status is GpuState.ZOMBIE and is_due(g, ctx.now)]
+        # A kill or lookup in flight (engine/kills.py) holds its case and GPU: the tick
+        # acts on neither until it returns, so the GPU stays held whatever a poll says.
+        pool = self.transfers
         running = [c for c in cases if c.status is CaseState.RUNNING]
         observed = self._observe(ctx, running, zombies)
 
         # Each case and GPU runs inside its own fault boundary (engine/fault.py).
         for case in running:
-            obs = observed.get(("case", case.id)) or _unreachable(ctx)
+            if pool.busy(case.id):  # a kill runs, or ended after the rows were read
+                continue
+            obs = observed.get(("case", case.id)) or unreachable(ctx)
             guard_case(ctx, case, "observing", partial(_act_running, ctx, obs))
         for gpu in zombies:
-            # Not observed (host down, poll failed): nothing to decide, nothing proven.
+            # Not observed (host down, poll failed, or its check runs beside the tick):
+            # nothing to decide, nothing proven. A re-kill in flight: when it returns.
             seen = observed.get(("gpu", gpu.name))
-            if seen is not None:
+            if seen is not None and not pool.busy(gpu_key(gpu.name)):
                 guard_gpu(ctx, gpu, "checking the zombie", partial(_act_zombie, ctx, gpu, seen))
         for case in cases:
             if case.status is CaseState.SUBMITTING:
@@ -148,7 +156,7 @@ class Reconciler:
             ):
                 # Busy: its download runs or just ended; no room on its host: a later tick.
                 self.transfers.start(
-                    ctx, case.id, case.host or "", partial(_retrieve, case), "download"
+                    ctx, case.id, case.host or "", partial(_retrieve, case), lane="download"
                 )
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
         start_waiting_cases(ctx, waiting)
@@ -159,6 +167,7 @@ class Reconciler:
     def _observe(
         self, ctx: TickContext, running: list[CaseRecord], zombies: list[GpuRecord]
     ) -> dict[tuple[str, object], JobObservation]:
+        """One poll per host; a zombie with no known job id is checked beside the tick."""
         wanted: dict[str, list[tuple[tuple[str, object], JobRef]]] = defaultdict(list)
         for case in running:
             if case.host in self.hosts:
@@ -168,14 +177,9 @@ class Reconciler:
             # A legacy job is matched by id + label, or by label alone when no id is known.
             if host is not None and (gpu.job_id or gpu.job_origin == "legacy"):
                 wanted[host.name].append((("gpu", gpu.name), gpu_ref(gpu)))
-            elif host is not None and gpu.job_label:
-                try:
-                    found = self._find_stray(ctx, host, gpu)
-                except Exception as err:  # a bug in an adapter: this GPU waits, others go on
-                    gpu_failed(ctx, gpu, "looking up the zombie's job", err)
-                    continue
-                if found is not None:
-                    wanted[host.name].append((("gpu", gpu.name), found))
+            elif host is not None and gpu.job_label and not ctx.health.is_down(host.name, ctx.now):
+                # No id known: its lookup and poll run beside the tick (engine/kills.py).
+                run_beside(ctx, gpu_key(gpu.name), host.name, partial(check_stray, gpu, host))
         out: dict[tuple[str, object], JobObservation] = {}
         # A poll's local errors live in host_health (one home; a restart honours them).
         polls = self.store.read(read_host_health) if wanted else {}
@@ -199,23 +203,8 @@ class Reconciler:
             if rec is not None and rec.poll_failures:
                 poll_worked(ctx, host_name)
             for key, ref in items:
-                out[key] = _observation(ctx, statuses.get(ref))
+                out[key] = observation(ctx, statuses.get(ref))
         return out
-
-    def _find_stray(self, ctx: TickContext, host: HostRuntime, gpu: GpuRecord) -> JobRef | None:
-        """A zombie whose job id we never learned: look it up by label."""
-        assert gpu.job_label is not None
-        try:
-            ref = host.scheduler.find_by_label(gpu.job_label, gpu.job_dir or "")
-        except (HostUnreachableError, SchedulerUnavailableError) as err:
-            ctx.host_down(host.name, err)
-            return None
-        except MqiError as err:
-            log.warning("zombie %s: lookup by label failed: %s", gpu.name, err)
-            return None
-        # Not found while the scheduler answered: poll the label-only ref, which the
-        # adapter reports as absent unless the wrapper's processes still live.
-        return ref or JobRef(job_id="", label=gpu.job_label, remote_dir=gpu.job_dir or "")
 
 
 def _retrieve(case: CaseRecord, ctx: TickContext) -> None:
@@ -229,22 +218,3 @@ def _act_running(ctx: TickContext, obs: JobObservation, case: CaseRecord) -> Non
 
 def _act_zombie(ctx: TickContext, gpu: GpuRecord, obs: JobObservation) -> None:
     act_on_gpu(ctx, gpu, decide_zombie(gpu_view(gpu), obs))
-
-
-def _unreachable(ctx: TickContext) -> JobObservation:
-    return JobObservation(reachable=False, observed_at=ctx.now)
-
-
-def _observation(ctx: TickContext, status: JobStatus | None) -> JobObservation:
-    if status is None:
-        return JobObservation(reachable=True, observed_at=ctx.now, detail="no status returned")
-    return JobObservation(
-        reachable=True,
-        observed_at=ctx.now,
-        state=status.state,
-        exit_code=status.exit_code,
-        processes_gone=status.processes_gone,
-        detail=status.detail,
-        log_tail=status.log_tail,
-        started_at=status.started_at,
-    )

@@ -8,7 +8,10 @@ commands of the python-less protocol. (A kill -9 of the engine alone leaves noth
 the far side reads EOF without the trailer and removes its partial itself.)
 
 :class:`RemoteLeftovers` runs from the tick, once per host of this engine, in the first
-tick where the host is not known to be down: ONE command
+tick where the host is not known to be down and the cases that were ``submitting`` on it
+when the engine started (caught mid-upload by the crash) have been recovered, i.e. are
+no longer ``submitting`` at that attempt: a requeue moves such a case to a new attempt,
+and only then is its old attempt's partial a leftover. ONE command
 (:func:`~mqi_communicator.remote.transfer.far_side_scripts.leftover_sweep_script`)
 removes the entries that
 
@@ -28,9 +31,10 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ..errors import HostUnreachableError
+from ..persistence import CaseRecord
 from ..remote.protocol import remote_case_dir
 from ..remote.transfer.far_side_scripts import leftover_sweep_script
 from ..remote.transport.local import LocalTransport
@@ -49,11 +53,19 @@ _TIMEOUT_S = 600.0
 class RemoteLeftovers:
     """Sweeps each non-local host's ``remote_base`` once (see the module docstring)."""
 
-    def __init__(self, hosts: Mapping[str, HostRuntime], *, min_age_s: float) -> None:
+    def __init__(
+        self,
+        hosts: Mapping[str, HostRuntime],
+        *,
+        min_age_s: float,
+        recovering: Iterable[CaseRecord] = (),
+    ) -> None:
         self._todo = sorted(
             name for name, h in hosts.items() if not isinstance(h.transport, LocalTransport)
         )
         self._min_age_s = min_age_s
+        #: (case id, attempt) -> host of the cases ``submitting`` when the engine started.
+        self._recovering = {(c.id, c.attempt): c.host for c in recovering}
 
     @property
     def pending(self) -> list[str]:
@@ -67,6 +79,15 @@ class RemoteLeftovers:
             return []
         # Read now, after this tick's claims: a partial of a live attempt is never touched.
         live = ctx.store.list_cases(_LIVE)
+        if self._recovering:
+            still = {
+                (c.id, c.attempt) for c in live if c.status is CaseState.SUBMITTING
+            } & self._recovering.keys()
+            self._recovering = {k: self._recovering[k] for k in still}
+            waiting = set(self._recovering.values())
+            due = [n for n in due if n not in waiting]
+            if not due:
+                return []
         keep = "".join(
             posixpath.basename(remote_case_dir("/", c.id, c.attempt)) + "\n" for c in live
         )

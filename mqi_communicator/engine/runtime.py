@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ..persistence import CaseRecord, GpuRecord, Store, case_facts, gpu_facts
 from ..remote.protocol import GpuBinding, JobRef, Scheduler, Transport
@@ -20,6 +20,8 @@ __all__ = [
     "EngineSettings",
     "GpuRuntime",
     "HostRuntime",
+    "JobKey",
+    "Lane",
     "TickContext",
     "TickReport",
     "Transfers",
@@ -34,6 +36,10 @@ log = logging.getLogger("mqi_communicator.engine")
 
 #: Called as ``progress(case_label, bytes_done, bytes_total)`` during transfers.
 TransferProgress = Callable[[str, int, int], None]
+#: What a job beside the tick holds: a case id, or a GPU's key (engine/transfers.py).
+JobKey = int | str
+#: ``upload`` (+ its submit), ``download``: link slots per direction; ``action``: kills, lookups.
+Lane = Literal["upload", "download", "action"]
 
 
 def utcnow() -> datetime:
@@ -112,22 +118,32 @@ class Transfers(Protocol):
     #: Set once the engine is stopping: the transports' abort hook.
     abort: threading.Event
 
-    def busy(self, case_id: int) -> bool:
-        """True while a job works on ``case_id``, or one ended since the tick read its rows."""
+    def in_flight(self, key: JobKey) -> bool:
+        """True while a job of this engine holds ``key`` (a case id or a GPU's key)."""
         ...
 
-    def has_room(self, host: str) -> bool:
-        """True when an upload to ``host`` may start now."""
+    def busy(self, key: JobKey) -> bool:
+        """:meth:`in_flight`, or a job holding ``key`` ended since the tick read its rows."""
+        ...
+
+    def has_room(self, host: str, lane: Lane = "upload") -> bool:
+        """True when a job for ``host`` may start now."""
         ...
 
     def start(
-        self, ctx: TickContext, case_id: int, host: str, job: Callable[[TickContext], None]
+        self,
+        ctx: TickContext,
+        key: JobKey | Iterable[JobKey],
+        host: str,
+        job: Callable[[TickContext], None],
+        *,
+        lane: Lane = "upload",
     ) -> bool:
-        """Run upload ``job`` for ``case_id`` (inline or beside the tick); False: not started."""
+        """Run ``job`` holding ``key`` (inline or beside the tick); False: not started."""
         ...
 
     def bytes_done(self, case_id: int) -> None:
-        """The job of ``case_id`` no longer uses the link (its slot may start another)."""
+        """The transfer of ``case_id`` no longer uses the link (its slot may start another)."""
         ...
 
 
@@ -148,6 +164,8 @@ class TickContext:
     engine_id: str = "engine"
     #: Where transfers run (:class:`~.transfers.TransferPool`); None: inline, unabortable.
     transfers: Transfers | None = None
+    #: The keys the job running in this context holds (empty in the tick itself).
+    held: frozenset[JobKey] = frozenset()
 
     @property
     def abort(self) -> threading.Event | None:

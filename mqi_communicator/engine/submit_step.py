@@ -33,7 +33,7 @@ from .fault import guard_case
 from .lease import LeaseKeeper, keep_lease, take_over
 from .retrieve_step import upload_exclusions, uploaded_note
 from .runtime import HostRuntime, TickContext, case_view
-from .transfers import TransferPool, check_stop
+from .transfers import TransferPool, check_stop, gpu_key, run_beside
 
 __all__ = ["recover_submitting", "start_waiting_cases"]
 
@@ -199,15 +199,28 @@ def _submit_failed(
 
 
 def recover_submitting(ctx: TickContext, case: CaseRecord) -> None:
-    """A ``submitting`` case nobody is working on: find its job by label, or release."""
+    """A ``submitting`` case nobody is working on: find its job by label, or release.
+
+    The lookup (and the revoke) run beside the tick (:func:`~.transfers.run_beside`),
+    holding the case and its GPU: a host that hangs stalls no other case.
+    """
     if ctx.transfers is not None and ctx.transfers.busy(case.id):
-        return  # our own upload or submit runs, or just ended: this row is stale
+        return  # our own upload, submit or lookup runs, or just ended: this row is stale
     host = ctx.host_of_case(case)
     if host is None or case.label is None or case.remote_dir is None:
         log.error("case %s is submitting on an unknown host %r; waiting", case.id, case.host)
         return
     if ctx.health.is_down(host.name, ctx.now):
         return
+    keys = (case.id, gpu_key(case.gpu_name)) if case.gpu_name else case.id
+    run_beside(ctx, keys, host.name, partial(_recover_guarded, case, host))
+
+
+def _recover_guarded(case: CaseRecord, host: HostRuntime, ctx: TickContext) -> None:
+    guard_case(ctx, case, "recovering", partial(_take_and_recover, ctx, host))
+
+
+def _take_and_recover(ctx: TickContext, host: HostRuntime, case: CaseRecord) -> None:
     # Another engine's live lease means its upload or submit still runs: hands off.
     leased = take_over(ctx, case, grace_without_lease=True)
     if leased is None:

@@ -27,6 +27,15 @@ What stays exactly as safe as inline:
 - A job gets its own :class:`TickContext` (its own report and ``now``, read when it
   starts); its report is folded into the next tick's.
 
+Kills and lookups (``scheduler.kill``, ``find_by_label``, the zombie checks) are
+short remote commands, but over a link that hangs each one blocks for up to its
+scheduler timeout. They run here too (:func:`run_beside`), in a lane of their own: they
+never queue behind a transfer, and have the same limits, counted apart (at most
+``max_per_host`` per host and ``max_parallel`` in all). A job holds keys: its case id
+and/or ``gpu_key(name)`` of the GPU it acts on; a key is held by one job at a time (one
+kill or lookup per case and per GPU), and the tick does not act on a case or GPU whose
+key is held (a kill in flight keeps its GPU held; engine/reconcile.py).
+
 Stopping: :meth:`TransferPool.stop` sets :attr:`TransferPool.abort`, the transports'
 abort hook (:mod:`~mqi_communicator.remote.transfer.abort`): streams stop within a chunk, the
 submit step sends nothing after it (:func:`check_stop`), and
@@ -40,15 +49,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
 
 from ..errors import TransferAborted
-from .runtime import TickContext, TickReport, TransferProgress, utcnow
+from .runtime import JobKey, Lane, TickContext, TickReport, TransferProgress, utcnow
 
-__all__ = ["STOP_GRACE_S", "Direction", "TransferPool", "check_stop", "merge_report"]
+__all__ = [
+    "STOP_GRACE_S",
+    "JobKey",
+    "Lane",
+    "TransferPool",
+    "check_stop",
+    "gpu_key",
+    "merge_report",
+    "run_beside",
+]
 
 log = logging.getLogger("mqi_communicator.engine")
 
@@ -58,8 +75,27 @@ STOP_GRACE_S = 5.0
 
 #: A step that runs beside the tick, given its own context.
 Job = Callable[[TickContext], None]
-#: Which way a job's bytes flow; each direction of a host's link has its own slots.
-Direction = Literal["upload", "download"]
+
+
+def gpu_key(name: str | None) -> str:
+    """The key of the GPU ``name`` in the pool (case ids are ints, so never equal)."""
+    return f"gpu:{name}"
+
+
+@dataclass(frozen=True)
+class _Slot:
+    keys: frozenset[JobKey]
+    host: str
+    lane: Lane
+
+
+def _keys(key: JobKey | Iterable[JobKey]) -> frozenset[JobKey]:
+    return frozenset((key,)) if isinstance(key, int | str) else frozenset(key)
+
+
+def _name(keys: frozenset[JobKey]) -> str:
+    """``case 5``, ``gpu:host/gpu0``, or both: how the log names a job."""
+    return " ".join(sorted(f"case {k}" if isinstance(k, int) else k for k in keys))
 
 
 class TransferPool:
@@ -71,6 +107,8 @@ class TransferPool:
         on_done: Called (from the job's thread) when a job gives its slot back or ends:
             the run loop ticks at once, as a freed slot may let a waiting case start.
         clock: Gives each job its ``now`` when it starts.
+        spawn: Runs ``(work, name)`` beside the caller (default: a daemon thread). A
+            test may defer ``work`` to run it at a moment it chooses.
     """
 
     def __init__(
@@ -80,6 +118,7 @@ class TransferPool:
         *,
         on_done: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        spawn: Callable[[Callable[[], None], str], None] | None = None,
     ) -> None:
         if max_parallel < 0 or max_per_host < 1:
             raise ValueError("max_parallel must be >= 0 and max_per_host >= 1")
@@ -91,11 +130,14 @@ class TransferPool:
         self.finished = threading.Event()
         self._on_done = on_done
         self._clock = clock
+        self._spawn = spawn or _thread
         self._cond = threading.Condition()
-        self._jobs: dict[int, str] = {}  # case id -> host, while its job runs
-        self._slots: dict[int, tuple[str, Direction]] = {}  # jobs whose bytes still flow
-        #: Cases whose job ended since the last :meth:`snapshot` (their rows changed).
-        self._ended: set[int] = set()
+        self._jobs: dict[int, _Slot] = {}  # by a serial number
+        self._serial = 0
+        #: Transfer jobs whose bytes are done (:meth:`bytes_done`): no link slot, keys held.
+        self._freed: set[int] = set()
+        #: Keys whose job ended since the last :meth:`snapshot` (their rows changed).
+        self._ended: set[JobKey] = set()
         self._reports: list[TickReport] = []
         self._progress_lock = threading.Lock()
 
@@ -104,93 +146,103 @@ class TransferPool:
         """True when jobs run in the tick itself (``max_parallel`` 0)."""
         return self.max_parallel == 0
 
-    def in_flight(self, case_id: int) -> bool:
-        """True while a job of this engine works on ``case_id``."""
+    def in_flight(self, key: JobKey) -> bool:
+        """True while a job of this engine holds ``key`` (a case id, or a :func:`gpu_key`)."""
         with self._cond:
-            return case_id in self._jobs
+            return any(key in slot.keys for slot in self._jobs.values())
 
-    def running(self) -> dict[int, str]:
-        """The cases with a job in flight, and their hosts."""
+    def running(self) -> dict[JobKey, str]:
+        """The keys held by jobs in flight, and their hosts."""
         with self._cond:
-            return dict(self._jobs)
+            return {key: slot.host for slot in self._jobs.values() for key in slot.keys}
 
     def snapshot(self) -> None:
         """Mark the moment the tick reads its rows (see :meth:`busy`)."""
         with self._cond:
             self._ended.clear()
 
-    def busy(self, case_id: int) -> bool:
-        """True while a job works on ``case_id``, or when one ended since :meth:`snapshot`.
+    def busy(self, key: JobKey) -> bool:
+        """True while a job holds ``key``, or when one that held it ended since :meth:`snapshot`.
 
-        A row read before such a job ended no longer says what the case is; the next
-        tick (woken by the job's end) reads it again.
+        A row read before such a job ended no longer says what the case (or GPU) is; the
+        next tick (woken by the job's end) reads it again.
         """
         with self._cond:
-            return case_id in self._jobs or case_id in self._ended
+            return key in self._ended or any(key in slot.keys for slot in self._jobs.values())
 
-    def has_room(self, host: str, direction: Direction = "upload") -> bool:
+    def has_room(self, host: str, lane: Lane = "upload") -> bool:
         """True when a job for ``host`` may start now (never once stopping)."""
         if self.abort.is_set():
             return False
         if self.inline:
             return True
         with self._cond:
-            return self._room(host, direction)
+            return self._room(host, lane)
 
-    def _room(self, host: str, direction: Direction) -> bool:
-        same_way = Counter(self._slots.values())
-        return (
-            len(self._slots) < self.max_parallel and same_way[(host, direction)] < self.max_per_host
-        )
+    def _room(self, host: str, lane: Lane) -> bool:
+        if lane == "action":  # kills and lookups: their own count, same limits
+            mine = [s.host for s in self._jobs.values() if s.lane == "action"]
+            return len(mine) < self.max_parallel and Counter(mine)[host] < self.max_per_host
+        # Link slots: every transfer whose bytes still flow, per host and direction.
+        flowing = [
+            (s.host, s.lane)
+            for n, s in self._jobs.items()
+            if s.lane != "action" and n not in self._freed
+        ]
+        return len(flowing) < self.max_parallel and Counter(flowing)[host, lane] < self.max_per_host
 
     def start(
         self,
         ctx: TickContext,
-        case_id: int,
+        key: JobKey | Iterable[JobKey],
         host: str,
         job: Job,
-        direction: Direction = "upload",
+        *,
+        lane: Lane = "upload",
     ) -> bool:
-        """Run ``job`` for ``case_id`` on ``host``: inline, or in a thread of the pool.
+        """Run ``job``, holding ``key`` (one or several), on ``host``: inline or beside.
 
-        Returns False, running nothing, when stopping, when the case already has a job,
-        or when the pool has no room for ``host`` in ``direction``.
+        Returns False, running nothing, when stopping, when a key is held by another
+        job, or when the pool has no room for ``host`` in ``lane``.
         """
         if self.abort.is_set():
             return False
+        keys = _keys(key)
+        name = _name(keys)
         with self._cond:
-            if case_id in self._jobs or not (self.inline or self._room(host, direction)):
+            held = any(keys & slot.keys for slot in self._jobs.values())
+            if held or not (self.inline or self._room(host, lane)):
                 return False
-            self._jobs[case_id] = host
-            if not self.inline:
-                self._slots[case_id] = (host, direction)
+            self._serial += 1
+            serial = self._serial
+            self._jobs[serial] = _Slot(keys, host, lane)
         if self.inline:
             try:
-                _guarded(job, ctx, case_id, inline=True)
+                _guarded(job, replace(ctx, held=ctx.held | keys), name, inline=True)
             finally:
                 with self._cond:
-                    del self._jobs[case_id]
+                    del self._jobs[serial]
                     self._cond.notify_all()
             return True
-        job_ctx = replace(ctx, now=self._clock(), report=TickReport(), progress=self._progress(ctx))
-        thread = threading.Thread(
-            target=self._run,
-            args=(job, job_ctx, case_id),
-            name=f"mqi-transfer-case-{case_id}",
-            daemon=True,
+        job_ctx = replace(
+            ctx, now=self._clock(), report=TickReport(), progress=self._progress(ctx), held=keys
         )
-        thread.start()
+        self._spawn(
+            lambda: self._run(job, job_ctx, serial, name), f"mqi-{lane}-{name.replace(' ', '-')}"
+        )
         return True
 
     def bytes_done(self, case_id: int) -> None:
-        """The job of ``case_id`` no longer uses the link: its slot may start another.
+        """The transfer of ``case_id`` no longer uses the link: its slot may start another.
 
         The case stays :meth:`busy` until the job ends (its submit still runs).
         """
         with self._cond:
-            freed = self._slots.pop(case_id, None) is not None
+            mine = {n for n, s in self._jobs.items() if case_id in s.keys and s.lane != "action"}
+            fresh = mine - self._freed
+            self._freed |= fresh
             self._cond.notify_all()
-        if freed:
+        if fresh:
             self._wake()
 
     def _wake(self) -> None:
@@ -198,14 +250,14 @@ class TransferPool:
         if self._on_done is not None:
             self._on_done()
 
-    def _run(self, job: Job, ctx: TickContext, case_id: int) -> None:
+    def _run(self, job: Job, ctx: TickContext, serial: int, name: str) -> None:
         try:
-            _guarded(job, ctx, case_id, inline=False)
+            _guarded(job, ctx, name, inline=False)
         finally:
             with self._cond:
-                del self._jobs[case_id]
-                self._slots.pop(case_id, None)
-                self._ended.add(case_id)
+                slot = self._jobs.pop(serial)
+                self._freed.discard(serial)
+                self._ended |= slot.keys
                 self._reports.append(ctx.report)
                 self._cond.notify_all()
             self._wake()
@@ -239,9 +291,9 @@ class TransferPool:
         idle = self.wait_idle(grace_s)
         if not idle:
             log.warning(
-                "transfers of cases %s did not end within %.1f s of the stop; left to the "
+                "jobs on %s did not end within %.1f s of the stop; left to the "
                 "next start's recovery",
-                sorted(self.running()),
+                sorted(map(str, self.running())),
                 grace_s,
             )
         return idle
@@ -251,17 +303,36 @@ class TransferPool:
         self.abort.clear()
 
 
-def _guarded(job: Job, ctx: TickContext, case_id: int, *, inline: bool) -> None:
+def _thread(work: Callable[[], None], name: str) -> None:
+    threading.Thread(target=work, name=name, daemon=True).start()
+
+
+def _guarded(job: Job, ctx: TickContext, name: str, *, inline: bool) -> None:
     try:
         job(ctx)
     except TransferAborted as err:
-        log.info("case %s: %s; the next start picks the case up", case_id, err)
+        log.info("%s: %s; the next start picks it up", name, err)
     except Exception as err:
         if inline:
             raise  # as before the pool: the tick fails and the run loop logs it
         # A thread has nobody to raise to: log in full, and count it in the report.
-        log.exception("case %s: transfer step failed", case_id)
-        ctx.report.errors.append(f"case {case_id}: {type(err).__name__}: {err}")
+        log.exception("%s: step beside the tick failed", name)
+        ctx.report.errors.append(f"{name}: {type(err).__name__}: {err}")
+
+
+def run_beside(ctx: TickContext, key: JobKey | Iterable[JobKey], host: str, job: Job) -> bool:
+    """Run a kill or lookup (``job``) beside the tick, holding ``key``; False: not now.
+
+    Inside a job that already holds every key (a zombie check that then kills), and
+    without a pool, ``job`` runs at once. Nothing is sent once the engine is stopping:
+    the intent recorded before this call makes the next start do it.
+    """
+    if ctx.abort is not None and ctx.abort.is_set():
+        return False
+    if ctx.transfers is None or _keys(key) <= ctx.held:
+        job(ctx)
+        return True
+    return ctx.transfers.start(ctx, key, host, job, lane="action")
 
 
 def check_stop(ctx: TickContext, what: str) -> None:

@@ -150,9 +150,10 @@ def test_start_removes_our_old_partial_uploads_on_an_ssh_host_and_nothing_else(
     live = _tree(base / f"mqic_case_{other.id}_a{other.attempt}.partial-00000000eeee", HOUR)
     kept.append(live)
 
-    comm.tick()  # recovers "big" (not found by label: a new attempt), then sweeps
-
-    assert comm.reconciler.leftovers.pending == []
+    # The sweep waits for "big"'s recovery (not found by label: a new attempt, beside the
+    # tick), which turns its old attempt's partial into a leftover.
+    tick_until(comm, lambda: comm.reconciler.leftovers.pending == [], "recovered, then swept")
+    assert comm.case(old.id).attempt > old.attempt
     for path in removed:
         assert not os.path.lexists(path), path
     for path in kept:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mqi_communicator.engine.act import act_on_case
 from mqi_communicator.engine.backoff import HostHealth
+from mqi_communicator.engine.kills import act_on_case
 from mqi_communicator.engine.runtime import EngineSettings, TickContext, TickReport
 from mqi_communicator.migrations.api import upgrade
 from mqi_communicator.persistence import CaseRecord, Store

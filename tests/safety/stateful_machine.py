@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from hypothesis.stateful import (
 )
 
 from mqi_communicator.engine import EngineSettings, GpuRuntime, HostRuntime, Reconciler
+from mqi_communicator.engine.transfers import TransferPool
 from mqi_communicator.operations import cancel_case
 from mqi_communicator.persistence import CaseRecord, GpuRecord, Store
 from mqi_communicator.remote.protocol import GpuBinding
@@ -82,6 +84,10 @@ class SafetyMachine(OracleChecks, BoundaryRules, RuleBasedStateMachine):
         self.superseded: dict[int, str] = {}
         #: Steps the guards refused (the engine logs and drops them): must stay empty.
         self.refused: list[str] = []
+        #: Pooled engine (``engine_mode``): its kills and lookups wait here, with the
+        #: time they were started, until ``beside_job_returns`` runs them.
+        self.pooled = False
+        self.pending: list[tuple[datetime, Callable[[], None]]] = []
         self._open()
         STATS["examples"] += 1
 
@@ -104,13 +110,31 @@ class SafetyMachine(OracleChecks, BoundaryRules, RuleBasedStateMachine):
             ),
             clock=self.clock,
             backoff=BACKOFF,
+            transfers=self._pool() if self.pooled else None,
         )
+
+    def _pool(self) -> TransferPool:
+        """The engine's real pool, whose kills and lookups return when a rule says so."""
+
+        def spawn(work: Callable[[], None], name: str) -> None:
+            if name.startswith("mqi-action"):
+                self.pending.append((self.clock(), work))
+            else:
+                work()  # a transfer: done before the tick goes on, as inline
+
+        return TransferPool(2, 2, clock=self.clock, spawn=spawn)
 
     def _crash(self) -> None:
         """Drop the reconciler and the store; rebuild both from the database file alone."""
         STATS["crashes"] += 1
+        self.pending.clear()  # the process died: so did the calls in flight
         self.store.close()
         self._open()
+
+    def drain_beside(self) -> None:
+        """Every kill and lookup in flight returns (the healed world answers them)."""
+        while self.pending:
+            self.pending.pop(0)[1]()
 
     def _step(self) -> None:
         STATS["steps"] += 1
@@ -122,6 +146,41 @@ class SafetyMachine(OracleChecks, BoundaryRules, RuleBasedStateMachine):
     def warm_start(self, cases: int) -> None:
         """Start cold, or with one or two cases already claimed and submitted."""
         self._warm(cases)
+
+    @initialize(pooled=st.booleans())
+    def engine_mode(self, pooled: bool) -> None:
+        """Inline (``max_parallel`` 0), or pooled: kills and lookups run beside the tick."""
+        if pooled:
+            STATS["pooled"] += 1
+            self.pooled = True
+            self.store.close()
+            self._open()  # a restart, between ticks
+
+    @precondition(lambda self: bool(self.pending))
+    @rule(
+        pick=st.integers(0, 3),
+        then=st.sampled_from(["returns", "returns", "host drops", "crash before", "crash after"]),
+    )
+    @traced
+    def beside_job_returns(self, pick: int, then: str) -> None:
+        """A kill or lookup started beside an earlier tick returns now (in any order); the
+        host may drop at its call, or the engine die before or after it."""
+        self._step()
+        started, work = self.pending.pop(pick % len(self.pending))
+        if self.clock() > started:
+            self.reached.add("beside_job_after_ticks")
+        w = self.world
+        if then == "host drops":
+            w.drop_countdown = 0
+        elif then.startswith("crash"):
+            w.crash_countdown, w.crash_after_effect = 0, then == "crash after"
+        try:
+            work()
+        except SimulatedCrash:
+            self._crash()
+        finally:
+            w.crash_countdown = w.drop_countdown = None
+        self.busy = False
 
     def _warm(self, cases: int) -> None:
         for _ in range(cases):

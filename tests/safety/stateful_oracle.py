@@ -50,6 +50,7 @@ class OracleChecks:
     reached: set[str]
     refused: list[str]
     remember_attempts: Callable[[list[CaseRecord], list[TransitionRecord]], None]
+    drain_beside: Callable[[], None]
 
     # -- invariants ----------------------------------------------------------------------
     @invariant()
@@ -127,6 +128,7 @@ class OracleChecks:
         if all(g.offline_requested for g in self.store.list_gpus()):
             self.store.set_gpu_offline(GPUS[0], self.clock(), False)
         bound = heal_bound(len(self.case_ids))
+        self.drain_beside()
         for used in range(bound + 1):
             self._settle_jobs()
             cases, gpus = self.store.list_cases(), self.store.list_gpus()
@@ -142,6 +144,7 @@ class OracleChecks:
                 break
             self.clock.now += timedelta(minutes=10)
             self.reconciler.tick()
+            self.drain_beside()  # a pooled engine's kills and lookups return
             broken = safety(self.store.list_gpus(), w) + self.refused
             assert not broken, "while healing: " + "\n".join(broken)
         raise AssertionError(f"not home after {bound} healed ticks:\n{rows_text(self.store)}")

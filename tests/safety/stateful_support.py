@@ -58,6 +58,7 @@ STATS: dict[str, int] = {
     "rules": 0,  # every rule run
     "steps": 0,  # rules that touch the database (engine, operator, crash)
     "crashes": 0,
+    "pooled": 0,  # examples whose engine ran kills and lookups beside the tick
     "max_heal_ticks": 0,
     "stale_refused": 0,  # stale outcomes the store refused
     "lease_expired": 0,  # second engines that ran after this engine's leases expired

@@ -36,6 +36,8 @@ REQUIRED = (
     "forged_marker",
     "detached_descendant",
     "stale_outcome_refused",
+    # kills and lookups beside the tick (a pooled engine): one returned ticks later
+    "beside_job_after_ticks",
 ) + (("second_engine_mid_tick", "second_engine_after_lease_expired") if CAS_MERGED else ())
 
 
