@@ -22,8 +22,10 @@ removes the entries that
   keeps its partials whatever their age (this engine's uploads in flight, and those of
   another engine holding the case's lease, are all of live cases).
 
-A host that cannot be reached is marked down (start is not held up) and swept once it
-answers; any other failure is logged and left to the next start. ``local``-transport
+The command runs beside the tick (:func:`~.transfers.run_beside`, key ``sweep:<host>``):
+a far side that hangs holds up no tick. A host that cannot be reached is marked down
+(start is not held up) and swept once it answers; any other failure is logged and left
+to the next start. ``local``-transport
 hosts are swept by :mod:`~.leftovers` before the first tick.
 """
 
@@ -31,7 +33,9 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import threading
 from collections.abc import Iterable, Mapping
+from functools import partial
 
 from ..errors import HostUnreachableError
 from ..persistence import CaseRecord
@@ -41,6 +45,7 @@ from ..remote.transport.local import LocalTransport
 from ..statemachine import TERMINAL_CASE_STATES, CaseState
 from ..textsafe import printable
 from .runtime import HostRuntime, TickContext
+from .transfers import run_beside
 
 __all__ = ["RemoteLeftovers"]
 
@@ -66,17 +71,22 @@ class RemoteLeftovers:
         self._min_age_s = min_age_s
         #: (case id, attempt) -> host of the cases ``submitting`` when the engine started.
         self._recovering = {(c.id, c.attempt): c.host for c in recovering}
+        self._running: set[str] = set()  # hosts whose sweep runs beside the tick
+        self._lock = threading.Lock()
 
     @property
     def pending(self) -> list[str]:
-        """The hosts not swept yet."""
-        return list(self._todo)
+        """The hosts not swept yet (a sweep that runs now included)."""
+        with self._lock:
+            return sorted({*self._todo, *self._running})
 
-    def sweep(self, ctx: TickContext) -> list[str]:
-        """Sweep the hosts still to do that are not down; the removed paths."""
-        due = [n for n in self._todo if n in ctx.hosts and not ctx.health.is_down(n, ctx.now)]
+    def sweep(self, ctx: TickContext) -> None:
+        """Start the sweep of each host still to do that is due (see the module docstring)."""
+        with self._lock:
+            todo = list(self._todo)
+        due = [n for n in todo if n in ctx.hosts and not ctx.health.is_down(n, ctx.now)]
         if not due:
-            return []
+            return
         # Read now, after this tick's claims: a partial of a live attempt is never touched.
         live = ctx.store.list_cases(_LIVE)
         if self._recovering:
@@ -87,29 +97,45 @@ class RemoteLeftovers:
             waiting = set(self._recovering.values())
             due = [n for n in due if n not in waiting]
             if not due:
-                return []
+                return
         keep = "".join(
             posixpath.basename(remote_case_dir("/", c.id, c.attempt)) + "\n" for c in live
         )
-        removed: list[str] = []
         for name in due:
-            removed += self._sweep_host(ctx, ctx.hosts[name], keep)
-        return removed
+            with self._lock:
+                self._todo.remove(name)
+                self._running.add(name)
+            job = partial(self._sweep_host, ctx.hosts[name], keep)
+            if not run_beside(ctx, f"sweep:{name}", name, job):  # no room, or stopping
+                self._done(name, again=True)
 
-    def _sweep_host(self, ctx: TickContext, host: HostRuntime, keep: str) -> list[str]:
+    def _done(self, name: str, *, again: bool) -> None:
+        with self._lock:
+            self._running.discard(name)
+            if again:
+                self._todo.append(name)
+
+    def _sweep_host(self, host: HostRuntime, keep: str, ctx: TickContext) -> None:
+        """Run the sweep on ``host`` (beside the tick); each removal is logged."""
+        again = False
+        try:
+            self._sweep(ctx, host, keep)
+        except HostUnreachableError as err:
+            ctx.host_down(host.name, err)  # swept once it answers
+            again = True
+        finally:
+            self._done(host.name, again=again)
+
+    def _sweep(self, ctx: TickContext, host: HostRuntime, keep: str) -> list[str]:
         script = leftover_sweep_script(host.remote_base, self._min_age_s)
         try:
             result = host.transport.run(script, timeout=_TIMEOUT_S, stdin=keep.encode())
-        except HostUnreachableError as err:
-            ctx.host_down(host.name, err)  # swept once it answers
-            return []
-        except Exception as err:  # refused, or a bug: never let it stop the tick
-            result = None
+        except HostUnreachableError:
+            raise
+        except Exception as err:  # refused, or a bug: never let it stop the engine
             log.warning(
                 "host %s: leftover sweep failed (%s); next start tries again", host.name, err
             )
-        self._todo.remove(host.name)
-        if result is None:
             return []
         if result.exit_code != 0:
             log.warning(

@@ -9,6 +9,10 @@ directory ``<remote_dir>.mqi/`` once a case ended:
 * ``delete``: removed for every ended case;
 * ``keep``: never removed (the operator cleans up).
 
+The removal itself (two ``rm -rf`` over the host's transport, up to 10 minutes each on
+a slow far side) runs beside the tick (:func:`~.transfers.run_beside`, holding the case's
+key), so a host that hangs stalls no other case; the case is marked settled by that job.
+
 A removal waits ``engine.remote_retention_grace_s`` (default 10 minutes) after the case
 ended, so ``cases log`` (and a ``--follow`` reaching the end) still reads the job log.
 The markers are the evidence that a job is gone, so a folder is removed only when the
@@ -30,12 +34,14 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 from ..errors import HostUnreachableError, MqiError
 from ..persistence import CaseRecord
 from ..persistence.store_retention import mark_remote_done, pending_remote_cleanup
 from ..statemachine import CaseState, GpuState
-from .runtime import TickContext
+from .runtime import HostRuntime, TickContext
+from .transfers import run_beside
 
 __all__ = ["SWEEP_EVERY_S", "RetentionSweeper", "wants_removal"]
 
@@ -65,7 +71,11 @@ class RetentionSweeper:
         self._next: datetime | None = None
 
     def sweep(self, ctx: TickContext) -> int:
-        """Settle what is due (after a busy tick, else every ``SWEEP_EVERY_S``); how many."""
+        """Settle what is due (after a busy tick, else every ``SWEEP_EVERY_S``).
+
+        Returns how many cases it settled in the tick (kept folders); removals settle
+        their case from beside the tick when they end.
+        """
         # Due after a tick that moved something (a case may have just ended), else timed.
         due = self._next is None or ctx.now >= self._next or ctx.report.busy
         if self.policy == "keep" or not due:
@@ -103,17 +113,23 @@ class RetentionSweeper:
             return self._mark(ctx, case, f"remote folder {remote} kept: host not configured")
         if ctx.health.is_down(host.name, ctx.now):
             return False
+        # Not started (no room, stopping, or its removal still runs): a later sweep.
+        run_beside(ctx, case.id, host.name, partial(self._remove, case, host))
+        return False
+
+    def _remove(self, case: CaseRecord, host: HostRuntime, ctx: TickContext) -> None:
+        remote = case.remote_dir or ""
         try:
             host.transport.remove_tree(remote, timeout=_REMOVE_TIMEOUT_S)
-            host.transport.remove_tree(marker_dir, timeout=_REMOVE_TIMEOUT_S)
+            host.transport.remove_tree(f"{remote}.mqi", timeout=_REMOVE_TIMEOUT_S)
         except HostUnreachableError as err:
             ctx.host_down(host.name, err)
-            return False
+            return
         except (MqiError, ValueError) as err:
             log.warning("case %s: removing %s failed (%s); will try again", case.id, remote, err)
-            return False
+            return
         log.info("case %s: removed remote folder %s (%s)", case.id, remote, self.policy)
-        return self._mark(ctx, case, f"remote folder {remote} removed ({self.policy})")
+        self._mark(ctx, case, f"remote folder {remote} removed ({self.policy})")
 
     @staticmethod
     def _mark(ctx: TickContext, case: CaseRecord, detail: str) -> bool:

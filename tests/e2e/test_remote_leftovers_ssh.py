@@ -171,8 +171,13 @@ def test_a_host_down_at_start_is_swept_once_it_answers(
     leftover = _tree(e2e.remote_base / "mqic_case_5_a1.partial-0a1b2c3d4e5f", HOUR)
     live_sshd.stop()
     comm = e2e.communicator(e2e.load(config_path))
-    report = comm.tick()  # start is not held up by the host
-    assert report.unreachable_hosts == ["gpu-server"]
+    comm.tick()  # the sweep runs beside the tick: start is not held up by the host
+
+    def down() -> bool:
+        health = comm.host_health().get("gpu-server")
+        return health is not None and not health.up
+
+    tick_until(comm, down, "the sweep found the host down")
     assert leftover.exists()
     assert comm.reconciler.leftovers.pending == ["gpu-server"]
     live_sshd.start()

@@ -1,7 +1,8 @@
 """Real transports and schedulers with a hook before the real call (no fakes of the work).
 
 ``HookedTransport`` runs ``before_upload(local_dir, remote_dir)`` and then the real
-upload (``before_download(remote_dir, local_dir)`` likewise, when given); the hook may
+upload (``before_download(remote_dir, local_dir)`` and ``before_remove(remote_dir)``
+likewise, when given); the hook may
 block (a gate the test opens), act on the database as another engine would, or raise to
 stand for a transfer that broke. ``HookedScheduler`` does the same before ``submit``.
 :class:`DelegatingTransport` forwards everything else (and is the base of any test
@@ -74,6 +75,9 @@ class DelegatingTransport:
             remote_dir, local_dir, progress=progress, timeout=timeout, abort=abort
         )
 
+    def remove_tree(self, remote_dir: str, *, timeout: float = 600.0) -> None:
+        self.inner.remove_tree(remote_dir, timeout=timeout)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -86,10 +90,12 @@ class HookedTransport(DelegatingTransport):
         inner: Transport,
         before_upload: Callable[[Path, str], None],
         before_download: Callable[[str, Path], None] | None = None,
+        before_remove: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(inner)
         self.before_upload = before_upload
         self.before_download = before_download
+        self.before_remove = before_remove
 
     def upload_tree(self, local_dir: Path, remote_dir: str, **options: Any) -> TransferReport:
         self.before_upload(local_dir, remote_dir)
@@ -99,6 +105,11 @@ class HookedTransport(DelegatingTransport):
         if self.before_download is not None:
             self.before_download(remote_dir, local_dir)
         return super().download_tree(remote_dir, local_dir, **options)
+
+    def remove_tree(self, remote_dir: str, *, timeout: float = 600.0) -> None:
+        if self.before_remove is not None:
+            self.before_remove(remote_dir)
+        super().remove_tree(remote_dir, timeout=timeout)
 
 
 @dataclass

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mqi_communicator import CaseState, GpuState
+from mqi_communicator.engine.build import build_hosts
+from mqi_communicator.engine.runtime import HostRuntime
+from tests.infra.hooked import HookedTransport
 from tests.infra.processes import group_alive
 
 from .conftest import Workspace, status_is, tick_until
@@ -116,3 +122,44 @@ def test_a_zombie_gpu_keeps_its_failed_cases_folder_until_released_on_evidence(
     tick_until(again, lambda: again.gpus()[0].status is GpuState.AVAILABLE, "released")
     tick_until(again, lambda: not folder.exists() and not markers.exists(), "removed")
     assert again.case(case.id).remote_done == str(folder)
+
+
+def test_a_removal_that_hangs_stalls_no_other_case(ws: Workspace) -> None:
+    """The far side's ``rm`` of an ended case's folder runs beside the tick: while it
+    hangs, the next case is claimed, run and retrieved (on the code before, the removal
+    ran in the tick, and no tick ended until it did)."""
+    config = ws.config(gpus=2, engine={"remote_retention_grace_s": 0})
+    entered, gate = threading.Event(), threading.Event()
+
+    def before_remove(remote_dir: str) -> None:
+        if Path(remote_dir).name.startswith("mqic_case_1_"):
+            entered.set()
+            assert gate.wait(120)
+
+    (real,) = build_hosts(config).values()
+    hooked = HookedTransport(real.transport, lambda *_: None, before_remove=before_remove)
+    host = HostRuntime(real.name, hooked, real.scheduler, real.remote_base)
+    comm = ws.communicator(config, hosts={real.name: host}, watch=False)
+    first = comm.register(ws.drop_case("first"))
+    # The reconciler's own ticks: Communicator.tick waits for the jobs beside it to end.
+    ticks = comm.reconciler.tick
+    try:
+        _until(ticks, status_is(comm, first.id, CaseState.COMPLETED), "first completed")
+        _until(ticks, entered.is_set, "the first case's removal started (and hangs)")
+        second = comm.register(ws.drop_case("second"))
+        _until(ticks, status_is(comm, second.id, CaseState.COMPLETED), "second completed")
+        folder, markers = _remote(ws, comm.case(first.id).remote_dir)
+        assert folder.exists() and markers.exists() and comm.case(first.id).remote_done is None
+    finally:
+        gate.set()
+    tick_until(comm, lambda: not folder.exists() and not markers.exists(), "first removed")
+    tick_until(comm, lambda: comm.case(first.id).remote_done is not None, "first settled")
+
+
+def _until(tick: Callable[[], object], cond: Callable[[], bool], what: str) -> None:
+    """Tick until ``cond`` holds, within a generous bound (a wait, not a speed test)."""
+    deadline = time.monotonic() + 60
+    while not cond():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        tick()
+        time.sleep(0.05)
