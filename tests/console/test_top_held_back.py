@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from rich.console import Console
 
 from mqi_communicator.console import take_snapshot
 from mqi_communicator.console.render import render_screen
 from tests.e2e.crash_support import console_script
+from tests.service import conftest as service_conftest
 from tests.service.conftest import Workspace
 from tests.service.held_case import (
     ERROR_START,
@@ -30,14 +28,7 @@ from tests.service.held_case import (
 
 from .tmux import Tmux
 
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    space = Workspace(tmp_path)
-    yield space
-    for comm in space.comms:
-        comm.close()
-    space.kill_leftover_jobs()
+ws = service_conftest.ws  # the same workspace fixture as tests/service's
 
 
 def test_top_shows_a_held_back_case_its_error_tries_and_next_attempt(ws: Workspace) -> None:

@@ -56,11 +56,13 @@ def hold_back_a_case(ws: Workspace, backoff_s: float = 600.0) -> tuple[Communica
     return comm, case.id
 
 
-def config_file(ws: Workspace, comm: Communicator, **extra: Any) -> Path:
+def config_file(
+    ws: Workspace, comm: Communicator, results_dir: str = HOSTILE_RESULTS, **extra: Any
+) -> Path:
     """The workspace's config as a file, for the CLI (the engine's database)."""
     data = {
         "watch_dir": "cases",
-        "results_dir": HOSTILE_RESULTS,
+        "results_dir": results_dir,
         "database_url": comm.config.database_url,
         "command": ["true"],
         "hosts": {

@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from mqi_communicator import CaseState, Communicator
@@ -32,6 +31,7 @@ from mqi_communicator.cli.status import held_back_table, summarize
 from mqi_communicator.engine.results_place import candidate_folders
 
 from .conftest import Workspace, tick_until
+from .held_case import config_file
 
 LONG = "p" * 250  # a legal name, long enough that the suffixed ones are cut to fit
 
@@ -118,19 +118,7 @@ def _scheduled(detail: str) -> datetime:
 
 def _cfg(ws: Workspace, comm: Communicator) -> str:
     """The workspace's config as a file, for the CLI (the engine's database)."""
-    data = {
-        "watch_dir": "cases",
-        "results_dir": "results",
-        "database_url": comm.config.database_url,
-        "command": ["true"],
-        "hosts": {
-            "local": {"transport": "local", "scheduler": {"kind": "local"}, "remote_base": "remote"}
-        },
-        "gpus": [{"name": "local/gpu0", "host": "local"}],
-    }
-    path = ws.root / "mqi.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return str(path)
+    return str(config_file(ws, comm, results_dir="results"))
 
 
 @contextmanager
