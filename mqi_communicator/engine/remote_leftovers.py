@@ -106,7 +106,8 @@ class RemoteLeftovers:
                 self._todo.remove(name)
                 self._running.add(name)
             job = partial(self._sweep_host, ctx.hosts[name], keep)
-            if not run_beside(ctx, f"sweep:{name}", name, job):  # no room, or stopping
+            # Not started (no room, or stopping): tried again at a later tick.
+            if not run_beside(ctx, f"sweep:{name}", name, job, lane="cleanup"):
                 self._done(name, again=True)
 
     def _done(self, name: str, *, again: bool) -> None:

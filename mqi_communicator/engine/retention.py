@@ -114,7 +114,7 @@ class RetentionSweeper:
         if ctx.health.is_down(host.name, ctx.now):
             return False
         # Not started (no room, stopping, or its removal still runs): a later sweep.
-        run_beside(ctx, case.id, host.name, partial(self._remove, case, host))
+        run_beside(ctx, case.id, host.name, partial(self._remove, case, host), lane="cleanup")
         return False
 
     def _remove(self, case: CaseRecord, host: HostRuntime, ctx: TickContext) -> None:

@@ -38,8 +38,9 @@ log = logging.getLogger("mqi_communicator.engine")
 TransferProgress = Callable[[str, int, int], None]
 #: What a job beside the tick holds: a case id, or a GPU's key (engine/transfers.py).
 JobKey = int | str
-#: ``upload`` (+ its submit), ``download``: link slots per direction; ``action``: kills, lookups.
-Lane = Literal["upload", "download", "action"]
+#: ``upload`` (+ its submit), ``download``: link slots per direction; ``action``: kills,
+#: lookups; ``cleanup``: removals of ended cases' folders and leftovers (never ahead of a kill).
+Lane = Literal["upload", "download", "action", "cleanup"]
 
 
 def utcnow() -> datetime:

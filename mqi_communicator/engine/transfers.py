@@ -89,6 +89,10 @@ class _Slot:
     lane: Lane
 
 
+#: Lanes of remote commands, not transfers: they hold no link slot.
+_SHORT: frozenset[Lane] = frozenset({"action", "cleanup"})
+
+
 def _keys(key: JobKey | Iterable[JobKey]) -> frozenset[JobKey]:
     return frozenset((key,)) if isinstance(key, int | str) else frozenset(key)
 
@@ -180,14 +184,14 @@ class TransferPool:
             return self._room(host, lane)
 
     def _room(self, host: str, lane: Lane) -> bool:
-        if lane == "action":  # kills and lookups: their own count, same limits
-            mine = [s.host for s in self._jobs.values() if s.lane == "action"]
+        if lane in _SHORT:  # kills and lookups, or cleanups: each lane its own count
+            mine = [s.host for s in self._jobs.values() if s.lane == lane]
             return len(mine) < self.max_parallel and Counter(mine)[host] < self.max_per_host
         # Link slots: every transfer whose bytes still flow, per host and direction.
         flowing = [
             (s.host, s.lane)
             for n, s in self._jobs.items()
-            if s.lane != "action" and n not in self._freed
+            if s.lane not in _SHORT and n not in self._freed
         ]
         return len(flowing) < self.max_parallel and Counter(flowing)[host, lane] < self.max_per_host
 
@@ -238,7 +242,7 @@ class TransferPool:
         The case stays :meth:`busy` until the job ends (its submit still runs).
         """
         with self._cond:
-            mine = {n for n, s in self._jobs.items() if case_id in s.keys and s.lane != "action"}
+            mine = {n for n, s in self._jobs.items() if case_id in s.keys and s.lane not in _SHORT}
             fresh = mine - self._freed
             self._freed |= fresh
             self._cond.notify_all()
@@ -320,8 +324,18 @@ def _guarded(job: Job, ctx: TickContext, name: str, *, inline: bool) -> None:
         ctx.report.errors.append(f"{name}: {type(err).__name__}: {err}")
 
 
-def run_beside(ctx: TickContext, key: JobKey | Iterable[JobKey], host: str, job: Job) -> bool:
+def run_beside(
+    ctx: TickContext,
+    key: JobKey | Iterable[JobKey],
+    host: str,
+    job: Job,
+    *,
+    lane: Lane = "action",
+) -> bool:
     """Run a kill or lookup (``job``) beside the tick, holding ``key``; False: not now.
+
+    ``lane`` "cleanup" is for removals (retention, leftovers): counted apart from kills
+    and lookups, so a slow ``rm`` never keeps a kill from starting.
 
     Inside a job that already holds every key (a zombie check that then kills), and
     without a pool, ``job`` runs at once. Nothing is sent once the engine is stopping:
@@ -332,7 +346,7 @@ def run_beside(ctx: TickContext, key: JobKey | Iterable[JobKey], host: str, job:
     if ctx.transfers is None or _keys(key) <= ctx.held:
         job(ctx)
         return True
-    return ctx.transfers.start(ctx, key, host, job, lane="action")
+    return ctx.transfers.start(ctx, key, host, job, lane=lane)
 
 
 def check_stop(ctx: TickContext, what: str) -> None:
