@@ -128,13 +128,13 @@ class Reconciler:
         cases = self.store.list_cases(_LIVE)
         # A zombie whose checks back off after local errors waits (engine/fault.py).
         zombies = [g for g in rows if g.status is GpuState.ZOMBIE and is_due(g, ctx.now)]
-        # A kill or lookup in flight (engine/kills.py) holds its case and GPU: the tick
-        # acts on neither until it returns, so the GPU stays held whatever a poll says.
-        pool = self.transfers
         running = [c for c in cases if c.status is CaseState.RUNNING]
         observed = self._observe(ctx, running, zombies)
 
-        # Each case and GPU runs inside its own fault boundary (engine/fault.py).
+        # Each case and GPU runs inside its own fault boundary (engine/fault.py). A kill
+        # or lookup in flight (engine/kills.py) holds its case and GPU: the tick acts on
+        # neither until it returns, so the GPU stays held whatever a poll says.
+        pool = self.transfers
         for case in running:
             if pool.busy(case.id):  # a kill runs, or ended after the rows were read
                 continue
@@ -152,10 +152,10 @@ class Reconciler:
             elif (
                 case.status is CaseState.RETRIEVING
                 and is_due(case, ctx.now)
-                and not self.transfers.busy(case.id)
+                and not pool.busy(case.id)
             ):
                 # Busy: its download runs or just ended; no room on its host: a later tick.
-                self.transfers.start(
+                pool.start(
                     ctx, case.id, case.host or "", partial(_retrieve, case), lane="download"
                 )
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
