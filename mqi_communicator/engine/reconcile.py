@@ -155,9 +155,7 @@ class Reconciler:
                 and not pool.busy(case.id)
             ):
                 # Busy: its download runs or just ended; no room on its host: a later tick.
-                pool.start(
-                    ctx, case.id, case.host or "", partial(_retrieve, case), lane="download"
-                )
+                pool.start(ctx, case.id, case.host or "", partial(_retrieve, case), lane="download")
         waiting = [c for c in cases if c.status is CaseState.SUBMITTED]
         start_waiting_cases(ctx, waiting)
         self._retention.sweep(ctx)  # ended cases' remote folders, per remote_retention
